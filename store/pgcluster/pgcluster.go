@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,6 +28,9 @@ import (
 type Cluster struct {
 	DataDir string
 	Port    int
+	// Password, when set, is the superuser's password: initdb then sets
+	// scram-sha-256 authentication instead of trust.
+	Password string
 	// Settings are extra server settings passed as -c name=value.
 	Settings map[string]string
 
@@ -113,7 +117,29 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err := c.chown(c.DataDir); err != nil {
 		return err
 	}
-	_, err := c.run(ctx, "initdb", "-D", c.DataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	args := []string{"-D", c.DataDir, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"}
+	if c.Password != "" {
+		// initdb wants an empty data directory: the password file sits
+		// beside it, readable by the server's user only.
+		pw, err := os.CreateTemp(filepath.Dir(c.DataDir), ".pgpw-")
+		if err != nil {
+			return fmt.Errorf("pgcluster: %w", err)
+		}
+		tmp := pw.Name()
+		defer os.Remove(tmp)
+		_, werr := pw.WriteString(c.Password + "\n")
+		pw.Close()
+		if werr != nil {
+			return fmt.Errorf("pgcluster: %w", werr)
+		}
+		if err := c.chown(tmp); err != nil {
+			return err
+		}
+		args = append(args, "--auth=scram-sha-256", "--pwfile="+tmp)
+	} else {
+		args = append(args, "--auth=trust")
+	}
+	_, err := c.run(ctx, "initdb", args...)
 	return err
 }
 
@@ -157,7 +183,17 @@ func (c *Cluster) Stop() error {
 
 // URL is the connection URL of database name as the superuser.
 func (c *Cluster) URL(name string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, name)
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.User("postgres"),
+		Host:     "127.0.0.1:" + strconv.Itoa(c.Port),
+		Path:     "/" + name,
+		RawQuery: "sslmode=disable",
+	}
+	if c.Password != "" {
+		u.User = url.UserPassword("postgres", c.Password)
+	}
+	return u.String()
 }
 
 // BinDir is where the server binaries were found (pg_dump lives there too).

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/joho/godotenv"
+	"github.com/rs/zerolog"
+
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/store"
+)
+
+// devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
+const devDir = ".vectabase"
+
+// Config is the whole configuration, one struct per package, filled from
+// the environment (after .env and ./.vectabase/dev.env).
+type Config struct {
+	Store  store.Config
+	Server server.Config
+	Log    LogConfig
+
+	AdminEmail    string `env:"ADMIN_EMAIL"`
+	AdminPassword string `env:"ADMIN_PASSWORD"`
+}
+
+// LogConfig is zerolog's configuration.
+type LogConfig struct {
+	Level  string `env:"LOG_LEVEL" envDefault:"info"`
+	Format string `env:"LOG_FORMAT"` // json | console; default json (console in dev)
+}
+
+// String never shows the admin password or database password.
+func (c Config) String() string {
+	return fmt.Sprintf("Config{%s, http=%s, metrics=%s, admin=%q}", c.Store, c.Server.HTTPAddr, c.Server.MetricsAddr, c.AdminEmail)
+}
+
+// loadEnvFiles reads ./.env and, unless skipDev, ./.vectabase/dev.env into
+// the environment. Variables already set win over both, and .env wins over
+// dev.env.
+func loadEnvFiles(skipDev bool) error {
+	files := []string{".env"}
+	if !skipDev {
+		files = append(files, filepath.Join(devDir, "dev.env"))
+	}
+	for _, f := range files {
+		err := godotenv.Load(f)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// loadConfig loads the env files and parses the environment.
+func loadConfig(skipDev bool) (Config, error) {
+	var cfg Config
+	if err := loadEnvFiles(skipDev); err != nil {
+		return cfg, err
+	}
+	if err := env.Parse(&cfg); err != nil {
+		return cfg, fmt.Errorf("configuration: %s", oneLine(err.Error()))
+	}
+	return cfg, nil
+}
+
+// newLogger builds the zerolog logger: JSON on stderr unless console is
+// asked for (or is the default, in dev).
+func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(c.Level))
+	if err != nil || c.Level == "" {
+		return zerolog.Nop(), fmt.Errorf("LOG_LEVEL %q is not a level (trace, debug, info, warn, error)", c.Level)
+	}
+	format := c.Format
+	if format == "" {
+		format = defaultFormat
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}
+	default:
+		return zerolog.Nop(), fmt.Errorf("LOG_FORMAT %q is not json or console", format)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,109 @@
+// Package auth is authentication: password hashing, sessions with rotating
+// refresh tokens, JWT access tokens and their middleware, Discord OAuth.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Argon2Params are argon2id's cost parameters.
+type Argon2Params struct {
+	MemoryKiB uint32
+	Time      uint32
+	Threads   uint8
+	SaltLen   int
+	KeyLen    uint32
+}
+
+// OWASPArgon2 is the OWASP Password Storage Cheat Sheet's first argon2id
+// configuration: 19 MiB of memory, 2 iterations, 1 degree of parallelism.
+var OWASPArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// ErrMismatch is returned by VerifyPassword when the password is wrong.
+var ErrMismatch = errors.New("auth: password does not match")
+
+// HashPassword returns the argon2id hash of password in the PHC string
+// format ($argon2id$v=19$m=...,t=...,p=...$salt$hash).
+func HashPassword(password string, p Argon2Params) (string, error) {
+	salt := make([]byte, p.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("auth: salt: %w", err)
+	}
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// VerifyPassword checks password against an argon2id PHC hash or a bcrypt
+// hash ($2a$, $2b$, $2y$: what Supabase's GoTrue stores). It returns
+// ErrMismatch for a wrong password, and whether the hash should be replaced
+// by a fresh argon2id hash with the current parameters (true for bcrypt and
+// for argon2id with other parameters).
+func VerifyPassword(hash, password string, current Argon2Params) (rehash bool, err error) {
+	switch {
+	case strings.HasPrefix(hash, "$argon2id$"):
+		p, salt, key, err := parseArgon2(hash)
+		if err != nil {
+			return false, err
+		}
+		got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(key)))
+		if subtle.ConstantTimeCompare(got, key) != 1 {
+			return false, ErrMismatch
+		}
+		return p.MemoryKiB != current.MemoryKiB || p.Time != current.Time || p.Threads != current.Threads, nil
+	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+		err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
+		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			return false, ErrMismatch
+		}
+		if err != nil {
+			return false, fmt.Errorf("auth: unusable bcrypt hash: %w", err)
+		}
+		return true, nil
+	}
+	return false, errors.New("auth: unknown password hash format")
+}
+
+func parseArgon2(hash string) (Argon2Params, []byte, []byte, error) {
+	var p Argon2Params
+	parts := strings.Split(hash, "$")
+	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, key
+	if len(parts) != 6 {
+		return p, nil, nil, errors.New("auth: malformed argon2id hash")
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, errors.New("auth: unsupported argon2id version")
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, errors.New("auth: malformed argon2id parameters")
+	}
+	b64 := base64.RawStdEncoding
+	salt, err := b64.DecodeString(parts[4])
+	if err != nil {
+		return p, nil, nil, errors.New("auth: malformed argon2id salt")
+	}
+	key, err := b64.DecodeString(parts[5])
+	if err != nil || len(key) == 0 {
+		return p, nil, nil, errors.New("auth: malformed argon2id key")
+	}
+	return p, salt, key, nil
+}
+
+// RandomPassword returns a password of n random URL-safe characters.
+func RandomPassword(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b)[:n], nil
+}

@@ -1,0 +1,44 @@
+package auth
+
+import (
+	"errors"
+	"testing"
+)
+
+// Hashes from ../shared/fixtures/supabase/sample.sql, as GoTrue stores them.
+func TestVerifySupabaseBcrypt(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ hash, password string }{
+		{"$2a$10$N7jQfO.23DgZh/HtdZy4r.pTRIBA68EnBmFeAGEVaJtTdS5wBqZ86", "correct horse battery staple"},
+		{"$2a$10$6dm4uCSK.TXwvF2VrmwBOOIsAkoD6.e8Nzmv4ElNFWv4pKbiGZ7qm", "Tr0ub4dor&3"},
+		{"$2a$10$iq73NFpXJp1.qZP7GQc1TuZCrTZegbXM1zExzgm0wqTueAHRWNrAa", "pässwörd-ünïcode-🔑"},
+	}
+	for _, tc := range cases {
+		rehash, err := VerifyPassword(tc.hash, tc.password, OWASPArgon2)
+		if err != nil || !rehash {
+			t.Errorf("VerifyPassword(%s, right) = %v, %v; want true, nil", tc.hash[:10], rehash, err)
+		}
+		if _, err := VerifyPassword(tc.hash, tc.password+"x", OWASPArgon2); !errors.Is(err, ErrMismatch) {
+			t.Errorf("VerifyPassword(%s, wrong) err = %v, want ErrMismatch", tc.hash[:10], err)
+		}
+	}
+}
+
+func TestArgon2RoundTrip(t *testing.T) {
+	t.Parallel()
+	h, err := HashPassword("s3cret pass", OWASPArgon2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rehash, err := VerifyPassword(h, "s3cret pass", OWASPArgon2); err != nil || rehash {
+		t.Fatalf("VerifyPassword(own hash) = %v, %v; want false, nil", rehash, err)
+	}
+	if _, err := VerifyPassword(h, "s3cret pasS", OWASPArgon2); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("wrong password err = %v, want ErrMismatch", err)
+	}
+	for _, bad := range []string{"", "$argon2id$", "$argon2id$v=19$m=1,t=1,p=1$!!$!!", "plain"} {
+		if _, err := VerifyPassword(bad, "x", OWASPArgon2); err == nil || errors.Is(err, ErrMismatch) {
+			t.Errorf("VerifyPassword(%q) err = %v, want a format error", bad, err)
+		}
+	}
+}

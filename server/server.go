@@ -1,0 +1,264 @@
+// Package server is the HTTP API on Fiber: the middleware every request
+// passes (request id, recovery, one log line, metrics), the error handler
+// that turns every failure into the contract's body, health and readiness,
+// and the route tables of each area. Handlers are thin: decode, call one
+// service method, encode.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/vectabase/vectabase"
+)
+
+// MaxBodyBytes is the largest request body any route accepts.
+const MaxBodyBytes = 1 << 20
+
+// Config is the HTTP configuration, filled from the environment in cmd/.
+type Config struct {
+	HTTPAddr       string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	MetricsAddr    string   `env:"METRICS_ADDR" envDefault:"127.0.0.1:9090"`
+	CORSOrigins    []string `env:"CORS_ORIGINS" envSeparator:","`
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+}
+
+// ReadyCheck reports whether a dependency is usable; /readyz runs them all.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Server is the API and metrics listeners.
+type Server struct {
+	app     *fiber.App
+	cfg     Config
+	log     zerolog.Logger
+	reg     *prometheus.Registry
+	metrics *httpMetrics
+
+	mu      sync.Mutex
+	checks  []ReadyCheck
+	metricL *http.Server
+}
+
+// New builds the Fiber app with the middleware every route passes. reg is
+// the registry /metrics serves; the server adds its HTTP metrics to it.
+func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
+	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg)}
+	fcfg := fiber.Config{
+		BodyLimit:             MaxBodyBytes,
+		ErrorHandler:          errorHandler(log),
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		// Room for large headers (long tokens) without fasthttp's bare 431.
+		ReadBufferSize: 16 << 10,
+	}
+	if len(cfg.TrustedProxies) > 0 {
+		fcfg.ProxyHeader = fiber.HeaderXForwardedFor
+		fcfg.EnableTrustedProxyCheck = true
+		fcfg.TrustedProxies = cfg.TrustedProxies
+		fcfg.EnableIPValidation = true
+	}
+	s.app = fiber.New(fcfg)
+	s.app.Use(requestIDMiddleware, s.observe, recoverMiddleware)
+	if len(cfg.CORSOrigins) > 0 {
+		s.app.Use(cors.New(cors.Config{
+			AllowOrigins:  strings.Join(cfg.CORSOrigins, ","),
+			AllowHeaders:  "Authorization, Content-Type, X-API-Key, X-Request-ID",
+			ExposeHeaders: "X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
+		}))
+	}
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	s.app.Get("/readyz", s.readyz)
+	return s
+}
+
+// App returns the Fiber app, for tests (app.Test) and for areas that mount
+// routes themselves.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Log is the server's logger.
+func (s *Server) Log() zerolog.Logger { return s.log }
+
+// AddReadyCheck adds a dependency that /readyz checks.
+func (s *Server) AddReadyCheck(rc ReadyCheck) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks = append(s.checks, rc)
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	s.mu.Lock()
+	checks := append([]ReadyCheck(nil), s.checks...)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	for _, rc := range checks {
+		if err := rc.Check(ctx); err != nil {
+			s.log.Warn().Str("check", rc.Name).Str("error", err.Error()).Msg("not ready")
+			return vectabase.Errorf(vectabase.EUNAVAILABLE, "%s is not ready", rc.Name)
+		}
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// Route is one entry of an area's route table: everything a reader needs to
+// know about an endpoint on one line.
+type Route struct {
+	Method    string
+	Path      string
+	Auth      fiber.Handler // nil: no authentication
+	BodyLimit int           // bytes; 0: MaxBodyBytes
+	Timeout   time.Duration // 0: 30 s
+	Handler   fiber.Handler
+}
+
+// Mount registers an area's route table.
+func (s *Server) Mount(routes []Route) {
+	for _, r := range routes {
+		handlers := []fiber.Handler{limits(r)}
+		if r.Auth != nil {
+			handlers = append(handlers, r.Auth)
+		}
+		handlers = append(handlers, r.Handler)
+		s.app.Add(r.Method, r.Path, handlers...)
+	}
+}
+
+// limits applies a route's body limit and timeout.
+func limits(r Route) fiber.Handler {
+	limit := r.BodyLimit
+	if limit <= 0 {
+		limit = MaxBodyBytes
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	return func(c *fiber.Ctx) error {
+		if len(c.Body()) > limit {
+			return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than %d bytes", limit)
+		}
+		ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+		defer cancel()
+		c.SetUserContext(ctx)
+		return c.Next()
+	}
+}
+
+// recoverMiddleware turns a panic into INTERNAL. The panic value is not
+// logged: it may hold anything, including secrets; the stack is enough.
+func recoverMiddleware(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &vectabase.Error{Code: vectabase.EINTERNAL, Message: "internal error", Err: fmt.Errorf("panic (%T)", r)}
+		}
+	}()
+	return c.Next()
+}
+
+// observe writes the request's one log line and its metrics. It handles the
+// error itself so that the logged status is the one sent.
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	if err != nil {
+		if herr := s.app.ErrorHandler(c, err); herr != nil {
+			_ = c.SendStatus(fiber.StatusInternalServerError)
+		}
+	}
+	status := c.Response().StatusCode()
+	latency := time.Since(start)
+	route := routeOf(c)
+	// Unmatched paths share one label, so scanners cannot blow up the
+	// metrics' cardinality.
+	var fe *fiber.Error
+	if errors.As(err, &fe) && (fe.Code == fiber.StatusNotFound || fe.Code == fiber.StatusMethodNotAllowed) {
+		route = "unmatched"
+	}
+	method := c.Method()
+	s.metrics.observe(method, route, status, latency)
+	actor := ActorOf(c)
+	ev := s.log.Info()
+	if status >= 500 {
+		ev = s.log.Error()
+	}
+	ev.Str("requestId", RequestID(c)).
+		Str("method", method).
+		Str("route", route).
+		Str("path", c.Path()). // path only: query strings may carry tokens
+		Int("status", status).
+		Dur("latency", latency).
+		Str("ip", c.IP()).
+		Str("actorType", actor.Type).
+		Str("actorId", actor.ID).
+		Msg("request")
+	return nil
+}
+
+func routeOf(c *fiber.Ctx) string {
+	if r := c.Route(); r != nil && r.Path != "" && r.Path != "/" {
+		return r.Path
+	}
+	return c.Path()
+}
+
+// Listen serves the API on cfg.HTTPAddr and the metrics on cfg.MetricsAddr
+// until Shutdown. It returns when the API listener stops.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("server: listen on HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve serves the API on ln (and the metrics listener, if configured).
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.MetricsAddr != "" && s.reg != nil {
+		ml, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: listen on METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.mu.Lock()
+		s.metricL = hs
+		s.mu.Unlock()
+		go func() {
+			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error().Err(err).Msg("metrics listener stopped")
+			}
+		}()
+	}
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests to
+// finish, up to ctx's deadline.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	hs := s.metricL
+	s.mu.Unlock()
+	if hs != nil {
+		_ = hs.Shutdown(ctx)
+	}
+	return s.app.ShutdownWithContext(ctx)
+}
