@@ -68,8 +68,16 @@ func (r *recorder) count(action string) int {
 	return n
 }
 
+// tb is what the helpers need of *testing.T and *rapid.T alike.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
 type env struct {
-	t     testing.TB
+	t     tb
 	db    *store.DB
 	kr    *keyring.Keyring
 	aud   *recorder
@@ -129,7 +137,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t testing.TB, v any) {
+func (r response) json(t tb, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("response %d body %q is not JSON: %v", r.Status, r.Body, err)
@@ -204,3 +212,7 @@ func (e *env) login(email, password string) loginBody {
 }
 
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+
+func authMeta() auth.RequestMeta {
+	return auth.RequestMeta{IP: "192.0.2.1", UserAgent: "test", RequestID: "test"}
+}
