@@ -281,8 +281,8 @@ func TestProperty8_BadTokensGet401(t *testing.T) {
 		return h + "." + b64.EncodeToString(p) + "."
 	}
 	kinds := map[string]func(*rapid.T) string{
-		"empty":   func(*rapid.T) string { return "" },
-		"garbage": func(rt *rapid.T) string { return rapid.StringN(0, 300, -1).Draw(rt, "garbage") },
+		"empty":                   func(*rapid.T) string { return "" },
+		"garbage":                 func(rt *rapid.T) string { return rapid.StringN(0, 300, -1).Draw(rt, "garbage") },
 		"refresh-token-as-access": func(*rapid.T) string { return good.RefreshToken },
 		"tampered": func(rt *rapid.T) string {
 			b := []byte(good.Token)
@@ -302,7 +302,7 @@ func TestProperty8_BadTokensGet401(t *testing.T) {
 			p, _ := json.Marshal(claims(func(c *accessClaims) { c.Subject = "00000000-0000-0000-0000-000000000001" }))
 			return parts[0] + "." + b64.EncodeToString(p) + "." + parts[2]
 		},
-		"alg-none": func(*rapid.T) string { return noneToken(claims(nil)) },
+		"alg-none":  func(*rapid.T) string { return noneToken(claims(nil)) },
 		"wrong-key": func(*rapid.T) string { return sign(t, jose.EdDSA, otherKey, kid, claims(nil)) },
 		"hmac-with-public-key": func(*rapid.T) string {
 			return sign(t, jose.HS256, []byte(key.Public().(ed25519.PublicKey)), kid, claims(nil))
@@ -328,15 +328,21 @@ func TestProperty8_BadTokensGet401(t *testing.T) {
 		"type-refresh": func(*rapid.T) string {
 			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Type = "refresh" }))
 		},
-		"no-type": func(*rapid.T) string { return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Type = "" })) },
+		"no-type": func(*rapid.T) string {
+			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Type = "" }))
+		},
 		"wrong-issuer": func(*rapid.T) string {
 			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Issuer = "someone-else" }))
 		},
-		"no-expiry": func(*rapid.T) string { return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Expiry = nil })) },
+		"no-expiry": func(*rapid.T) string {
+			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Expiry = nil }))
+		},
 		"other-users-session": func(*rapid.T) string {
 			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.Subject = "00000000-0000-0000-0000-000000000001" }))
 		},
-		"no-session": func(*rapid.T) string { return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.SID = "" })) },
+		"no-session": func(*rapid.T) string {
+			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.SID = "" }))
+		},
 		"revoked-session": func(*rapid.T) string { return revoked.Token },
 	}
 	names := make([]string, 0, len(kinds))
