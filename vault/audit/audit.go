@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -72,9 +73,14 @@ func WithQueueSize(n int) Option {
 
 // Log is the audit trail. It is safe for concurrent use.
 type Log struct {
-	db  *store.DB
-	kr  *keyring.Keyring
-	log zerolog.Logger
+	db *store.DB
+	kr *keyring.Keyring
+	// wpool is the writer's own small pool: callers may hold every
+	// connection of the shared pool while they wait for their audit row
+	// (a write transaction commits only after it), so the writer must never
+	// queue behind them.
+	wpool *pgxpool.Pool
+	log   zerolog.Logger
 
 	linger    time.Duration
 	maxBatch  int
@@ -105,6 +111,14 @@ func New(db *store.DB, kr *keyring.Keyring, log zerolog.Logger, reg prometheus.R
 		Name: "vectabase_audit_write_failures_total",
 		Help: "Audit events whose row could not be written (the access they record failed closed).",
 	})
+	l.wpool = db.Pool
+	pcfg := db.Pool.Config()
+	pcfg.MaxConns, pcfg.MinConns = 2, 0
+	if p, err := pgxpool.NewWithConfig(context.Background(), pcfg); err == nil {
+		l.wpool = p
+	} else {
+		log.Warn().Str("error", err.Error()).Msg("audit: no dedicated writer pool; sharing the main pool")
+	}
 	l.queue = make(chan *pending, l.queueSize)
 	l.done = make(chan struct{})
 	go l.writer()
@@ -213,6 +227,9 @@ func (l *Log) Close() {
 	}
 	l.mu.Unlock()
 	<-l.done
+	if l.wpool != l.db.Pool {
+		l.wpool.Close()
+	}
 }
 
 // writer is the single goroutine that commits batches.
@@ -295,7 +312,7 @@ func (l *Log) write(batch []*pending) error {
 	// Not a request's context: a batch serves many requests.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return l.db.InTx(ctx, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, l.wpool, func(tx pgx.Tx) error {
 		head, err := store.LockAuditHead(ctx, tx)
 		if err != nil {
 			return err
