@@ -386,16 +386,16 @@ func (s *Service) Refresh(ctx context.Context, token string, meta RequestMeta) (
 }
 
 func (s *Service) refreshed(ctx context.Context, succ store.SessionWithUser, token string) (LoginResult, error) {
-	u := store.User{ID: succ.UserID, Email: succ.Email}
-	res, err := s.pair(ctx, succ.UserID, derefString(succ.Email), succ.ID, succ.CreatedAt, token, u)
-	if err != nil {
-		return res, err
+	u := succ.User
+	if u.ID == "" {
+		full, err := s.db.UserByID(ctx, succ.UserID)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		u = full
 	}
-	full, err := s.db.UserByID(ctx, succ.UserID)
-	if err == nil {
-		res.User = full
-	}
-	return res, nil
+	u.PasswordHash = nil
+	return s.pair(ctx, succ.UserID, derefString(succ.Email), succ.ID, succ.CreatedAt, token, u)
 }
 
 // Logout ends the caller's current session chain, or every session of the
