@@ -315,4 +315,3 @@ func privateCluster(ctx context.Context) (string, func(), error) {
 	}
 	return c.URL("postgres"), stop, nil
 }
-
