@@ -57,6 +57,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 	d.auth = a
+	go a.RunKeyRotation(ctx)
 	srv.Mount(a.Routes())
 	return nil
 }
