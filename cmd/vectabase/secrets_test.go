@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"io"
-	"os"
+	"errors"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,38 +16,48 @@ import (
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// run executes the command line with stdin, returning stdout and the error.
-func run(t *testing.T, stdin string, args ...string) (string, error) {
+// runStdin runs the binary like run does, with stdin.
+func runStdin(t *testing.T, dir string, env []string, stdin string, args ...string) result {
 	t.Helper()
-	inR, inW, _ := os.Pipe()
-	outR, outW, _ := os.Pipe()
-	go func() { inW.WriteString(stdin); inW.Close() }()
-	oldIn, oldOut := os.Stdin, os.Stdout
-	os.Stdin, os.Stdout = inR, outW
-	done := make(chan string)
-	go func() { b, _ := io.ReadAll(outR); done <- string(b) }()
-	root := newRootCmd()
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	outW.Close()
-	os.Stdin, os.Stdout = oldIn, oldOut
-	return <-done, err
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir, cmd.Env, cmd.Stdin = dir, env, strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
 }
 
 // TestSecretsAndAuditCLI drives the CLI end to end: put (argument and
 // stdin), get, list, versions, delete, and audit verify before and after
 // an audit row is changed in SQL.
 func TestSecretsAndAuditCLI(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
-	key := filepath.Join(t.TempDir(), "master.key")
+	dir := tempDir(t)
+	key := filepath.Join(dir, "master.key")
 	if err := local.GenerateKeyFile(key); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("DATABASE_URL", url)
-	t.Setenv("KEYRING_MASTER_KEY_FILE", key)
-	t.Chdir(t.TempDir())
+	env := baseEnv("DATABASE_URL="+url, "KEYRING_MASTER_KEY_FILE="+key)
+	run := func(stdin string, args ...string) (string, error) {
+		t.Helper()
+		r := runStdin(t, dir, env, stdin, args...)
+		if r.code != 0 {
+			if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || r.code != 1 {
+				t.Errorf("vectabase %v: exit %d, stderr %q; want exit 1 with one line", args, r.code, r.stderr)
+			}
+			return r.stdout, errors.New(strings.TrimSpace(r.stderr))
+		}
+		return r.stdout, nil
+	}
 
 	steps := []struct {
 		stdin string
@@ -64,21 +75,21 @@ func TestSecretsAndAuditCLI(t *testing.T) {
 		{"", []string{"audit", "verify"}, "audit log OK: 8 rows"},
 	}
 	for _, s := range steps {
-		out, err := run(t, s.stdin, s.args...)
+		out, err := run(s.stdin, s.args...)
 		if err != nil || !strings.Contains(out, s.want) {
 			t.Fatalf("vectabase %s = %q, %v; want output holding %q", strings.Join(s.args, " "), out, err, s.want)
 		}
 	}
-	if out, _ := run(t, "", "secrets", "get", "app/api_key"); out != "no-arg" {
+	if out, _ := run("", "secrets", "get", "app/api_key"); out != "no-arg" {
 		t.Errorf("get printed %q, want the bare value", out)
 	}
-	if out, _ := run(t, "", "secrets", "list"); strings.Contains(out, "no-arg") || strings.Contains(out, "first") {
+	if out, _ := run("", "secrets", "list"); strings.Contains(out, "no-arg") || strings.Contains(out, "first") {
 		t.Errorf("list printed a value: %q", out)
 	}
-	if _, err := run(t, "", "secrets", "put", "app/api_key", "x", "--expected-version", "1"); err == nil || !strings.Contains(err.Error(), "current version is 3") {
+	if _, err := run("", "secrets", "put", "app/api_key", "x", "--expected-version", "1"); err == nil || !strings.Contains(err.Error(), "current version is 3") {
 		t.Errorf("put with a stale --expected-version err = %v, want a conflict", err)
 	}
-	if _, err := run(t, "", "secrets", "get", "bad//name"); err == nil {
+	if _, err := run("", "secrets", "get", "bad//name"); err == nil {
 		t.Error("get of an invalid name succeeded")
 	}
 
@@ -94,14 +105,14 @@ func TestSecretsAndAuditCLI(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), `UPDATE audit_logs SET actor_type = 'user' WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(t, "", "audit", "verify")
+	_, err = run("", "audit", "verify")
 	if err == nil || !strings.Contains(err.Error(), "row "+strconv.FormatInt(id, 10)+":") {
 		t.Fatalf("audit verify after tampering err = %v, want it to name row %d", err, id)
 	}
-	if _, err := run(t, "", "secrets", "delete", "app/api_key"); err != nil {
+	if _, err := run("", "secrets", "delete", "app/api_key"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, "", "secrets", "get", "app/api_key"); err == nil || !strings.Contains(err.Error(), "not found") {
+	if _, err := run("", "secrets", "get", "app/api_key"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("get after delete err = %v, want not found", err)
 	}
 }
