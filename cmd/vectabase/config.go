@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
@@ -31,7 +32,9 @@ type Config struct {
 	Log     LogConfig
 	Keyring keyring.Config
 	Auth    auth.Config
-	Secrets vault.Config
+	// Realtime is the /api/realtime change feed.
+	Realtime realtime.Config
+	Secrets  vault.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

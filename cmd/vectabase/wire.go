@@ -12,6 +12,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
 	"github.com/vectabase/vectabase/vault/audit"
@@ -70,6 +71,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := mountSecrets(d, srv); err != nil {
 		return err
 	}
+	if err := mountRealtime(ctx, d, srv); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -112,4 +116,19 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	return kr, nil
+}
+
+// mountRealtime starts the change feed: one LISTEN connection on the direct
+// database URL (LISTEN cannot pass PgBouncer's transaction mode) until ctx
+// ends, and the /api/realtime socket. Closing the hub ends the sockets,
+// which the HTTP server's shutdown does not wait for (they are hijacked).
+func mountRealtime(ctx context.Context, d *deps, srv *server.Server) error {
+	hub, err := realtime.New(d.cfg.Realtime, d.db, d.cfg.Store.DirectConnString(), d.auth, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	go func() { _ = hub.Run(ctx) }()
+	d.closers = append(d.closers, hub.Close)
+	srv.Mount(hub.Routes())
+	return nil
 }

@@ -1,0 +1,134 @@
+-- Realtime: every committed change to the tables clients can subscribe to
+-- is announced on the channel vectabase_changes, which each server instance
+-- LISTENs on over a direct connection and fans out to its WebSocket clients.
+--
+-- A notification carries only what routing needs: the topic, the action,
+-- the row id and the keys that decide who may see the change and which
+-- filters it matches (store, owner, system, buyer, product, public). Never a
+-- sensitive column, and never free text: NOTIFY payloads are limited to 8000
+-- bytes, so the listening side loads the record itself by id. PostgreSQL
+-- delivers notifications only when the transaction commits, in commit order.
+--
+-- The owner of a product, sale or whitelisted player is looked up through
+-- its store or system. When that parent is deleted in the same statement
+-- (ON DELETE CASCADE), the parent row is already gone and ownerId is null:
+-- such a child delete is announced only to those who could see it publicly,
+-- and the owner learns of it from the parent's own delete.
+
+-- +goose Up
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_change(payload jsonb) RETURNS void
+LANGUAGE sql AS $$
+  SELECT pg_notify('vectabase_changes', jsonb_strip_nulls(payload)::text);
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_stores() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r stores;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'stores', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'ownerId', r.owner_id));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_products() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r products;
+  owner uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'storeId', r.store_id, 'ownerId', owner,
+    -- Active products are public. A product that stops being active is
+    -- announced publicly once more, so listings can drop it.
+    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active)));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_sales() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r sales;
+  owner uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'sales', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'storeId', r.store_id, 'ownerId', owner, 'productId', r.product_id,
+    'buyerId', r.buyer_id));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_whitelist_systems() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r whitelist_systems;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'whitelist', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'systemId', r.id, 'storeId', r.store_id, 'ownerId', r.owner_id));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_notify_whitelist_users() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r whitelist_users;
+  owner uuid;
+  store uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  SELECT w.owner_id, w.store_id INTO owner, store FROM whitelist_systems w WHERE w.id = r.system_id;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'whitelist', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'systemId', r.system_id, 'storeId', store, 'ownerId', owner));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON stores
+  FOR EACH ROW EXECUTE FUNCTION vectabase_notify_stores();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON products
+  FOR EACH ROW EXECUTE FUNCTION vectabase_notify_products();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON sales
+  FOR EACH ROW EXECUTE FUNCTION vectabase_notify_sales();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON whitelist_systems
+  FOR EACH ROW EXECUTE FUNCTION vectabase_notify_whitelist_systems();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON whitelist_users
+  FOR EACH ROW EXECUTE FUNCTION vectabase_notify_whitelist_users();
+
+-- +goose Down
+DROP TRIGGER vectabase_realtime ON whitelist_users;
+DROP TRIGGER vectabase_realtime ON whitelist_systems;
+DROP TRIGGER vectabase_realtime ON sales;
+DROP TRIGGER vectabase_realtime ON products;
+DROP TRIGGER vectabase_realtime ON stores;
+DROP FUNCTION vectabase_notify_whitelist_users();
+DROP FUNCTION vectabase_notify_whitelist_systems();
+DROP FUNCTION vectabase_notify_sales();
+DROP FUNCTION vectabase_notify_products();
+DROP FUNCTION vectabase_notify_stores();
+DROP FUNCTION vectabase_notify_change(jsonb);
