@@ -11,15 +11,45 @@
 --
 -- The owner of a product, sale or whitelisted player is looked up through
 -- its store or system. When that parent is deleted in the same statement
--- (ON DELETE CASCADE), the parent row is already gone and ownerId is null:
--- such a child delete is announced only to those who could see it publicly,
--- and the owner learns of it from the parent's own delete.
+-- (ON DELETE CASCADE), the parent row is already gone by the time the
+-- child's trigger runs; so a BEFORE DELETE trigger on stores and
+-- whitelist_systems notes each deleted parent's routing keys in a
+-- transaction-local setting, where the child's trigger finds them.
 
 -- +goose Up
 -- +goose StatementBegin
 CREATE FUNCTION vectabase_notify_change(payload jsonb) RETURNS void
 LANGUAGE sql AS $$
   SELECT pg_notify('vectabase_changes', jsonb_strip_nulls(payload)::text);
+$$;
+-- +goose StatementEnd
+
+-- vectabase_deleted_parent returns the routing keys a BEFORE DELETE trigger
+-- noted for a parent row deleted earlier in this transaction, or NULL.
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_deleted_parent(id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT nullif(current_setting('vectabase.realtime_deleted_parents', true), '')::jsonb -> id::text;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION vectabase_note_deleted_parent() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  keys jsonb;
+BEGIN
+  IF TG_TABLE_NAME = 'whitelist_systems' THEN
+    keys := jsonb_build_object('ownerId', OLD.owner_id, 'storeId', OLD.store_id);
+  ELSE
+    keys := jsonb_build_object('ownerId', OLD.owner_id);
+  END IF;
+  PERFORM set_config('vectabase.realtime_deleted_parents',
+    (coalesce(nullif(current_setting('vectabase.realtime_deleted_parents', true), '')::jsonb, '{}'::jsonb)
+      || jsonb_build_object(OLD.id::text, keys))::text,
+    true);
+  RETURN OLD;
+END;
 $$;
 -- +goose StatementEnd
 
@@ -47,6 +77,9 @@ DECLARE
 BEGIN
   IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
   SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  IF NOT FOUND THEN
+    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
+  END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
     'storeId', r.store_id, 'ownerId', owner,
@@ -67,6 +100,9 @@ DECLARE
 BEGIN
   IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
   SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  IF NOT FOUND THEN
+    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
+  END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'sales', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
     'storeId', r.store_id, 'ownerId', owner, 'productId', r.product_id,
@@ -101,6 +137,10 @@ DECLARE
 BEGIN
   IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
   SELECT w.owner_id, w.store_id INTO owner, store FROM whitelist_systems w WHERE w.id = r.system_id;
+  IF NOT FOUND THEN
+    owner := (vectabase_deleted_parent(r.system_id) ->> 'ownerId')::uuid;
+    store := (vectabase_deleted_parent(r.system_id) ->> 'storeId')::uuid;
+  END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'whitelist', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
     'systemId', r.system_id, 'storeId', store, 'ownerId', owner));
@@ -109,6 +149,10 @@ END;
 $$;
 -- +goose StatementEnd
 
+CREATE TRIGGER vectabase_realtime_parent BEFORE DELETE ON stores
+  FOR EACH ROW EXECUTE FUNCTION vectabase_note_deleted_parent();
+CREATE TRIGGER vectabase_realtime_parent BEFORE DELETE ON whitelist_systems
+  FOR EACH ROW EXECUTE FUNCTION vectabase_note_deleted_parent();
 CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON stores
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_stores();
 CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON products
@@ -126,9 +170,13 @@ DROP TRIGGER vectabase_realtime ON whitelist_systems;
 DROP TRIGGER vectabase_realtime ON sales;
 DROP TRIGGER vectabase_realtime ON products;
 DROP TRIGGER vectabase_realtime ON stores;
+DROP TRIGGER vectabase_realtime_parent ON whitelist_systems;
+DROP TRIGGER vectabase_realtime_parent ON stores;
 DROP FUNCTION vectabase_notify_whitelist_users();
 DROP FUNCTION vectabase_notify_whitelist_systems();
 DROP FUNCTION vectabase_notify_sales();
 DROP FUNCTION vectabase_notify_products();
 DROP FUNCTION vectabase_notify_stores();
+DROP FUNCTION vectabase_note_deleted_parent();
+DROP FUNCTION vectabase_deleted_parent(uuid);
 DROP FUNCTION vectabase_notify_change(jsonb);

@@ -292,7 +292,9 @@ func (c *client) tryRead(d time.Duration) (message, error) {
 	return m, nil
 }
 
-// subscribe subscribes and waits for the acknowledgement.
+// subscribe subscribes and waits for the acknowledgement. Change events
+// that arrive meanwhile (for earlier subscriptions) are skipped: tests
+// subscribe, then pass a barrier, then make the changes they check.
 func (c *client) subscribe(topic string, filter map[string]string) string {
 	c.t.Helper()
 	msg := map[string]any{"type": "subscribe", "topic": topic}
@@ -300,11 +302,39 @@ func (c *client) subscribe(topic string, filter map[string]string) string {
 		msg["filter"] = filter
 	}
 	c.send(msg)
-	m := c.read()
-	if m.Type != "subscribed" || m.Topic != topic || m.Subscription == "" {
-		c.t.Fatalf("subscribe %s %v: got %s, want subscribed", topic, filter, m.raw)
+	for {
+		m := c.read()
+		if m.Type == "change" || m.Type == "resync" {
+			continue
+		}
+		if m.Type != "subscribed" || m.Topic != topic || m.Subscription == "" {
+			c.t.Fatalf("subscribe %s %v: got %s, want subscribed", topic, filter, m.raw)
+		}
+		return m.Subscription
 	}
-	return m.Subscription
+}
+
+// barrier returns once every change committed before it has been
+// dispatched to c, discarding those events: notifications reach the hub
+// asynchronously, so a change committed before a subscription may still be
+// delivered to it. It makes a change of u's own and waits for it; the
+// listener dispatches in commit order.
+func (inst *instance) barrier(c *client, u user) {
+	inst.t.Helper()
+	store := inst.newStore(u)
+	sub := c.subscribe("stores", map[string]string{"id": store})
+	nonce := uuid.NewString()
+	inst.exec(`UPDATE stores SET name = $2 WHERE id = $1`, store, nonce)
+	for {
+		m := c.read()
+		if m.Type == "change" && m.ID == store && m.Action == "update" && m.Record["name"] == nonce {
+			break
+		}
+	}
+	c.send(map[string]string{"type": "unsubscribe", "subscription": sub})
+	if m := c.read(); m.Type != "unsubscribed" {
+		inst.t.Fatalf("barrier: unsubscribe got %s", m.raw)
+	}
 }
 
 // nextChange returns the next change event.
