@@ -11,6 +11,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server/auth"
 )
 
 // Close codes (RFC 6455 and the 4000-4999 private range): a browser sees
@@ -201,12 +202,9 @@ func (c *client) readFrames(ws conn, msgs chan<- []byte, readErr chan<- error) {
 // user. A later auth message may present a fresh token of the same user
 // (before the old one expires); another user's token is refused.
 func (c *client) authenticate(ctx context.Context, token string) bool {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	p, err := c.hub.authn.Authenticate(actx, token)
-	cancel()
+	p, err := c.verify(ctx, token)
 	if err != nil {
-		var verr *vectabase.Error
-		if errors.As(err, &verr) && verr.Code == vectabase.EUNAUTHORIZED {
+		if isUnauthorized(err) {
 			c.fail(vectabase.EUNAUTHORIZED, "missing, invalid or expired access token", closeUnauthorized, "unauthorized")
 		} else {
 			c.hub.log.Warn().Err(err).Msg("realtime: token verification failed")
@@ -225,6 +223,40 @@ func (c *client) authenticate(ctx context.Context, token string) bool {
 	c.mu.Unlock()
 	c.reply(outMessage{Type: "authenticated", UserID: p.UserID})
 	return true
+}
+
+// recheck verifies the connection's token again, so that logout, session
+// revocation and expiry end the feed too. Only a definite refusal ends
+// it: a database hiccup must not disconnect every client at once.
+func (c *client) recheck(ctx context.Context) bool {
+	c.mu.Lock()
+	tok := c.token
+	c.mu.Unlock()
+	if tok == "" {
+		return true
+	}
+	_, err := c.verify(ctx, tok)
+	switch {
+	case err == nil:
+		return true
+	case isUnauthorized(err):
+		c.fail(vectabase.EUNAUTHORIZED, "the access token expired or its session ended; reconnect with a fresh token", closeUnauthorized, "unauthorized")
+		return false
+	default:
+		c.hub.log.Warn().Err(err).Msg("realtime: token re-verification failed; keeping the connection")
+		return true
+	}
+}
+
+func (c *client) verify(ctx context.Context, token string) (auth.Principal, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.hub.authn.Authenticate(ctx, token)
+}
+
+func isUnauthorized(err error) bool {
+	var verr *vectabase.Error
+	return errors.As(err, &verr) && verr.Code == vectabase.EUNAUTHORIZED
 }
 
 // readLoop handles the client's messages until the connection ends.
@@ -260,10 +292,7 @@ func (c *client) readLoop(ctx context.Context, msgs <-chan []byte, readErr <-cha
 			}
 			return
 		case <-recheck.C:
-			c.mu.Lock()
-			tok := c.token
-			c.mu.Unlock()
-			if tok != "" && !c.authenticate(ctx, tok) {
+			if !c.recheck(ctx) {
 				return
 			}
 		case data := <-msgs:
