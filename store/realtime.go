@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -85,56 +84,74 @@ type ChangedWhitelistUser struct {
 	CreatedAt      time.Time  `json:"createdAt"`
 }
 
-// ChangedRecord loads the row of table with the given id as the realtime
-// feed shows it: one of the Changed* types above. It returns ErrNotFound
-// when the row is gone (deleted since the change was announced) and an
-// error for a table the feed does not carry.
-func (db *DB) ChangedRecord(ctx context.Context, table, id string) (any, error) {
+// ChangedRecords loads the rows of table with the given ids as the
+// realtime feed shows them (one of the Changed* types above), keyed by id.
+// Rows that are gone (deleted since their change was announced) are simply
+// absent. A table the feed does not carry is an error.
+func (db *DB) ChangedRecords(ctx context.Context, table string, ids []string) (map[string]any, error) {
 	var (
-		rec  any
 		sql  string
-		dest []any
+		scan func(pgx.Rows) (string, any, error)
 	)
 	switch table {
 	case "stores":
-		var r ChangedStore
 		sql = `SELECT id, owner_id, name, slug, description, logo_url, stripe_onboarded, commission_bps, created_at, updated_at
-			FROM stores WHERE id = $1`
-		dest = []any{&r.ID, &r.OwnerID, &r.Name, &r.Slug, &r.Description, &r.LogoURL, &r.StripeOnboarded, &r.CommissionBps, &r.CreatedAt, &r.UpdatedAt}
-		rec = &r
+			FROM stores WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedStore
+			err := rows.Scan(&r.ID, &r.OwnerID, &r.Name, &r.Slug, &r.Description, &r.LogoURL, &r.StripeOnboarded, &r.CommissionBps, &r.CreatedAt, &r.UpdatedAt)
+			return r.ID, &r, err
+		}
 	case "products":
-		var r ChangedProduct
 		sql = `SELECT id, store_id, name, description, price_cents, currency, roblox_asset_id, is_active, metadata, created_at, updated_at
-			FROM products WHERE id = $1`
-		dest = []any{&r.ID, &r.StoreID, &r.Name, &r.Description, &r.PriceCents, &r.Currency, &r.RobloxAssetID, &r.IsActive, &r.Metadata, &r.CreatedAt, &r.UpdatedAt}
-		rec = &r
+			FROM products WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedProduct
+			err := rows.Scan(&r.ID, &r.StoreID, &r.Name, &r.Description, &r.PriceCents, &r.Currency, &r.RobloxAssetID, &r.IsActive, &r.Metadata, &r.CreatedAt, &r.UpdatedAt)
+			return r.ID, &r, err
+		}
 	case "sales":
-		var r ChangedSale
 		sql = `SELECT id, product_id, store_id, buyer_id, buyer_email, roblox_user_id, amount_cents, platform_fee_cents, currency, status, created_at
-			FROM sales WHERE id = $1`
-		dest = []any{&r.ID, &r.ProductID, &r.StoreID, &r.BuyerID, &r.BuyerEmail, &r.RobloxUserID, &r.AmountCents, &r.PlatformFeeCents, &r.Currency, &r.Status, &r.CreatedAt}
-		rec = &r
+			FROM sales WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedSale
+			err := rows.Scan(&r.ID, &r.ProductID, &r.StoreID, &r.BuyerID, &r.BuyerEmail, &r.RobloxUserID, &r.AmountCents, &r.PlatformFeeCents, &r.Currency, &r.Status, &r.CreatedAt)
+			return r.ID, &r, err
+		}
 	case "whitelist_systems":
-		var r ChangedWhitelistSystem
 		sql = `SELECT id, owner_id, store_id, name, description, max_users, is_active, created_at
-			FROM whitelist_systems WHERE id = $1`
-		dest = []any{&r.ID, &r.OwnerID, &r.StoreID, &r.Name, &r.Description, &r.MaxUsers, &r.IsActive, &r.CreatedAt}
-		rec = &r
+			FROM whitelist_systems WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedWhitelistSystem
+			err := rows.Scan(&r.ID, &r.OwnerID, &r.StoreID, &r.Name, &r.Description, &r.MaxUsers, &r.IsActive, &r.CreatedAt)
+			return r.ID, &r, err
+		}
 	case "whitelist_users":
-		var r ChangedWhitelistUser
 		sql = `SELECT id, system_id, roblox_user_id, roblox_username, discord_id, expires_at, created_at
-			FROM whitelist_users WHERE id = $1`
-		dest = []any{&r.ID, &r.SystemID, &r.RobloxUserID, &r.RobloxUsername, &r.DiscordID, &r.ExpiresAt, &r.CreatedAt}
-		rec = &r
+			FROM whitelist_users WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedWhitelistUser
+			err := rows.Scan(&r.ID, &r.SystemID, &r.RobloxUserID, &r.RobloxUsername, &r.DiscordID, &r.ExpiresAt, &r.CreatedAt)
+			return r.ID, &r, err
+		}
 	default:
 		return nil, fmt.Errorf("store: no realtime record for table %q", table)
 	}
-	err := db.Pool.QueryRow(ctx, sql, id).Scan(dest...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+	rows, err := db.Pool.Query(ctx, sql, ids)
 	if err != nil {
-		return nil, fmt.Errorf("store: load %s %s: %w", table, id, err)
+		return nil, fmt.Errorf("store: load changed %s: %w", table, err)
 	}
-	return rec, nil
+	defer rows.Close()
+	out := make(map[string]any, len(ids))
+	for rows.Next() {
+		id, rec, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: load changed %s: %w", table, err)
+		}
+		out[id] = rec
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: load changed %s: %w", table, err)
+	}
+	return out, nil
 }

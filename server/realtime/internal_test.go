@@ -47,7 +47,7 @@ func TestSlowClientIsDisconnectedNotWaitedFor(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 100 {
-			h.dispatch(context.Background(), n)
+			h.dispatch(context.Background(), []notification{n})
 			<-fast.send // fast reads everything
 		}
 	}()

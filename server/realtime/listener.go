@@ -19,7 +19,9 @@ const (
 )
 
 // resyncMessage tells clients that the listener was down for a moment and
-// changes may have been missed: they should reload what they show.
+// changes may have been missed: they should reload what they show. It
+// goes out as the connection comes back, possibly ahead of changes still
+// queued from before the loss; the point is to reload after it.
 var resyncMessage = []byte(`{"type":"resync","message":"the change feed reconnected; changes may have been missed, reload current state"}`)
 
 // Run holds the LISTEN connection until ctx ends: it connects, LISTENs,
@@ -28,6 +30,12 @@ var resyncMessage = []byte(`{"type":"resync","message":"the change feed reconnec
 // again. After a reconnect every client is told to resync. Run returns
 // ctx's error.
 func (h *Hub) Run(ctx context.Context) error {
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		h.dispatchLoop(ctx)
+	}()
+	defer func() { <-dispatched }()
 	backoff := backoffMin
 	first := true
 	for {
@@ -101,7 +109,13 @@ func (h *Hub) listen(ctx context.Context, up func()) error {
 			h.log.Warn().Err(err).Msg("realtime: ignoring malformed notification")
 			continue
 		}
-		h.dispatch(ctx, n)
+		// A full queue holds the listener back (PostgreSQL keeps the
+		// notifications meanwhile) rather than dropping changes.
+		select {
+		case h.queue <- n:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -98,6 +98,9 @@ type Hub struct {
 	// recordTimeout bounds loading one changed record.
 	recordTimeout time.Duration
 
+	// queue carries notifications from the listener to the dispatcher.
+	queue chan notification
+
 	// ctx ends every connection when the hub closes.
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -126,6 +129,7 @@ func New(cfg Config, db *store.DB, directURL string, authn Authenticator, log ze
 		log:           log.With().Str("area", "realtime").Logger(),
 		m:             m,
 		clients:       make(map[*client]struct{}),
+		queue:         make(chan notification, 4096),
 		recordTimeout: 5 * time.Second,
 	}
 	h.upgrader = h.newUpgrader()
@@ -174,46 +178,91 @@ func (h *Hub) Close() {
 	}
 }
 
-// dispatch delivers one notification to every client that subscribed to
-// it and may see it. The record is loaded once, and only if someone will
-// receive it. It never blocks on a client.
-func (h *Hub) dispatch(ctx context.Context, n notification) {
-	h.mu.RLock()
-	var targets []*client
-	for c := range h.clients {
-		if c.wants(n) {
-			targets = append(targets, c)
+// maxBatch bounds how many queued notifications one dispatch round takes.
+const maxBatch = 256
+
+// dispatchLoop delivers queued notifications in order until ctx ends.
+// Under load it takes what has queued up as one batch, so the records of
+// many changes load in one query per table instead of one per change.
+func (h *Hub) dispatchLoop(ctx context.Context) {
+	batch := make([]notification, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-h.queue:
+			batch = append(batch[:0], n)
 		}
-	}
-	h.mu.RUnlock()
-	if len(targets) == 0 {
-		return
-	}
-	msg, ok := h.render(ctx, n)
-	if !ok {
-		return
-	}
-	h.m.events.WithLabelValues(n.Topic).Inc()
-	for _, c := range targets {
-		c.enqueue(msg)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case n := <-h.queue:
+				batch = append(batch, n)
+			default:
+				break more
+			}
+		}
+		h.dispatch(ctx, batch)
 	}
 }
 
-// render builds the change event. A record that is gone by now (deleted
-// since) is skipped: its delete event follows.
-func (h *Hub) render(ctx context.Context, n notification) ([]byte, bool) {
+// dispatch delivers notifications, in order, to every client that
+// subscribed to them and may see them. Records are loaded only for changes
+// someone will receive. It never blocks on a client.
+func (h *Hub) dispatch(ctx context.Context, batch []notification) {
+	targets := make([][]*client, len(batch))
+	need := map[string][]string{} // table -> ids whose record is needed
+	h.mu.RLock()
+	for i, n := range batch {
+		for c := range h.clients {
+			if c.wants(n) {
+				targets[i] = append(targets[i], c)
+			}
+		}
+		if len(targets[i]) > 0 && n.Action != "delete" {
+			need[n.Table] = append(need[n.Table], n.ID)
+		}
+	}
+	h.mu.RUnlock()
+
+	records := map[string]map[string]any{}
+	for table, ids := range need {
+		rctx, cancel := context.WithTimeout(ctx, h.recordTimeout)
+		recs, err := h.db.ChangedRecords(rctx, table, ids)
+		cancel()
+		if err != nil {
+			// The events of this table are dropped (their records are
+			// absent below); the error names no value.
+			h.log.Warn().Err(err).Str("table", table).Int("changes", len(ids)).Msg("realtime: loading changed records failed; events dropped")
+			continue
+		}
+		records[table] = recs
+	}
+	for i, n := range batch {
+		if len(targets[i]) == 0 {
+			continue
+		}
+		msg, ok := h.render(n, records[n.Table])
+		if !ok {
+			continue
+		}
+		h.m.events.WithLabelValues(n.Topic).Inc()
+		for _, c := range targets[i] {
+			c.enqueue(msg)
+		}
+	}
+}
+
+// render builds the change event. An insert or update whose row is gone by
+// now (deleted since) is skipped: its delete event follows. The record is
+// the row as it is now, which may be newer than the change announced.
+func (h *Hub) render(n notification, records map[string]any) ([]byte, bool) {
 	ev := changeMessage{Type: "change", Topic: n.Topic, Kind: n.kind(), Action: n.Action, ID: n.ID}
 	if n.Action == "delete" {
 		ev.Record = n.deletedRecord()
 	} else {
-		rctx, cancel := context.WithTimeout(ctx, h.recordTimeout)
-		rec, err := h.db.ChangedRecord(rctx, n.Table, n.ID)
-		cancel()
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, false
-		}
-		if err != nil {
-			h.log.Warn().Err(err).Str("table", n.Table).Str("id", n.ID).Msg("realtime: loading changed record failed; event dropped")
+		rec, ok := records[n.ID]
+		if !ok {
 			return nil, false
 		}
 		ev.Record = rec
