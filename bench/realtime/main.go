@@ -103,7 +103,7 @@ func realMain(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	a, err := auth.New(ctx, auth.Config{AccessTTL: time.Hour, RefreshTTL: time.Hour, Issuer: "vectabase",
-		Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+		Argon2:        auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
 		FailureWindow: time.Minute, AttemptWindow: time.Minute}, db, kr, nopAuditor{}, log, reg)
 	if err != nil {
 		return err
