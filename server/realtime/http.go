@@ -23,6 +23,9 @@ func (h *Hub) handleUpgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return vectabase.Errorf(vectabase.EBADREQUEST, "/api/realtime is a WebSocket endpoint: connect with an Upgrade: websocket request")
 	}
+	if h.Connections() >= h.cfg.MaxConnections {
+		return vectabase.Errorf(vectabase.EUNAVAILABLE, "too many realtime connections on this server; retry later")
+	}
 	return h.upgrader(c)
 }
 
@@ -32,6 +35,9 @@ func (h *Hub) newUpgrader() fiber.Handler {
 		// recycled when this function returns.
 		h.serve(c.Conn, c.Query("access_token"))
 	}, websocket.Config{
+		// Any origin may connect: the socket is authorized by a bearer
+		// token the page must hold, never by cookies, so a foreign page
+		// gains nothing from opening it.
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   4096,
 		WriteBufferSize:  4096,

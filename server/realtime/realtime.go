@@ -50,6 +50,9 @@ type Config struct {
 	RecheckInterval time.Duration `env:"REALTIME_RECHECK_INTERVAL" envDefault:"1m"`
 	// MaxMessageBytes bounds a message from a client.
 	MaxMessageBytes int64 `env:"REALTIME_MAX_MESSAGE_BYTES" envDefault:"8192"`
+	// MaxConnections caps this instance's open sockets; past it an upgrade
+	// is refused with 503, so a flood of idle sockets cannot exhaust memory.
+	MaxConnections int `env:"REALTIME_MAX_CONNECTIONS" envDefault:"10000"`
 }
 
 func (c Config) withDefaults() Config {
@@ -70,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 8192
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 10000
 	}
 	return c
 }

@@ -502,3 +502,20 @@ func TestCascadedDeletesReachOwner(t *testing.T) {
 		t.Fatalf("deleted-parents setting after commit = %v, %v; want empty", v, err)
 	}
 }
+
+// Past REALTIME_MAX_CONNECTIONS an upgrade is refused with 503 in the
+// contract's error body; a freed slot can be used again.
+func TestConnectionCap(t *testing.T) {
+	t.Parallel()
+	inst := newCluster(t).start(realtime.Config{MaxConnections: 1})
+	alice := inst.newUser("alice")
+	first := inst.connect(alice)
+	_, resp, err := websocket.DefaultDialer.Dial(inst.ws, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second connection: err = %v, response %v; want 503", err, resp)
+	}
+	resp.Body.Close()
+	first.conn.Close()
+	waitFor(t, "the first connection to be gone", func() bool { return inst.hub.Connections() == 0 })
+	inst.connect(alice)
+}
