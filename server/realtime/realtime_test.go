@@ -182,6 +182,12 @@ func TestNoOtherUsersPrivateChanges(t *testing.T) {
 			break
 		}
 	}
+	// A sale of alice's product to bob is bob's purchase: he sees it.
+	bought := uuid.NewString()
+	inst.exec(`INSERT INTO sales (id, product_id, store_id, buyer_id, amount_cents) VALUES ($1, $2, $3, $4, 100)`, bought, hidden, aliceStore, bob.id)
+	if m := snoop.nextChange(); m.Topic != "sales" || m.ID != bought || m.Record["buyerId"] != bob.id {
+		t.Fatalf("bob got %s, want his purchase %s", m.raw, bought)
+	}
 }
 
 // Sensitive fields (download URLs, Stripe ids, license keys and their blind
@@ -255,8 +261,17 @@ func TestSensitiveFieldsNeverInEvents(t *testing.T) {
 			t.Errorf("events contain %q:\n%s", f, all)
 		}
 	}
-	if logs := inst.logs.String(); strings.Contains(logs, alice.token) {
-		t.Errorf("logs contain the access token")
+	logs := inst.logs.String()
+	metrics, _ := inst.reg.Gather()
+	for _, f := range append([]string{alice.token}, forbidden...) {
+		if strings.Contains(logs, f) {
+			t.Errorf("logs contain %q", f)
+		}
+		for _, mf := range metrics {
+			if strings.Contains(mf.String(), f) {
+				t.Errorf("metric %s contains %q", mf.GetName(), f)
+			}
+		}
 	}
 }
 
