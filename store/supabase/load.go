@@ -1,0 +1,457 @@
+package supabase
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/bits"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+)
+
+// maxCopyBytes flushes a COPY early when rows are large.
+const maxCopyBytes = 8 << 20
+
+// batchCopier accumulates rows in COPY text format and sends them to the
+// target in one COPY per batch, remembering the batch's row names so that
+// an error on "line N" can name the row.
+type batchCopier struct {
+	imp   *importer
+	sql   string
+	label string
+	buf   bytes.Buffer
+	names []string
+	rep   *TableReport
+	total int64
+}
+
+func (b *batchCopier) flush(ctx context.Context) error {
+	if len(b.names) == 0 {
+		return nil
+	}
+	_, err := b.imp.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf.Bytes()), b.sql)
+	if err != nil {
+		return rowErr{b.imp.targetError(b.label, b.names, err)}
+	}
+	b.rep.Written += int64(len(b.names))
+	b.buf.Reset()
+	b.names = b.names[:0]
+	if b.imp.opts.Progress != nil {
+		b.imp.opts.Progress(Progress{Table: b.label, Done: b.rep.Read, Total: b.total})
+	}
+	return nil
+}
+
+func (b *batchCopier) add(ctx context.Context, name string) error {
+	b.names = append(b.names, name)
+	if len(b.names) >= b.imp.opts.BatchSize || b.buf.Len() >= maxCopyBytes {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+var copyLine = regexp.MustCompile(`COPY [^,]+, line (\d+)`)
+
+// targetError turns an error of the target into one line naming the table
+// and, when PostgreSQL says which COPY line failed, the row. It keeps
+// PostgreSQL's message (constraint names, types) but never its detail,
+// which can quote values.
+func (imp *importer) targetError(label string, names []string, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("import %s: target: %w", label, err)
+	}
+	row := ""
+	if m := copyLine.FindStringSubmatch(pgErr.Where); m != nil {
+		if n, _ := strconv.Atoi(m[1]); n >= 1 && n <= len(names) {
+			row = " row " + names[n-1]
+		}
+	}
+	code := vectabase.EVALIDATION
+	if pgErr.Code == "23505" {
+		code = vectabase.ECONFLICT
+	}
+	return vectabase.WrapError(code, fmt.Sprintf("import %s%s: the target refused it: %s (SQLSTATE %s)", label, row, pgErr.Message, pgErr.Code), err)
+}
+
+func (imp *importer) sourceError(label, lastRow string, err error) error {
+	after := "before its first row"
+	if lastRow != "" {
+		after = "after row " + lastRow
+	}
+	return vectabase.WrapError(vectabase.EUNAVAILABLE, fmt.Sprintf("import %s: reading the source failed %s: %v", label, after, flatten(err)), errSourceLost)
+}
+
+// flatten keeps a vendor error to one line without wrapping its type.
+func flatten(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// load streams one source table into its target table.
+func (imp *importer) load(ctx context.Context, p *tablePlan) error {
+	start := time.Now()
+	label := p.src.qualified() + " -> " + p.target
+	rep := &TableReport{Source: p.src.qualified(), Target: p.target, Dropped: p.dropped}
+	imp.rep.Tables = append(imp.rep.Tables, rep)
+	total, err := imp.src.count(ctx, p.src)
+	if err != nil {
+		return imp.sourceError(label, "", err)
+	}
+	tw, err := imp.exp.table(p.src)
+	if err != nil {
+		return err
+	}
+	defer tw.abort()
+
+	cols := make([]string, len(p.ops))
+	for i, op := range p.ops {
+		cols[i] = quoteIdent(op.target)
+	}
+	bc := &batchCopier{imp: imp, label: label, rep: rep, total: total,
+		sql: "COPY " + quoteIdent(p.target) + " (" + strings.Join(cols, ", ") + ") FROM STDIN"}
+	var last string
+	var scratch []byte
+	err = imp.src.scan(ctx, p.src, p.cols, func(row [][]byte) error {
+		rep.Read++
+		if err := tw.write(row); err != nil {
+			return rowErr{err}
+		}
+		name := p.rowName(row)
+		last = name
+		if p.skip != nil {
+			if why := p.skip(row); why != "" {
+				rep.skip(why)
+				return nil
+			}
+		}
+		var err error
+		if scratch, err = imp.encodeRow(ctx, p, row, &bc.buf, scratch); err != nil {
+			return rowErr{fmt.Errorf("import %s row %s: %w", label, name, err)}
+		}
+		return bc.add(ctx, name)
+	})
+	if err == nil {
+		err = bc.flush(ctx)
+	}
+	if err != nil {
+		if isRowErr(err) {
+			return errors.Unwrap(err)
+		}
+		return imp.sourceError(label, last, err)
+	}
+	if err := imp.exp.finish(tw); err != nil {
+		return err
+	}
+	tw = nil
+	rep.DurationMS = time.Since(start).Milliseconds()
+	if imp.opts.Progress != nil {
+		imp.opts.Progress(Progress{Table: label, Done: rep.Read, Total: total, Finished: true})
+	}
+	return nil
+}
+
+// rowName is how messages name a row: its id (or primary key).
+func (p *tablePlan) rowName(row [][]byte) string {
+	parts := make([]string, 0, len(p.idCols))
+	for _, i := range p.idCols {
+		parts = append(parts, p.canonical(row, i))
+	}
+	return strings.Join(parts, "/")
+}
+
+// canonical is the text of a value as the target will print it back: a
+// uuid from a hand-edited export may be upper case, but the Location a
+// ciphertext is bound to must match the row id the application reads.
+func (p *tablePlan) canonical(row [][]byte, i int) string {
+	v := row[i]
+	if v == nil {
+		return "NULL"
+	}
+	if p.uuidCol[i] {
+		if u, err := uuid.ParseBytes(v); err == nil {
+			return u.String()
+		}
+	}
+	return string(v)
+}
+
+// encodeRow appends one row in COPY text format.
+func (imp *importer) encodeRow(ctx context.Context, p *tablePlan, row [][]byte, buf *bytes.Buffer, scratch []byte) ([]byte, error) {
+	for i, op := range p.ops {
+		if i > 0 {
+			buf.WriteByte('\t')
+		}
+		var v []byte
+		if op.kind != opConst {
+			v = row[op.src]
+		}
+		switch op.kind {
+		case opCopy:
+			writeCopyValue(buf, v)
+		case opCopyOr:
+			if v == nil {
+				v = op.def
+			}
+			writeCopyValue(buf, v)
+		case opNullIfEmpty:
+			if len(v) == 0 {
+				v = nil
+			}
+			writeCopyValue(buf, v)
+		case opConst:
+			writeCopyValue(buf, op.def)
+		case opEncrypt:
+			if v == nil {
+				buf.WriteString(`\N`)
+				continue
+			}
+			rowID := p.canonical(row, op.rowID) + op.suffix
+			loc := keyring.Location{Table: op.loc.Table, Column: op.loc.Column, RowID: rowID}
+			ct, err := imp.kr.Encrypt(ctx, loc, v)
+			if err != nil {
+				return scratch, fmt.Errorf("%s does not encrypt: %w", op.target, err)
+			}
+			op.sum.add(rowID, v)
+			writeCopyBytea(buf, ct)
+		case opBlindIndex:
+			if v == nil {
+				buf.WriteString(`\N`)
+				continue
+			}
+			bi, err := imp.kr.BlindIndex(op.loc.Table, op.loc.Column, v)
+			if err != nil {
+				return scratch, fmt.Errorf("%s: %w", op.target, err)
+			}
+			writeCopyBytea(buf, bi)
+		case opMAC:
+			if v == nil {
+				buf.WriteString(`\N`)
+				continue
+			}
+			mac, err := imp.kr.MAC(op.mac, v)
+			if err != nil {
+				return scratch, fmt.Errorf("%s: %w", op.target, err)
+			}
+			op.sum.add(p.rowName(row), mac)
+			writeCopyBytea(buf, mac)
+		case opPrefix:
+			if v == nil {
+				buf.WriteString(`\N`)
+				continue
+			}
+			writeCopyValue(buf, prefix(v, op.n))
+		}
+	}
+	buf.WriteByte('\n')
+	return scratch, nil
+}
+
+// prefix returns the first n characters of v.
+func prefix(v []byte, n int) []byte {
+	for i := range string(v) {
+		if n == 0 {
+			return v[:i]
+		}
+		n--
+	}
+	return v
+}
+
+// writeCopyValue writes v in COPY text format: \N for NULL, backslash,
+// newline, carriage return and tab escaped.
+func writeCopyValue(buf *bytes.Buffer, v []byte) {
+	if v == nil {
+		buf.WriteString(`\N`)
+		return
+	}
+	start := 0
+	for i, c := range v {
+		var esc string
+		switch c {
+		case '\\':
+			esc = `\\`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case '\t':
+			esc = `\t`
+		default:
+			continue
+		}
+		buf.Write(v[start:i])
+		buf.WriteString(esc)
+		start = i + 1
+	}
+	buf.Write(v[start:])
+}
+
+// writeCopyBytea writes b as a bytea literal (\x…) in COPY text format,
+// where the backslash itself is escaped.
+func writeCopyBytea(buf *bytes.Buffer, b []byte) {
+	buf.WriteString(`\\x`)
+	buf.Grow(hex.EncodedLen(len(b)))
+	buf.Write(hex.AppendEncode(buf.AvailableBuffer(), b))
+}
+
+// loadIdentities carries Discord identities into users.discord_id and
+// discord_username. The identities stream through COPY into a temporary
+// table and one UPDATE joins them in, so neither side is held in memory.
+// Other providers' identities have nothing to carry: email identities
+// repeat users.email.
+func (imp *importer) loadIdentities(ctx context.Context, t srcTable) error {
+	start := time.Now()
+	label := t.qualified() + " -> users"
+	src := srcTable{Schema: t.Schema, Name: t.Name}
+	for _, c := range identityColumns {
+		src.Columns = append(src.Columns, t.Columns[t.index(c)])
+	}
+	rep := &TableReport{Source: t.qualified(), Target: "users"}
+	imp.rep.Tables = append(imp.rep.Tables, rep)
+	if _, err := imp.tx.Exec(ctx, `CREATE TEMP TABLE vectabase_import_discord
+		(identity_id text, user_id uuid, discord_id text, discord_username text, updated_at timestamptz) ON COMMIT DROP`); err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	total, err := imp.src.count(ctx, src)
+	if err != nil {
+		return imp.sourceError(label, "", err)
+	}
+	tw, err := imp.exp.table(src)
+	if err != nil {
+		return err
+	}
+	defer tw.abort()
+	discord := &TableReport{}
+	bc := &batchCopier{imp: imp, label: label, rep: discord, total: total,
+		sql: "COPY vectabase_import_discord (identity_id, user_id, discord_id, discord_username) FROM STDIN"}
+	var last string
+	err = imp.src.scan(ctx, src, identityColumns, func(row [][]byte) error {
+		rep.Read++
+		discord.Read++
+		if err := tw.write(row); err != nil {
+			return rowErr{err}
+		}
+		last = string(row[0])
+		provider := string(row[2])
+		if provider != "discord" {
+			rep.skip(provider + " identity: nothing to carry over (users.email holds the address)")
+			return nil
+		}
+		if len(row[3]) == 0 {
+			rep.skip("discord identity without a provider id")
+			return nil
+		}
+		name := discordUsername(row[4])
+		writeCopyValue(&bc.buf, row[0])
+		bc.buf.WriteByte('\t')
+		writeCopyValue(&bc.buf, row[1])
+		bc.buf.WriteByte('\t')
+		writeCopyValue(&bc.buf, row[3])
+		bc.buf.WriteByte('\t')
+		writeCopyValue(&bc.buf, name)
+		bc.buf.WriteByte('\n')
+		return bc.add(ctx, last)
+	})
+	if err == nil {
+		err = bc.flush(ctx)
+	}
+	if err != nil {
+		if isRowErr(err) {
+			return errors.Unwrap(err)
+		}
+		return imp.sourceError(label, last, err)
+	}
+	if err := imp.exp.finish(tw); err != nil {
+		return err
+	}
+	tw = nil
+	// A user with two Discord identities (rare; GoTrue links one per
+	// provider) keeps the one listed last by id, deterministically.
+	tag, err := imp.tx.Exec(ctx, `UPDATE users u SET discord_id = d.discord_id, discord_username = d.discord_username
+		FROM (SELECT DISTINCT ON (user_id) user_id, discord_id, discord_username
+		      FROM vectabase_import_discord ORDER BY user_id, identity_id DESC) d
+		WHERE u.id = d.user_id`)
+	if err != nil {
+		return vectabase.WrapError(vectabase.EVALIDATION, "import "+label+": Discord identities: "+flatten(err), err)
+	}
+	rep.Written = tag.RowsAffected()
+	if extra := discord.Written - rep.Written; extra > 0 {
+		rep.Skipped += extra
+		if rep.SkipReasons == nil {
+			rep.SkipReasons = map[string]int64{}
+		}
+		rep.SkipReasons["another Discord identity of the same user was used, or its user is not in auth.users"] += extra
+	}
+	rep.DurationMS = time.Since(start).Milliseconds()
+	if imp.opts.Progress != nil {
+		imp.opts.Progress(Progress{Table: label, Done: rep.Read, Total: total, Finished: true})
+	}
+	return nil
+}
+
+// discordUsername picks the Discord username from GoTrue's identity_data:
+// "name" without the "#0" that Discord's new usernames carry, else
+// "full_name". A value that is not a JSON object gives NULL.
+func discordUsername(data []byte) []byte {
+	var d struct {
+		Name     string `json:"name"`
+		FullName string `json:"full_name"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil
+	}
+	name := strings.TrimSuffix(d.Name, "#0")
+	if name == "" {
+		name = d.FullName
+	}
+	if name == "" || !utf8.ValidString(name) {
+		return nil
+	}
+	return []byte(name)
+}
+
+// digest is an order-independent commitment to a set of (row id, value)
+// pairs: the sum modulo 2^256 of SHA-256 over each pair, and their number.
+// The load adds what it read from the source; verification adds what it
+// reads back from the target; equal digests mean equal sets, with no table
+// held in memory on either side.
+type digest struct {
+	s       [4]uint64
+	n       int64
+	scratch []byte
+}
+
+func (d *digest) add(id string, v []byte) {
+	b := d.scratch[:0]
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	b = append(b, v...)
+	d.scratch = b
+	h := sha256.Sum256(b)
+	var carry uint64
+	for i := 0; i < 4; i++ {
+		d.s[i], carry = bits.Add64(d.s[i], binary.LittleEndian.Uint64(h[i*8:]), carry)
+	}
+	d.n++
+}
+
+func (d *digest) equal(o *digest) bool { return d.s == o.s && d.n == o.n }
