@@ -249,7 +249,7 @@ func need(t srcTable, names ...string) ([]column, error) {
 }
 
 // planUsers turns auth.users into users: the id stays, bcrypt hashes are
-// kept (NULL or ” becomes NULL: such users sign in only through OAuth),
+// kept (NULL or the empty string becomes NULL: such users sign in only through OAuth),
 // and the timestamps and metadata come along. GoTrue's other columns
 // (tokens, phone, bans, ...) are read no further.
 func planUsers(src srcTable, tgt *tgtTable, now string) (*tablePlan, error) {

@@ -43,7 +43,7 @@ func (t srcTable) index(name string) int {
 
 // source is where rows come from: a live Supabase database or a JSON export
 // made earlier. Rows are text in PostgreSQL's own representation; a nil value
-// is NULL and a non-nil empty one is ”.
+// is NULL and a non-nil empty one is the empty string.
 type source interface {
 	// tables describes auth.users, auth.identities, vault.decrypted_secrets
 	// and every application table in public that the source has.
