@@ -39,7 +39,9 @@ func fillSource(rt *rapid.T, conn *pgx.Conn) map[string]int {
 		public.developer_api_keys, public.developer_subscriptions, public.obfuscation_credits, public.obfuscation_usage,
 		public.whitelist_entries, public.api_request_logs CASCADE`)
 	n := map[string]int{}
-	pick := func(label string, table, count int) string { return id(table, rapid.IntRange(0, count-1).Draw(rt, label)) }
+	pick := func(label string, table, count int) string {
+		return id(table, rapid.IntRange(0, count-1).Draw(rt, label))
+	}
 
 	n["users"] = rapid.IntRange(1, 6).Draw(rt, "users")
 	discord := 0
@@ -179,9 +181,6 @@ func TestProperty1_ImportKeepsRowCounts(t *testing.T) {
 	})
 }
 
-// fkEdges returns, for every foreign key of the target among the imported
-// tables, a fingerprint of its (row, referenced row) pairs.
-const edgesSQL = `SELECT %s FROM %s ORDER BY 1`
 
 // TestProperty2_ImportKeepsForeignKeys claims: for any source project,
 // after the import every foreign key of the target is in place and
