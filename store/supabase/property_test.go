@@ -181,7 +181,6 @@ func TestProperty1_ImportKeepsRowCounts(t *testing.T) {
 	})
 }
 
-
 // TestProperty2_ImportKeepsForeignKeys claims: for any source project,
 // after the import every foreign key of the target is in place and
 // resolves, and every reference points at the same row as in the source.
