@@ -1,5 +1,6 @@
-// Package keyringtest builds keyrings for tests: a local KEK on a fresh key
-// file and keysets stored in the test's own database.
+// Package keyringtest builds a real keyring for other packages' tests: a
+// local KEK over a fresh key file and the keysets stored in the test's
+// PostgreSQL database.
 package keyringtest
 
 import (
@@ -13,21 +14,20 @@ import (
 	"github.com/vectabase/vectabase/store"
 )
 
-// New opens a keyring whose keysets live in pool's database (created on
-// first use) under a random local KEK. It fails the test on any error.
+// New opens a keyring on pool with a new local KEK kept in t.TempDir().
 func New(t testing.TB, pool *pgxpool.Pool) *keyring.Keyring {
 	t.Helper()
 	path := t.TempDir() + "/master.key"
 	if err := local.GenerateKeyFile(path); err != nil {
-		t.Fatalf("keyringtest: %v", err)
+		t.Fatalf("GenerateKeyFile(%s) err = %v, want nil", path, err)
 	}
 	kek, err := local.NewFromFile(path)
 	if err != nil {
-		t.Fatalf("keyringtest: %v", err)
+		t.Fatalf("NewFromFile(%s) err = %v, want nil", path, err)
 	}
 	kr, err := keyring.Open(context.Background(), store.NewKeysets(pool), kek)
 	if err != nil {
-		t.Fatalf("keyringtest: keyring.Open: %v", err)
+		t.Fatalf("keyring.Open err = %v, want nil", err)
 	}
 	return kr
 }
