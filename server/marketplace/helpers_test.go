@@ -235,3 +235,5 @@ func (e *env) newKey(t fataler, user string, limit int, scopes ...string) (id, k
 	b := e.must(t, 201, "POST", "/api/developer/keys", user, map[string]any{"name": "k", "scopes": scopes, "rateLimitPerMinute": limit})
 	return b["id"].(string), b["key"].(string)
 }
+
+func (e *env) svcRejected() prometheus.Counter { return e.svc.Rejected() }
