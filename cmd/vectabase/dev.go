@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -125,7 +127,11 @@ func startDevCluster(ctx context.Context, state map[string]string) (*pgcluster.C
 	if port == 0 {
 		port = defaultDevPort
 	}
-	c, err := pgcluster.New(filepath.Join(devDir, "pg"), port)
+	dataDir, err := devDataDir()
+	if err != nil {
+		return nil, err
+	}
+	c, err := pgcluster.New(dataDir, port)
 	if err != nil {
 		return nil, err
 	}
@@ -218,4 +224,42 @@ func writeDevEnv(vars map[string]string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// devDataDir returns the cluster's data directory, ./.vectabase/pg. As root
+// the server runs as postgres, which must be able to reach it; when a
+// parent directory is closed to postgres (a private home, a test's temp
+// dir), the data lives in postgres's home instead and ./.vectabase/pg is a
+// symbolic link to it, rather than opening the parent to everyone.
+func devDataDir() (string, error) {
+	link := filepath.Join(devDir, "pg")
+	if target, err := filepath.EvalSymlinks(link); err == nil {
+		return target, nil
+	}
+	abs, err := filepath.Abs(link)
+	if err != nil {
+		return "", err
+	}
+	if os.Geteuid() != 0 || pgcluster.Reachable(filepath.Dir(abs)) {
+		return abs, nil
+	}
+	home, err := pgcluster.PostgresHome()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	target := filepath.Join(home, "vectabase-dev", hex.EncodeToString(sum[:8]), "pg")
+	for _, d := range []string{filepath.Join(home, "vectabase-dev"), filepath.Dir(target)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", fmt.Errorf("create %s: %w", d, err)
+		}
+		if err := pgcluster.ChownToPostgres(d); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Symlink(target, link); err != nil {
+		return "", fmt.Errorf("link %s to %s: %w", link, target, err)
+	}
+	fmt.Fprintf(os.Stderr, "vectabase: a parent of %s is closed to the postgres user; the dev cluster lives in %s (linked from %s)\n", filepath.Dir(abs), target, link)
+	return target, nil
 }

@@ -92,9 +92,9 @@ func New(dataDir string, port int) (*Cluster, error) {
 	}
 	c := &Cluster{DataDir: abs, Port: port, binDir: bin, Settings: map[string]string{}}
 	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
+		u, err := postgresUser()
 		if err != nil {
-			return nil, errors.New("pgcluster: running as root, but there is no `postgres` user to run PostgreSQL as (PostgreSQL refuses to run as root)")
+			return nil, err
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -258,3 +258,78 @@ func PortFree(port int) bool {
 // PrepareParent makes sure the postgres user can reach dir: when running as
 // root, a private temp directory must be owned by postgres.
 func (c *Cluster) PrepareParent(dir string) error { return c.chown(dir) }
+
+// postgresUser looks up the user the server runs as when we are root.
+func postgresUser() (*user.User, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, errors.New("pgcluster: no `postgres` user to run PostgreSQL as (PostgreSQL refuses to run as root)")
+	}
+	return u, nil
+}
+
+// PostgresHome is the postgres user's home directory.
+func PostgresHome() (string, error) {
+	u, err := postgresUser()
+	if err != nil {
+		return "", err
+	}
+	if u.HomeDir == "" || u.HomeDir == "/" {
+		return "", errors.New("pgcluster: the postgres user has no home directory")
+	}
+	return u.HomeDir, nil
+}
+
+// Reachable reports whether the postgres user can traverse every directory
+// from / down to dir (search permission on each).
+func Reachable(dir string) bool {
+	u, err := postgresUser()
+	if err != nil {
+		return false
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return false
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return false
+		}
+		mode := fi.Mode().Perm()
+		var can bool
+		switch {
+		case int(st.Uid) == uid:
+			can = mode&0o100 != 0
+		case int(st.Gid) == gid:
+			can = mode&0o010 != 0
+		default:
+			can = mode&0o001 != 0
+		}
+		if !can {
+			return false
+		}
+		if d == "/" || d == "." {
+			return true
+		}
+	}
+}
+
+// ChownToPostgres gives path to the postgres user (when we are root).
+func ChownToPostgres(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := postgresUser()
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Errorf("pgcluster: chown %s to postgres: %w", path, err)
+	}
+	return nil
+}

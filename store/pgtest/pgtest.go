@@ -37,10 +37,14 @@ var (
 	tmpDir    string
 )
 
-// Main runs the tests and then removes what the harness created.
-func Main(m *testing.M) {
+// Main runs the tests and then removes what the harness created; cleanups
+// run after that, before the process exits.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	shutdown()
+	for _, c := range cleanups {
+		c()
+	}
 	os.Exit(code)
 }
 
