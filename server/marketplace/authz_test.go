@@ -79,7 +79,7 @@ func TestAuthorization_SecondUserCannotReachFirstUsersResources(t *testing.T) {
 		covered[c.method+" "+routeShape(c.path)] = true
 	}
 	// Without a token every bearer route is 401.
-	for _, rt := range e.svc.Routes(testAuth()) {
+	for _, rt := range e.svc.Routes(authHooks(e.auth)) {
 		if rt.Path == "/api/whitelist/check" || rt.Path == "/api/developer/verify" {
 			continue
 		}
@@ -101,7 +101,7 @@ func TestAuthorization_SecondUserCannotReachFirstUsersResources(t *testing.T) {
 func TestAuthorization_BearerRoutesNeedAToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	for _, rt := range e.svc.Routes(testAuth()) {
+	for _, rt := range e.svc.Routes(authHooks(e.auth)) {
 		path := strings.NewReplacer(":userId", "00000000-0000-0000-0000-000000000001", ":id", "00000000-0000-0000-0000-000000000002").Replace(rt.Path)
 		r := e.call(t, rt.Method, path, "", "{}")
 		want := 401

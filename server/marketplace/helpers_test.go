@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -21,6 +20,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -52,40 +52,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testAuth stands in for server/auth's bearer middleware: "Bearer user:<id>"
-// authenticates as user id. The marketplace only needs the three hooks.
-func testAuth() marketplace.Auth {
-	const local = "testUser"
-	parse := func(c *fiber.Ctx) (string, bool) {
-		h := c.Get(fiber.HeaderAuthorization)
-		if !strings.HasPrefix(h, "Bearer user:") {
-			return "", false
-		}
-		id, err := uuid.Parse(strings.TrimPrefix(h, "Bearer user:"))
-		return id.String(), err == nil
-	}
-	return marketplace.Auth{
-		RequireUser: func(c *fiber.Ctx) error {
-			id, ok := parse(c)
-			if !ok {
-				return vectabase.Errorf(vectabase.EUNAUTHORIZED, "authentication required")
-			}
-			c.Locals(local, id)
-			server.SetActor(c, server.Actor{Type: "user", ID: id})
-			return c.Next()
-		},
-		OptionalUser: func(c *fiber.Ctx) error {
-			if id, ok := parse(c); ok {
-				c.Locals(local, id)
-			}
-			return c.Next()
-		},
-		UserID: func(c *fiber.Ctx) string { id, _ := c.Locals(local).(string); return id },
-	}
+// nopAuditor drops auth's audit events: this area's tests do not look at them.
+type nopAuditor struct{}
+
+func (nopAuditor) Record(context.Context, vectabase.AuditEvent) error { return nil }
+
+// fastArgon2 keeps user creation quick in tests.
+var fastArgon2 = auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// tokens maps the user ids the tests create to their access tokens, shared
+// by every instance (they verify each other's tokens through the database).
+type tokens struct {
+	mu sync.Mutex
+	m  map[string]string
 }
+
+func (tk *tokens) get(id string) string {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	return tk.m[id]
+}
+
+func (tk *tokens) set(id, token string) {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	tk.m[id] = token
+}
+
+var allTokens = &tokens{m: map[string]string{}}
 
 // env is one server instance of the area on a database.
 type env struct {
+	auth *auth.Service
 	db   *store.DB
 	kr   *keyring.Keyring
 	srv  *server.Server
@@ -129,9 +127,16 @@ func newInstance(t testing.TB, db *store.DB, kr *keyring.Keyring) *env {
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(logs)
 	srv := server.New(server.Config{}, log, reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, err := auth.New(ctx, auth.Config{Argon2: fastArgon2, MaxAttemptsPerIP: 1 << 20, MaxFailuresPerIP: 1 << 20}, db, kr, nopAuditor{}, log, reg)
+	if err != nil {
+		t.Fatalf("auth.New err = %v", err)
+	}
+	srv.Mount(a.Routes())
 	svc := marketplace.New(db, kr, marketplace.Config{RequestLogFlush: 20 * time.Millisecond}, log, reg)
-	srv.Mount(svc.Routes(testAuth()))
-	return &env{db: db, kr: kr, srv: srv, svc: svc, logs: logs, reg: reg}
+	srv.Mount(svc.Routes(authHooks(a)))
+	return &env{auth: a, db: db, kr: kr, srv: srv, svc: svc, logs: logs, reg: reg}
 }
 
 func (e *env) close(t testing.TB) {
@@ -142,13 +147,26 @@ func (e *env) close(t testing.TB) {
 	}
 }
 
+// authHooks is the wiring cmd/ does: the real bearer middleware.
+func authHooks(a *auth.Service) marketplace.Auth {
+	return marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}
+}
+
+// user registers and logs in a new user through the auth service and
+// returns its id; call sends that user's access token.
 func (e *env) user(t fataler) string {
 	t.Helper()
-	u, err := e.db.CreateUser(context.Background(), store.NewUser{Email: uuid.NewString() + "@example.com"})
-	if err != nil {
-		t.Fatalf("CreateUser err = %v", err)
+	ctx := context.Background()
+	email, pw := uuid.NewString()+"@example.com", "correct horse battery"
+	if _, err := e.auth.Register(ctx, email, pw, auth.RequestMeta{IP: "127.0.0.1"}); err != nil {
+		t.Fatalf("Register err = %v", err)
 	}
-	return u.ID
+	res, err := e.auth.Login(ctx, email, pw, auth.RequestMeta{IP: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("Login err = %v", err)
+	}
+	allTokens.set(res.User.ID, res.Token)
+	return res.User.ID
 }
 
 // resp is a decoded response.
@@ -186,7 +204,7 @@ func (e *env) call(t fataler, method, path, who string, body any) resp {
 	case strings.HasPrefix(who, "key:"):
 		req.Header.Set("X-API-Key", strings.TrimPrefix(who, "key:"))
 	case who != "":
-		req.Header.Set("Authorization", "Bearer user:"+who)
+		req.Header.Set("Authorization", "Bearer "+allTokens.get(who))
 	}
 	res, err := e.srv.App().Test(req, -1)
 	if err != nil {
