@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -29,6 +30,8 @@ type Config struct {
 	Log     LogConfig
 	Keyring keyring.Config
 	Auth    auth.Config
+
+	Marketplace marketplace.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`
