@@ -9,16 +9,13 @@ import (
 	"os"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/vectabase/vectabase"
-	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/hcvault"
-	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/supabase"
 )
@@ -72,13 +69,6 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 	if err != nil {
 		return err
 	}
-	var kc keyring.Config
-	if err := env.Parse(&kc); err != nil {
-		return fmt.Errorf("configuration: %s", oneLine(err.Error()))
-	}
-	if err := kc.Validate(); err != nil {
-		return err
-	}
 	log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", stderr)
 	if err != nil {
 		return err
@@ -89,11 +79,13 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 		return err
 	}
 	defer db.Close()
-	kr, closeKEK, err := importKeyring(ctx, kc, db)
+	// The same keyring the server uses, its keysets in the target.
+	d := &deps{cfg: cfg, log: log, reg: prometheus.NewRegistry(), db: db}
+	defer d.close()
+	kr, err := openKeyring(ctx, d)
 	if err != nil {
 		return err
 	}
-	defer closeKEK()
 	conn, err := pgx.Connect(ctx, direct)
 	if err != nil {
 		return fmt.Errorf("target %s: %w", store.Redact(direct), err)
@@ -126,44 +118,6 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 		return ierr
 	}
 	return nil
-}
-
-// importKeyring opens the keyring the import encrypts with, from the
-// KEYRING_* configuration, storing its keysets in the target database.
-func importKeyring(ctx context.Context, kc keyring.Config, db *store.DB) (*keyring.Keyring, func(), error) {
-	st := store.NewKeysets(db.Pool)
-	var kek keyring.KEK
-	closeKEK := func() {}
-	switch {
-	case kc.Backend == "vault":
-		v, err := hcvault.New(ctx, hcvault.Config{Mount: kc.TransitMount, Key: kc.TransitKey})
-		if err != nil {
-			return nil, nil, err
-		}
-		kek, closeKEK = v, func() { _ = v.Close() }
-	case kc.MasterKeyFile != "":
-		k, err := local.NewFromFile(kc.MasterKeyFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		kek = k
-	default:
-		salt, err := keyring.PassphraseSalt(ctx, st)
-		if err != nil {
-			return nil, nil, err
-		}
-		k, err := local.NewFromPassphrase(kc.Passphrase, salt)
-		if err != nil {
-			return nil, nil, err
-		}
-		kek = k
-	}
-	kr, err := keyring.Open(ctx, st, kek)
-	if err != nil {
-		closeKEK()
-		return nil, nil, err
-	}
-	return kr, closeKEK, nil
 }
 
 // importProgress shows one progress bar per table on a terminal, and plain
