@@ -18,6 +18,7 @@ import (
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/supabase"
+	"github.com/vectabase/vectabase/vault"
 )
 
 func newImportSupabaseCmd() *cobra.Command {
@@ -94,6 +95,7 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 
 	pr := newImportProgress(stderr)
 	opts.Progress = pr.update
+	opts.ValidSecretName = vault.ValidName
 	rep, ierr := supabase.Import(ctx, conn, kr, opts)
 	pr.close()
 

@@ -22,7 +22,6 @@ import (
 const (
 	keyTag        = "vb_live_"
 	keyBodyLen    = 43
-	keyLen        = len(keyTag) + keyBodyLen
 	keyPrefixLen  = 12
 	base62Digits  = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	headerAPIKey  = "X-API-Key"
@@ -31,6 +30,9 @@ const (
 	ScopeWLRead   = "whitelist:read"
 	localKeyUse   = "marketplace.keyUse"
 	maxKeyNameLen = 100
+
+	minImportedKeyBody = 16
+	maxImportedKeyBody = 64
 )
 
 // knownScopes are the scopes a key may carry. /api/developer/verify needs
@@ -46,9 +48,12 @@ func newAPIKey() string {
 }
 
 // wellFormedKey reports whether k has the shape of a key, so junk is
-// refused without a database round trip.
+// refused without a database round trip. Keys imported from Supabase keep
+// working (contract section 6) and have other lengths (vb_live_ and 32 hex
+// digits in the old project), so any base62 body of 16 to 64 characters is
+// looked up; only its keyed hash can match.
 func wellFormedKey(k string) bool {
-	if len(k) != keyLen || !strings.HasPrefix(k, keyTag) {
+	if len(k) < len(keyTag)+minImportedKeyBody || len(k) > len(keyTag)+maxImportedKeyBody || !strings.HasPrefix(k, keyTag) {
 		return false
 	}
 	for i := len(keyTag); i < len(k); i++ {

@@ -287,24 +287,30 @@ func planUsers(src srcTable, tgt *tgtTable, now string) (*tablePlan, error) {
 // stored ciphertext, key id and nonce stay behind.
 var vaultColumns = []string{"id", "name", "description", "decrypted_secret", "created_at", "updated_at"}
 
-func skipSecret(row [][]byte) string {
-	switch {
-	case len(row[1]) == 0:
-		return "Vault secret without a name (the secrets vault addresses secrets by name)"
-	case row[3] == nil:
-		return "Vault could not decrypt the secret (decrypted_secret is NULL)"
+// skipSecret says why a Vault secret cannot become a secret, or "".
+// validName is the secrets vault's own rule for names (nil: any name).
+func skipSecret(validName func(string) error) func(row [][]byte) string {
+	return func(row [][]byte) string {
+		switch {
+		case len(row[1]) == 0:
+			return "Vault secret without a name (the secrets vault addresses secrets by name)"
+		case row[3] == nil:
+			return "Vault could not decrypt the secret (decrypted_secret is NULL)"
+		case validName != nil && validName(string(row[1])) != nil:
+			return "Vault secret name is not a valid secrets-vault name (rename it in Supabase Vault and import again)"
+		}
+		return ""
 	}
-	return ""
 }
 
 // planSecrets turns each Vault secret into a secret at version 1.
-func planSecrets(src srcTable, secrets, versions *tgtTable, now string) (*tablePlan, *tablePlan, error) {
+func planSecrets(src srcTable, secrets, versions *tgtTable, now string, validName func(string) error) (*tablePlan, *tablePlan, error) {
 	cols, err := need(src, vaultColumns...)
 	if err != nil {
 		return nil, nil, err
 	}
 	base := func(t *tgtTable) *tablePlan {
-		p := &tablePlan{target: t.Name, src: srcTable{Schema: src.Schema, Name: src.Name, Columns: cols}, cols: vaultColumns, idCols: []int{1}, skip: skipSecret}
+		p := &tablePlan{target: t.Name, src: srcTable{Schema: src.Schema, Name: src.Name, Columns: cols}, cols: vaultColumns, idCols: []int{1}, skip: skipSecret(validName)}
 		for _, c := range cols {
 			p.uuidCol = append(p.uuidCol, c.Type == "uuid")
 		}

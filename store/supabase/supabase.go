@@ -43,6 +43,10 @@ type Options struct {
 	AllowDrop []string
 	// BatchSize is the rows per cursor fetch and per COPY (default 5000).
 	BatchSize int
+	// ValidSecretName is the secrets vault's rule for names; a Vault
+	// secret whose name breaks it is skipped, with the reason in the
+	// report. Nil accepts any name.
+	ValidSecretName func(name string) error
 	// Progress, when set, is called after every batch and when a table is
 	// done.
 	Progress func(Progress)
@@ -191,7 +195,7 @@ func (imp *importer) run(ctx context.Context) error {
 			}
 			identities = &t
 		case t.Schema == "vault" && t.Name == "decrypted_secrets":
-			sp, vp, err := planSecrets(t, cat.tables["secrets"], cat.tables["secret_versions"], imp.now)
+			sp, vp, err := planSecrets(t, cat.tables["secrets"], cat.tables["secret_versions"], imp.now, imp.opts.ValidSecretName)
 			if err != nil {
 				return err
 			}
