@@ -19,6 +19,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/supabase"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func newImportSupabaseCmd() *cobra.Command {
@@ -98,6 +99,22 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 	opts.ValidSecretName = vault.ValidName
 	rep, ierr := supabase.Import(ctx, conn, kr, opts)
 	pr.close()
+
+	// The import is an operator action: it goes into the audit trail, with
+	// counts only.
+	result := vectabase.ResultSuccess
+	if ierr != nil {
+		result = vectabase.ResultFailure
+	}
+	rec := audit.New(db, kr, log, nil)
+	aerr := rec.Record(context.WithoutCancel(ctx), vectabase.AuditEvent{
+		ActorType: vectabase.ActorLocalOperator, Action: "import.supabase", ResourceType: "database", Result: result,
+		Details: map[string]any{"source": rep.Source, "dryRun": rep.DryRun, "replace": rep.Replace, "committed": rep.Committed, "rows": rep.Rows(), "tables": len(rep.Tables)},
+	})
+	rec.Close()
+	if aerr != nil && ierr == nil {
+		ierr = fmt.Errorf("the import finished (committed: %v) but its audit row could not be written: %w", rep.Committed, aerr)
+	}
 
 	if reportFile != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")

@@ -110,6 +110,19 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 		}
 	}
 
+	// The committed import is in the audit trail, as the local operator.
+	var audited int
+	conn, err := pgx.Connect(context.Background(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = conn.QueryRow(context.Background(), `SELECT count(*) FROM audit_logs WHERE action = 'import.supabase' AND actor_type = 'local-operator'
+		AND result = 'success' AND (details->>'committed')::boolean`).Scan(&audited)
+	conn.Close(context.Background())
+	if err != nil || audited != 1 {
+		t.Errorf("audit rows for the committed import = %d (%v), want 1", audited, err)
+	}
+
 	// Again: refused with one line naming --replace, exit 1.
 	r = run(t, dir, envv, "import-supabase", "--source", src)
 	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "--replace") {
