@@ -194,6 +194,18 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 		t.Errorf("verify revoked key: %d, want 401", status)
 	}
 
+	// Imported license keys answer the game servers' check, however the
+	// player types them.
+	for _, lic := range []string{"LIC-DDDD-EEEE-FFFF", " lic-dddd-eeee-ffff "} {
+		status, body := call(http.MethodPost, "/api/whitelist/check", map[string]any{"licenseKey": lic}, "X-API-Key", "vb_live_4f1d2c3b4a5968778695a4b3c2d1e0f1")
+		if status != http.StatusOK || body["whitelisted"] != true {
+			t.Errorf("whitelist check %q: %d %v, want 200 whitelisted", lic, status, body)
+		}
+	}
+	if status, body := call(http.MethodPost, "/api/whitelist/check", map[string]any{"licenseKey": "LIC-TEST-0000-0001"}, "X-API-Key", "vb_live_4f1d2c3b4a5968778695a4b3c2d1e0f1"); status != http.StatusOK || body["whitelisted"] != false {
+		t.Errorf("whitelist check of another developer's key: %d %v, want 200 not whitelisted", status, body)
+	}
+
 	// The Vault secrets read back from the secrets vault (the HTTP route is
 	// not on this branch yet: through the service the CLI and route use).
 	pol, err := policies.AccessPolicy()

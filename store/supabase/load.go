@@ -236,7 +236,7 @@ func (imp *importer) encodeRow(ctx context.Context, p *tablePlan, row [][]byte, 
 				buf.WriteString(`\N`)
 				continue
 			}
-			bi, err := imp.kr.BlindIndex(op.loc.Table, op.loc.Column, v)
+			bi, err := imp.kr.BlindIndex(op.loc.Table, op.loc.Column, indexForm(op.loc.Table, op.loc.Column, v))
 			if err != nil {
 				return scratch, fmt.Errorf("%s: %w", op.target, err)
 			}

@@ -1,6 +1,7 @@
 package supabase
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -86,6 +87,19 @@ var hashedColumns = map[string]struct {
 	n                     int
 }{
 	"developer_api_keys.api_key": {hash: "key_hash", prefix: "key_prefix", purpose: "api_key", n: 12},
+}
+
+// indexForm is the form of a value its blind index is computed over: the
+// same form the API normalises a presented value to before looking it up,
+// or imported values with another spelling would never be found. License
+// keys are matched case-insensitively and without surrounding spaces (as
+// server/marketplace's normalizeLicenseKey does). The ciphertext keeps the
+// value exactly as it was.
+func indexForm(table, column string, v []byte) []byte {
+	if column == "license_key" {
+		return bytes.ToUpper(bytes.TrimSpace(v))
+	}
+	return v
 }
 
 // reservedTargets are filled from GoTrue and Vault, or belong to the

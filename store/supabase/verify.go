@@ -152,7 +152,7 @@ func (imp *importer) verifyValues(ctx context.Context, vc *valueCheck, pass func
 			break
 		}
 		if vc.bidx != "" {
-			want, err := imp.kr.BlindIndex(vc.table, vc.column, pt)
+			want, err := imp.kr.BlindIndex(vc.table, vc.column, indexForm(vc.table, vc.column, pt))
 			if err != nil || !bytes.Equal(want, bidx) {
 				bad = &Check{Name: "blind index matches", Subject: vc.table + "." + vc.bidx, Detail: fmt.Sprintf("row %s has a blind index that does not match its value", id)}
 				break
