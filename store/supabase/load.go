@@ -26,42 +26,104 @@ import (
 // maxCopyBytes flushes a COPY early when rows are large.
 const maxCopyBytes = 8 << 20
 
-// batchCopier accumulates rows in COPY text format and sends them to the
-// target in one COPY per batch, remembering the batch's row names so that
-// an error on "line N" can name the row.
+// batchCopier sends rows to the target in one COPY per batch, on its own
+// goroutine: while the target ingests one batch, the source is read and the
+// next batch encrypted, so the two servers work at the same time. Two
+// buffers go round between the stages, which bounds memory. Each batch
+// remembers its rows' names so that an error on "line N" names the row.
 type batchCopier struct {
 	imp   *importer
 	sql   string
 	label string
+	total int64
+	rep   *TableReport // Written is the writer's: read it after finish
+
+	cur        *chunk
+	free, full chan *chunk
+	done       chan struct{}
+	err        error // the writer's first error; read after done
+	cancel     context.CancelFunc
+}
+
+type chunk struct {
 	buf   bytes.Buffer
 	names []string
-	rep   *TableReport
-	total int64
+	read  int64 // source rows read up to the end of this batch
 }
 
-func (b *batchCopier) flush(ctx context.Context) error {
-	if len(b.names) == 0 {
+// newCopier starts the writer. Reading the source must use the returned
+// context: a target failure cancels it, so the reader stops too.
+func (imp *importer) newCopier(ctx context.Context, label, sql string, total int64, rep *TableReport) (*batchCopier, context.Context) {
+	rctx, cancel := context.WithCancel(ctx)
+	b := &batchCopier{imp: imp, sql: sql, label: label, total: total, rep: rep,
+		free: make(chan *chunk, 2), full: make(chan *chunk, 2), done: make(chan struct{}), cancel: cancel}
+	b.cur = &chunk{}
+	b.free <- &chunk{}
+	go b.write(ctx)
+	return b, rctx
+}
+
+func (b *batchCopier) write(ctx context.Context) {
+	defer close(b.done)
+	for c := range b.full {
+		if b.err == nil {
+			if _, err := b.imp.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.buf.Bytes()), b.sql); err != nil {
+				b.err = rowErr{b.imp.targetError(b.label, c.names, err)}
+				b.cancel()
+			} else {
+				b.rep.Written += int64(len(c.names))
+				if b.imp.opts.Progress != nil {
+					b.imp.opts.Progress(Progress{Table: b.label, Done: c.read, Total: b.total})
+				}
+			}
+		}
+		c.buf.Reset()
+		c.names = c.names[:0]
+		b.free <- c
+	}
+}
+
+// buf is where the next row is encoded.
+func (b *batchCopier) buf() *bytes.Buffer { return &b.cur.buf }
+
+// add ends the row just encoded, named name, read as the read-th row.
+func (b *batchCopier) add(ctx context.Context, name string, read int64) error {
+	b.cur.names = append(b.cur.names, name)
+	b.cur.read = read
+	if len(b.cur.names) >= b.imp.opts.BatchSize || b.cur.buf.Len() >= maxCopyBytes {
+		return b.send(ctx)
+	}
+	return nil
+}
+
+func (b *batchCopier) send(ctx context.Context) error {
+	select {
+	case b.full <- b.cur:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case b.cur = <-b.free:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	_, err := b.imp.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf.Bytes()), b.sql)
-	if err != nil {
-		return rowErr{b.imp.targetError(b.label, b.names, err)}
-	}
-	b.rep.Written += int64(len(b.names))
-	b.buf.Reset()
-	b.names = b.names[:0]
-	if b.imp.opts.Progress != nil {
-		b.imp.opts.Progress(Progress{Table: b.label, Done: b.rep.Read, Total: b.total})
-	}
-	return nil
 }
 
-func (b *batchCopier) add(ctx context.Context, name string) error {
-	b.names = append(b.names, name)
-	if len(b.names) >= b.imp.opts.BatchSize || b.buf.Len() >= maxCopyBytes {
-		return b.flush(ctx)
+// finish sends the last batch, waits for the writer and returns the error
+// that came first in cause: the target's over the reader's (a target
+// failure cancels the reader).
+func (b *batchCopier) finish(ctx context.Context, readErr error) error {
+	if readErr == nil && len(b.cur.names) > 0 {
+		readErr = b.send(ctx)
 	}
-	return nil
+	close(b.full)
+	<-b.done
+	b.cancel()
+	if b.err != nil {
+		return b.err
+	}
+	return readErr
 }
 
 var copyLine = regexp.MustCompile(`COPY [^,]+, line (\d+)`)
@@ -125,11 +187,10 @@ func (imp *importer) load(ctx context.Context, p *tablePlan) error {
 	for i, op := range p.ops {
 		cols[i] = quoteIdent(op.target)
 	}
-	bc := &batchCopier{imp: imp, label: label, rep: rep, total: total,
-		sql: "COPY " + quoteIdent(p.target) + " (" + strings.Join(cols, ", ") + ") FROM STDIN"}
+	bc, rctx := imp.newCopier(ctx, label, "COPY "+quoteIdent(p.target)+" ("+strings.Join(cols, ", ")+") FROM STDIN", total, rep)
 	var last string
 	var scratch []byte
-	err = imp.src.scan(ctx, p.src, p.cols, func(row [][]byte) error {
+	err = imp.src.scan(rctx, p.src, p.cols, func(row [][]byte) error {
 		rep.Read++
 		if err := tw.write(row); err != nil {
 			return rowErr{err}
@@ -143,15 +204,12 @@ func (imp *importer) load(ctx context.Context, p *tablePlan) error {
 			}
 		}
 		var err error
-		if scratch, err = imp.encodeRow(ctx, p, row, &bc.buf, scratch); err != nil {
+		if scratch, err = imp.encodeRow(rctx, p, row, bc.buf(), scratch); err != nil {
 			return rowErr{fmt.Errorf("import %s row %s: %w", label, name, err)}
 		}
-		return bc.add(ctx, name)
+		return bc.add(rctx, name, rep.Read)
 	})
-	if err == nil {
-		err = bc.flush(ctx)
-	}
-	if err != nil {
+	if err = bc.finish(rctx, err); err != nil {
 		if isRowErr(err) {
 			return errors.Unwrap(err)
 		}
@@ -340,12 +398,10 @@ func (imp *importer) loadIdentities(ctx context.Context, t srcTable) error {
 	}
 	defer tw.abort()
 	discord := &TableReport{}
-	bc := &batchCopier{imp: imp, label: label, rep: discord, total: total,
-		sql: "COPY vectabase_import_discord (identity_id, user_id, discord_id, discord_username) FROM STDIN"}
+	bc, rctx := imp.newCopier(ctx, label, "COPY vectabase_import_discord (identity_id, user_id, discord_id, discord_username) FROM STDIN", total, discord)
 	var last string
-	err = imp.src.scan(ctx, src, identityColumns, func(row [][]byte) error {
+	err = imp.src.scan(rctx, src, identityColumns, func(row [][]byte) error {
 		rep.Read++
-		discord.Read++
 		if err := tw.write(row); err != nil {
 			return rowErr{err}
 		}
@@ -359,21 +415,18 @@ func (imp *importer) loadIdentities(ctx context.Context, t srcTable) error {
 			rep.skip("discord identity without a provider id")
 			return nil
 		}
-		name := discordUsername(row[4])
-		writeCopyValue(&bc.buf, row[0])
-		bc.buf.WriteByte('\t')
-		writeCopyValue(&bc.buf, row[1])
-		bc.buf.WriteByte('\t')
-		writeCopyValue(&bc.buf, row[3])
-		bc.buf.WriteByte('\t')
-		writeCopyValue(&bc.buf, name)
-		bc.buf.WriteByte('\n')
-		return bc.add(ctx, last)
+		buf := bc.buf()
+		writeCopyValue(buf, row[0])
+		buf.WriteByte('\t')
+		writeCopyValue(buf, row[1])
+		buf.WriteByte('\t')
+		writeCopyValue(buf, row[3])
+		buf.WriteByte('\t')
+		writeCopyValue(buf, discordUsername(row[4]))
+		buf.WriteByte('\n')
+		return bc.add(rctx, last, rep.Read)
 	})
-	if err == nil {
-		err = bc.flush(ctx)
-	}
-	if err != nil {
+	if err = bc.finish(rctx, err); err != nil {
 		if isRowErr(err) {
 			return errors.Unwrap(err)
 		}
