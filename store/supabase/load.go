@@ -181,7 +181,13 @@ func (imp *importer) load(ctx context.Context, p *tablePlan) error {
 	if err != nil {
 		return err
 	}
-	defer tw.abort()
+	defer func() { tw.abort() }()
+	var indexes []string
+	if total >= imp.opts.IndexRebuildRows {
+		if indexes, err = imp.dropPlainIndexes(ctx, p.target); err != nil {
+			return err
+		}
+	}
 
 	cols := make([]string, len(p.ops))
 	for i, op := range p.ops {
@@ -219,11 +225,55 @@ func (imp *importer) load(ctx context.Context, p *tablePlan) error {
 		return err
 	}
 	tw = nil
+	for _, def := range indexes {
+		if _, err := imp.tx.Exec(ctx, def); err != nil {
+			return vectabase.WrapError(vectabase.EVALIDATION, "import "+label+": re-creating an index: "+flatten(err), err)
+		}
+	}
 	rep.DurationMS = time.Since(start).Milliseconds()
 	if imp.opts.Progress != nil {
 		imp.opts.Progress(Progress{Table: label, Done: rep.Read, Total: total, Finished: true})
 	}
 	return nil
+}
+
+// dropPlainIndexes drops, inside the transaction, table's indexes that
+// back no constraint and enforce no uniqueness (unique indexes stay, so a
+// duplicate is refused on its COPY line and named), and returns the
+// statements that re-create them.
+func (imp *importer) dropPlainIndexes(ctx context.Context, table string) ([]string, error) {
+	rows, err := imp.tx.Query(ctx, `
+SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relname = $1
+  AND NOT i.indisunique AND NOT i.indisprimary
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)
+ORDER BY ic.relname`, table)
+	if err != nil {
+		return nil, fmt.Errorf("target: indexes of %s: %w", table, err)
+	}
+	var names, defs []string
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names, defs = append(names, name), append(defs, def)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, err := imp.tx.Exec(ctx, "DROP INDEX "+name); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+	}
+	return defs, nil
 }
 
 // rowName is how messages name a row: its id (or primary key).
@@ -396,7 +446,7 @@ func (imp *importer) loadIdentities(ctx context.Context, t srcTable) error {
 	if err != nil {
 		return err
 	}
-	defer tw.abort()
+	defer func() { tw.abort() }()
 	discord := &TableReport{}
 	bc, rctx := imp.newCopier(ctx, label, "COPY vectabase_import_discord (identity_id, user_id, discord_id, discord_username) FROM STDIN", total, discord)
 	var last string

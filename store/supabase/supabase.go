@@ -43,6 +43,11 @@ type Options struct {
 	AllowDrop []string
 	// BatchSize is the rows per cursor fetch and per COPY (default 5000).
 	BatchSize int
+	// IndexRebuildRows is the table size from which a load drops the
+	// table's plain (non-unique) indexes and builds them again after it,
+	// as pg_restore does: one sort per index is much cheaper than keeping
+	// it up to date row by row (default 50000).
+	IndexRebuildRows int64
 	// ValidSecretName is the secrets vault's rule for names; a Vault
 	// secret whose name breaks it is skipped, with the reason in the
 	// report. Nil accepts any name.
@@ -87,6 +92,9 @@ func runImport(ctx context.Context, target *pgx.Conn, kr *keyring.Keyring, opts 
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
+	}
+	if opts.IndexRebuildRows <= 0 {
+		opts.IndexRebuildRows = 50000
 	}
 	allow := allowDrop{}
 	for _, a := range opts.AllowDrop {
