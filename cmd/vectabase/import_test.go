@@ -17,13 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring/local"
-	"github.com/vectabase/vectabase/policies"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store/pgtest"
-	"github.com/vectabase/vectabase/vault"
-	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // supabaseSource is a fresh database holding the Supabase fixtures named.
@@ -163,15 +159,18 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 		return res.StatusCode, m
 	}
 
+	tokens := map[string]string{}
 	for email, pw := range map[string]string{
 		"alice@example.com": "correct horse battery staple",
 		"bob@example.com":   "Tr0ub4dor&3",
 		"zoë@example.com":   "pässwörd-ünïcode-🔑",
 	} {
 		status, body := call(http.MethodPost, "/api/auth/login", map[string]string{"email": email, "password": pw})
-		if status != http.StatusOK || body["token"] == nil {
+		token, _ := body["token"].(string)
+		if status != http.StatusOK || token == "" {
 			t.Errorf("login %s: %d %v, want 200 with a token", email, status, body)
 		}
+		tokens[email] = token
 		if status, _ := call(http.MethodPost, "/api/auth/login", map[string]string{"email": email, "password": pw + "!"}); status != http.StatusUnauthorized {
 			t.Errorf("login %s with a wrong password: %d, want 401", email, status)
 		}
@@ -206,25 +205,21 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 		t.Errorf("whitelist check of another developer's key: %d %v, want 200 not whitelisted", status, body)
 	}
 
-	// The Vault secrets read back from the secrets vault (the HTTP route is
-	// not on this branch yet: through the service the CLI and route use).
-	pol, err := policies.AccessPolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := audit.New(db, d.kr, zerolog.Nop(), nil)
-	defer rec.Close()
-	vs := vault.New(db, d.kr, rec, pol, vault.Config{}, nil)
+	// The Vault secrets read back through the secrets API: zoë is an admin
+	// in the sample (profiles.role), alice a developer, who may not.
 	for name, want := range map[string]string{
 		"stripe_secret_key": "sk_test_51Fixture0000000000000000000000000000000000",
 		"multiline_pem":     "-----BEGIN PRIVATE KEY-----\nMIIfixture\n-----END PRIVATE KEY-----\n",
 	} {
-		v, err := vs.Get(ctx, vault.LocalOperator, name, 0)
-		if err != nil || string(v.Value) != want || v.Version != 1 {
-			t.Errorf("secret %s: version %d, err %v, value matches %v", name, v.Version, err, string(v.Value) == want)
+		status, body := call(http.MethodGet, "/api/secrets/"+name, nil, "Authorization", "Bearer "+tokens["zoë@example.com"])
+		if status != http.StatusOK || body["value"] != want || body["version"] != float64(1) {
+			t.Errorf("GET /api/secrets/%s as admin: %d, version %v, value matches %v", name, status, body["version"], body["value"] == want)
+		}
+		if status, _ := call(http.MethodGet, "/api/secrets/"+name, nil, "Authorization", "Bearer "+tokens["alice@example.com"]); status != http.StatusForbidden {
+			t.Errorf("GET /api/secrets/%s as a developer: %d, want 403", name, status)
 		}
 	}
-	if _, err := vs.Get(ctx, vault.LocalOperator, "no_such_secret", 0); vectabase.ErrorCode(err) != vectabase.ENOTFOUND {
-		t.Errorf("missing secret: err %v, want NOT_FOUND", err)
+	if status, _ := call(http.MethodGet, "/api/secrets/no_such_secret", nil, "Authorization", "Bearer "+tokens["zoë@example.com"]); status != http.StatusNotFound {
+		t.Errorf("GET a missing secret: %d, want 404", status)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -26,9 +27,11 @@ type deps struct {
 	reg *prometheus.Registry
 	db  *store.DB
 
-	kr    *keyring.Keyring
-	audit auth.Auditor
-	auth  *auth.Service
+	kr       *keyring.Keyring
+	audit    auth.Auditor
+	auditLog *audit.Log
+	auth     *auth.Service
+	vault    *vault.Service
 
 	closers []func()
 }
@@ -50,9 +53,14 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.kr = kr
 	}
 	if d.audit == nil {
-		l := audit.New(d.db, d.kr, d.log, d.reg)
-		d.closers = append(d.closers, l.Close)
-		d.audit = l
+		// The hash-chained, group-committed audit trail; Close flushes it
+		// after the server has drained.
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.closers = append(d.closers, d.auditLog.Close)
+		d.audit = d.auditLog
+	}
+	if err := openVault(ctx, d); err != nil {
+		return err
 	}
 	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
 	if err != nil {
@@ -60,6 +68,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	}
 	d.auth = a
 	srv.Mount(a.Routes())
+	if err := mountSecrets(d, srv); err != nil {
+		return err
+	}
 
 	mk := marketplace.New(d.db, d.kr, d.cfg.Marketplace, d.log, d.reg)
 	// Runs after the HTTP server has drained, so every request's log row
