@@ -5,7 +5,7 @@
 // 1.05 million rows), then prints both times, their ratio, rows per second
 // and the importer's peak resident memory.
 //
-//	go run ./bench/import [-scale 20000] [-fixtures ../shared/fixtures/supabase]
+//	go run ./bench/import [-scale 20000] [-rounds 3] [-fixtures ../shared/fixtures/supabase]
 //
 // The server is BENCH_DATABASE_URL (a role that may create databases) or a
 // throwaway cluster from the system's PostgreSQL binaries. The goal is at
@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -45,9 +47,10 @@ func main() {
 
 func realMain() error {
 	scale := flag.Int("scale", 20000, "generate.sql scale (users)")
+	nRounds := flag.Int("rounds", 3, "rounds of baseline and import")
 	fixtures := flag.String("fixtures", "../shared/fixtures/supabase", "directory of schema.sql and generate.sql")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 
 	tmp, err := os.MkdirTemp("", "vectabase-bench-import-")
@@ -72,13 +75,18 @@ func realMain() error {
 	}
 	defer admin.Close(ctx)
 	suffix := fmt.Sprint(time.Now().UnixNano())
-	src, restored, target := "bench_src_"+suffix, "bench_restore_"+suffix, "bench_target_"+suffix
-	for _, db := range []string{src, restored, target} {
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-			return err
-		}
-		defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+	createDB := func(name string) error {
+		_, err := admin.Exec(ctx, "CREATE DATABASE "+name)
+		return err
 	}
+	dropDB := func(name string) {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}
+	src := "bench_src_" + suffix
+	if err := createDB(src); err != nil {
+		return err
+	}
+	defer dropDB(src)
 
 	// The source: schema.sql and generate.sql at the scale asked.
 	fmt.Printf("loading generate.sql at scale %d ...\n", *scale)
@@ -113,30 +121,6 @@ func realMain() error {
 	}
 	fmt.Printf("source: %d rows, loaded in %s\n\n", sourceRows, time.Since(t0).Round(time.Millisecond))
 
-	// Baseline: pg_dump -Fc, then pg_restore into a fresh database.
-	dump := filepath.Join(tmp, "source.dump")
-	t1 := time.Now()
-	if out, err := exec.CommandContext(ctx, filepath.Join(binDir, "pg_dump"), "-Fc", "-f", dump, "-d", dbURL(src)).CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_dump: %v: %s", err, out)
-	}
-	dumpTime := time.Since(t1)
-	t2 := time.Now()
-	if out, err := exec.CommandContext(ctx, filepath.Join(binDir, "pg_restore"), "--no-owner", "-d", dbURL(restored), dump).CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_restore: %v: %s", err, out)
-	}
-	restoreTime := time.Since(t2)
-	baseline := dumpTime + restoreTime
-
-	// The import, into a migrated database with a local keyring.
-	m, err := migrations.Open(dbURL(target))
-	if err != nil {
-		return err
-	}
-	if _, err := m.Up(ctx); err != nil {
-		m.Close()
-		return err
-	}
-	m.Close()
 	keyPath := filepath.Join(tmp, "master.key")
 	if err := local.GenerateKeyFile(keyPath); err != nil {
 		return err
@@ -145,58 +129,139 @@ func realMain() error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, store.Config{URL: dbURL(target), MaxConns: 2}, nopLogger(), nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
-	if err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, dbURL(target))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
 
-	baseRSS := vm("VmRSS")
-	// Reset the peak so it measures the import alone, not the set-up.
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	t3 := time.Now()
-	rep, err := supabase.Import(ctx, conn, kr, supabase.Options{Source: dbURL(src)})
-	importTime := time.Since(t3)
-	peak := vm("VmHWM")
-	if err != nil {
-		return fmt.Errorf("import: %w", err)
+	// Rounds alternate the baseline and the import, each into a fresh
+	// database, so both see the same machine; medians damp the noise of a
+	// shared host.
+	var rounds []round
+	var last *supabase.Report
+	for i := 1; i <= *nRounds; i++ {
+		var r round
+		restored, target := fmt.Sprintf("bench_restore_%s_%d", suffix, i), fmt.Sprintf("bench_target_%s_%d", suffix, i)
+
+		// Baseline: pg_dump -Fc, then pg_restore into a fresh database.
+		if err := createDB(restored); err != nil {
+			return err
+		}
+		dump := filepath.Join(tmp, "source.dump")
+		t1 := time.Now()
+		if out, err := exec.CommandContext(ctx, filepath.Join(binDir, "pg_dump"), "-Fc", "-f", dump, "-d", dbURL(src)).CombinedOutput(); err != nil {
+			return fmt.Errorf("pg_dump: %v: %s", err, out)
+		}
+		r.dump = time.Since(t1)
+		t2 := time.Now()
+		if out, err := exec.CommandContext(ctx, filepath.Join(binDir, "pg_restore"), "--no-owner", "-d", dbURL(restored), dump).CombinedOutput(); err != nil {
+			return fmt.Errorf("pg_restore: %v: %s", err, out)
+		}
+		r.restore = time.Since(t2)
+		dropDB(restored)
+		_ = os.Remove(dump)
+
+		// The import, into a migrated database with a local keyring.
+		if err := createDB(target); err != nil {
+			return err
+		}
+		rep, peak, took, err := importOnce(ctx, dbURL(target), dbURL(src), kek)
+		dropDB(target)
+		if err != nil {
+			return err
+		}
+		r.imp, r.peakKB, last = took, peak, rep
+		rounds = append(rounds, r)
+		fmt.Printf("round %d: dump %s + restore %s = %s; import %s (%.2fx); import peak RSS %.1f MB\n", i,
+			r.dump.Round(time.Millisecond), r.restore.Round(time.Millisecond), (r.dump + r.restore).Round(time.Millisecond),
+			r.imp.Round(time.Millisecond), r.imp.Seconds()/(r.dump+r.restore).Seconds(), float64(r.peakKB)/1024)
 	}
+
+	med := func(f func(round) float64) float64 {
+		v := make([]float64, len(rounds))
+		for i, r := range rounds {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	dumpS := med(func(r round) float64 { return r.dump.Seconds() })
+	restoreS := med(func(r round) float64 { return r.restore.Seconds() })
+	baseS := med(func(r round) float64 { return (r.dump + r.restore).Seconds() })
+	impS := med(func(r round) float64 { return r.imp.Seconds() })
+	ratio := med(func(r round) float64 { return r.imp.Seconds() / (r.dump + r.restore).Seconds() })
+	var peak int64
+	for _, r := range rounds {
+		peak = max(peak, r.peakKB)
+	}
+	rows := last.Rows()
+	fmt.Printf("\nmedians over %d rounds          %12s %14s\n", len(rounds), "time", "rows/s")
+	fmt.Printf("%-34s %11.3fs %14.0f\n", "baseline: pg_dump -Fc", dumpS, float64(sourceRows)/dumpS)
+	fmt.Printf("%-34s %11.3fs %14.0f\n", "baseline: pg_restore", restoreS, float64(sourceRows)/restoreS)
+	fmt.Printf("%-34s %11.3fs %14.0f\n", "baseline: dump + restore", baseS, float64(sourceRows)/baseS)
+	fmt.Printf("%-34s %11.3fs %14.0f\n", "vectabase import-supabase", impS, float64(rows)/impS)
+	fmt.Printf("\nimport / (dump + restore), median of per-round ratios = %.2fx (goal <= 2x): %s\n", ratio, verdict(ratio <= 2))
+	fmt.Printf("import peak RSS (VmHWM), largest round = %.1f MB (goal < 200 MB): %s\n", float64(peak)/1024, verdict(peak < 200*1024))
 	failed := 0
-	for _, c := range rep.Checks {
+	for _, c := range last.Checks {
 		if !c.OK {
 			failed++
 		}
 	}
-
-	rows := rep.Rows()
-	ratio := importTime.Seconds() / baseline.Seconds()
-	fmt.Printf("%-34s %12s %14s\n", "", "time", "rows/s")
-	fmt.Printf("%-34s %12s %14.0f\n", "baseline: pg_dump -Fc", dumpTime.Round(time.Millisecond), float64(sourceRows)/dumpTime.Seconds())
-	fmt.Printf("%-34s %12s %14.0f\n", "baseline: pg_restore", restoreTime.Round(time.Millisecond), float64(sourceRows)/restoreTime.Seconds())
-	fmt.Printf("%-34s %12s %14.0f\n", "baseline: dump + restore", baseline.Round(time.Millisecond), float64(sourceRows)/baseline.Seconds())
-	fmt.Printf("%-34s %12s %14.0f\n", "vectabase import-supabase", importTime.Round(time.Millisecond), float64(rows)/importTime.Seconds())
-	fmt.Printf("\nimport / (dump + restore) = %.2fx (goal <= 2x): %s\n", ratio, verdict(ratio <= 2))
-	fmt.Printf("import peak RSS (VmHWM) = %.1f MB, %.1f MB before it (goal < 200 MB): %s\n", float64(peak)/1024, float64(baseRSS)/1024, verdict(peak < 200*1024))
 	var read, skipped int64
-	for _, t := range rep.Tables {
+	for _, t := range last.Tables {
 		read, skipped = read+t.Read, skipped+t.Skipped
 	}
 	fmt.Printf("source rows %d; import read %d (Vault secrets twice: secrets and versions), wrote %d, skipped %d (email identities); %d checks, %d failed; committed %v\n",
-		sourceRows, read, rows, skipped, len(rep.Checks), failed, rep.Committed)
-	fmt.Println("\nper table:")
-	for _, t := range rep.Tables {
-		fmt.Printf("  %-44s %9d rows %9s\n", t.Source+" -> "+t.Target, t.Written, (time.Duration(t.DurationMS) * time.Millisecond).String())
+		sourceRows, read, rows, skipped, len(last.Checks), failed, last.Committed)
+	fmt.Println("\nper table (last round):")
+	for _, t := range last.Tables {
+		fmt.Printf("  %-56s %9d rows %9s\n", t.Source+" -> "+t.Target, t.Written, (time.Duration(t.DurationMS) * time.Millisecond).String())
 	}
 	return nil
+}
+
+type round struct {
+	dump, restore, imp time.Duration
+	peakKB             int64
+}
+
+// importOnce migrates target, opens a keyring on it and imports src,
+// returning the report, the import's peak RSS (kB) and its time.
+func importOnce(ctx context.Context, target, src string, kek keyring.KEK) (*supabase.Report, int64, time.Duration, error) {
+	m, err := migrations.Open(target)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	_, err = m.Up(ctx)
+	m.Close()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	db, err := store.Open(ctx, store.Config{URL: target, MaxConns: 2}, zerolog.Nop(), nil)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer db.Close()
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	conn, err := pgx.Connect(ctx, target)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer conn.Close(context.Background())
+	runtime.GC()
+	// Reset the peak so it measures the import alone, not the set-up.
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	t := time.Now()
+	rep, err := supabase.Import(ctx, conn, kr, supabase.Options{Source: src})
+	took := time.Since(t)
+	peak := vm("VmHWM")
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("import: %w", err)
+	}
+	return rep, peak, took, nil
 }
 
 func verdict(ok bool) string {
@@ -254,5 +319,3 @@ func startServer(ctx context.Context, tmp string) (serverURL, binDir string, sto
 	}
 	return c.URL("postgres"), c.BinDir(), func() { _ = c.Stop() }, nil
 }
-
-func nopLogger() zerolog.Logger { return zerolog.Nop() }
