@@ -114,9 +114,18 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 	}
 	err = conn.QueryRow(context.Background(), `SELECT count(*) FROM audit_logs WHERE action = 'import.supabase' AND actor_type = 'local-operator'
 		AND result = 'success' AND (details->>'committed')::boolean`).Scan(&audited)
-	conn.Close(context.Background())
 	if err != nil || audited != 1 {
 		t.Errorf("audit rows for the committed import = %d (%v), want 1", audited, err)
+	}
+	var trail string
+	if err := conn.QueryRow(context.Background(), `SELECT string_agg(a::text, E'\n') FROM audit_logs a`).Scan(&trail); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	for _, secret := range []string{"correct horse", "vb_live_4f1d", "sk_test_51Fixture", "MIIfixture", "LIC-AAAA", "$2a$10$"} {
+		if strings.Contains(trail, secret) {
+			t.Errorf("audit trail holds the secret %q", secret)
+		}
 	}
 
 	// Again: refused with one line naming --replace, exit 1.

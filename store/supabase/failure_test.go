@@ -2,6 +2,8 @@ package supabase_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,5 +212,28 @@ func TestImportExportAndFromDir(t *testing.T) {
 	// A second export into the same directory is refused.
 	if _, err := tg1.run(t, supabase.Options{Source: src, ExportDir: dir, DryRun: true, Replace: true}); err == nil || !strings.Contains(err.Error(), "already holds an export") {
 		t.Errorf("export into a directory holding an export: err = %v, want refusal", err)
+	}
+}
+
+func TestImportNeverShowsTheSourcePassword(t *testing.T) {
+	t.Parallel()
+	src := newSource(t, fixture(t, "sample.sql"))
+	u, err := url.Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test server trusts loopback, so any password connects.
+	u.User = url.UserPassword(u.User.Username(), "hunter2-source-password")
+	tg := newTarget(t)
+	rep := tg.mustRun(t, supabase.Options{Source: u.String(), DryRun: true})
+	js, _ := json.Marshal(rep)
+	if strings.Contains(string(js), "hunter2") || rep.Source == "" {
+		t.Errorf("report source %q holds the password", rep.Source)
+	}
+	// Nor does a failure to connect.
+	u.Host = "127.0.0.1:1"
+	rep, err = tg.run(t, supabase.Options{Source: u.String()})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(rep.Error, "hunter2") {
+		t.Errorf("connection failure err = %v, want an error without the password", err)
 	}
 }
