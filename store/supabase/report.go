@@ -114,9 +114,11 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Checks: %d of %d passed\n", ok, len(r.Checks))
 	for _, c := range r.Checks {
+		mark := "ok    "
 		if !c.OK {
-			fmt.Fprintf(w, "  FAILED %s %s: %s\n", c.Name, c.Subject, c.Detail)
+			mark = "FAILED"
 		}
+		fmt.Fprintf(w, "  %s %s %s: %s\n", mark, c.Name, c.Subject, c.Detail)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "Note: %s\n", n)
