@@ -78,30 +78,31 @@ func openPGSource(ctx context.Context, url string, batch int) (*pgSource, error)
 		return nil, fmt.Errorf("source %s: invalid URL", store.Redact(url))
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	// Text output must parse back identically on the target.
-	for k, v := range textParams {
-		cfg.RuntimeParams[k] = v
-	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", store.Redact(url), err)
+		return nil, fmt.Errorf("source %s: %s", store.Redact(url), flatten(err))
 	}
-	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
-		conn.Close(ctx)
-		return nil, fmt.Errorf("source %s: begin snapshot: %w", store.Redact(url), err)
+	// The settings are SET LOCAL inside the snapshot rather than startup
+	// parameters, which a transaction-mode pooler (Supabase's on port
+	// 6543) may refuse.
+	for _, q := range append([]string{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}, textSettings...) {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			conn.Close(ctx)
+			return nil, fmt.Errorf("source %s: begin snapshot: %s", store.Redact(url), flatten(err))
+		}
 	}
 	return &pgSource{conn: conn, url: url, batch: batch}, nil
 }
 
-// textParams fix the text forms of dates, intervals, floats and bytea on
-// both sides, so a value read as text is the same value written as text.
-var textParams = map[string]string{
-	"DateStyle":          "ISO, MDY",
-	"IntervalStyle":      "postgres",
-	"TimeZone":           "UTC",
-	"extra_float_digits": "3",
-	"bytea_output":       "hex",
-	"client_encoding":    "UTF8",
+// textSettings fix the text forms of dates, intervals, floats and bytea,
+// so a value read as text is the same value the target parses from it.
+// (pgx connects with client_encoding UTF8.)
+var textSettings = []string{
+	"SET LOCAL DateStyle = 'ISO, MDY'",
+	"SET LOCAL IntervalStyle = 'postgres'",
+	"SET LOCAL TimeZone = 'UTC'",
+	"SET LOCAL extra_float_digits = 3",
+	"SET LOCAL bytea_output = 'hex'",
 }
 
 func (s *pgSource) String() string { return store.Redact(s.url) }
