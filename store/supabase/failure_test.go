@@ -209,6 +209,23 @@ func TestImportExportAndFromDir(t *testing.T) {
 		WHERE s.slug = 'zoes-shop' AND u.discord_id = '309876543210987654'`).Scan(&desc, &name); err != nil || desc != "line one\nline two" || name != "carol" {
 		t.Errorf("from the export: description %q, carol's Discord name %q (%v)", desc, name, err)
 	}
+	// A damaged export (a table file cut short) fails naming the file,
+	// and the target stays as it was.
+	tg3 := newTarget(t)
+	before3 := tg3.snapshot(t)
+	logs := filepath.Join(dir, "public.api_request_logs.json")
+	raw, err := os.ReadFile(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(logs, raw[:len(raw)*2/3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg3.run(t, supabase.Options{FromDir: dir}); err == nil || !strings.Contains(err.Error(), "public.api_request_logs.json") {
+		t.Errorf("import of a truncated export: err = %v, want one naming the file", err)
+	}
+	unchanged(t, tg3, before3)
+
 	// A second export into the same directory is refused.
 	if _, err := tg1.run(t, supabase.Options{Source: src, ExportDir: dir, DryRun: true, Replace: true}); err == nil || !strings.Contains(err.Error(), "already holds an export") {
 		t.Errorf("export into a directory holding an export: err = %v, want refusal", err)
