@@ -12,8 +12,13 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
+	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault"
 )
 
 // devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
@@ -22,9 +27,14 @@ const devDir = ".vectabase"
 // Config is the whole configuration, one struct per package, filled from
 // the environment (after .env and ./.vectabase/dev.env).
 type Config struct {
-	Store  store.Config
-	Server server.Config
-	Log    LogConfig
+	Store   store.Config
+	Server  server.Config
+	Log     LogConfig
+	Keyring keyring.Config
+	Auth    auth.Config
+	Secrets vault.Config
+
+	Marketplace marketplace.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`
@@ -77,6 +87,9 @@ func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, 
 	if err != nil || c.Level == "" {
 		return zerolog.Nop(), fmt.Errorf("LOG_LEVEL %q is not a level (trace, debug, info, warn, error)", c.Level)
 	}
+	// Every log line passes the redactor: secret shapes never reach output,
+	// whatever a caller logged.
+	w = redact.NewWriter(w)
 	format := c.Format
 	if format == "" {
 		format = defaultFormat

@@ -81,6 +81,9 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newMigrateCmd(),
 		newVersionCmd(),
+		newSecretsCmd(),
+		newAuditCmd(),
+		newImportSupabaseCmd(),
 	)
 	return root
 }

@@ -2,12 +2,21 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/hcvault"
+	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // deps is what the areas of the server are built from. Each area adds the
@@ -17,6 +26,12 @@ type deps struct {
 	log zerolog.Logger
 	reg *prometheus.Registry
 	db  *store.DB
+
+	kr       *keyring.Keyring
+	audit    auth.Auditor
+	auditLog *audit.Log
+	auth     *auth.Service
+	vault    *vault.Service
 
 	closers []func()
 }
@@ -30,5 +45,84 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
+	if d.kr == nil {
+		kr, err := openKeyring(ctx, d)
+		if err != nil {
+			return err
+		}
+		d.kr = kr
+	}
+	if d.audit == nil {
+		// The hash-chained, group-committed audit trail; Close flushes it
+		// after the server has drained.
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.closers = append(d.closers, d.auditLog.Close)
+		d.audit = d.auditLog
+	}
+	if err := openVault(ctx, d); err != nil {
+		return err
+	}
+	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	d.auth = a
+	srv.Mount(a.Routes())
+	if err := mountSecrets(d, srv); err != nil {
+		return err
+	}
+
+	mk := marketplace.New(d.db, d.kr, d.cfg.Marketplace, d.log, d.reg)
+	// Runs after the HTTP server has drained, so every request's log row
+	// is queued before the final flush.
+	d.closers = append(d.closers, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := mk.Close(cctx); err != nil {
+			d.log.Error().Str("error", err.Error()).Msg("flush api request logs")
+		}
+	})
+	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	return nil
+}
+
+// openKeyring builds the KEK the configuration names (local key file,
+// local passphrase, or Vault transit) and opens the keyring on it.
+func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
+	kc := d.cfg.Keyring
+	if err := kc.Validate(); err != nil {
+		return nil, err
+	}
+	st := store.NewKeysets(d.db.Pool)
+	var kek keyring.KEK
+	switch {
+	case kc.Backend == "vault":
+		v, err := hcvault.New(ctx, hcvault.Config{Mount: kc.TransitMount, Key: kc.TransitKey})
+		if err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, func() { _ = v.Close() })
+		kek = v
+	case kc.MasterKeyFile != "":
+		k, err := local.NewFromFile(kc.MasterKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		kek = k
+	default:
+		salt, err := keyring.PassphraseSalt(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		k, err := local.NewFromPassphrase(kc.Passphrase, salt)
+		if err != nil {
+			return nil, err
+		}
+		kek = k
+	}
+	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return kr, nil
 }
