@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
+	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -72,6 +73,8 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		}
 	})
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
+
+	srv.Mount(openapi.Routes())
 	return nil
 }
 
