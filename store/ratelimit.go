@@ -35,9 +35,10 @@ func (u KeyUse) Remaining() int { return max(u.Limit-u.Count, 0) }
 // instance on the database shares it, and the window is taken from the
 // database's clock. An unknown or revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, error) {
-	var u KeyUse
-	var start time.Time
-	err := m.db.Pool.QueryRow(ctx, `WITH k AS (
+	return scanKeyUse(m.db.Pool.QueryRow(ctx, useKeySQL, keyHash))
+}
+
+const useKeySQL = `WITH k AS (
 			SELECT id, developer_id, scopes, rate_limit_per_minute
 			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 		), c AS (
@@ -47,7 +48,12 @@ func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, er
 			RETURNING count, window_start
 		)
 		SELECT k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now()
-		FROM k, c`, keyHash).Scan(&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now)
+		FROM k, c`
+
+func scanKeyUse(row pgx.Row) (KeyUse, error) {
+	var u KeyUse
+	var start time.Time
+	err := row.Scan(&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}

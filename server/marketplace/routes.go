@@ -20,7 +20,7 @@ const (
 // product reads accept an anonymous caller; check and verify take an API key.
 func (s *Service) Routes(a Auth) []server.Route {
 	user, anyone := a.RequireUser, a.OptionalUser
-	key, keyWL := s.RequireAPIKey(""), s.RequireAPIKey(ScopeWLRead)
+	key := s.APIKeyRoute() // the handlers authenticate; check needs whitelist:read
 	return []server.Route{
 		{Method: fiber.MethodGet, Path: "/api/stores", Auth: user, Handler: s.handleListStores(a)},
 		{Method: fiber.MethodPost, Path: "/api/stores", Auth: user, BodyLimit: smallBody, Handler: s.handleCreateStore(a)},
@@ -50,7 +50,7 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPatch, Path: "/api/whitelist/systems/:id/users/:userId", Auth: user, BodyLimit: smallBody, Handler: s.handleUpdateWLUser(a)},
 		{Method: fiber.MethodPut, Path: "/api/whitelist/systems/:id/users/:userId", Auth: user, BodyLimit: smallBody, Handler: s.handleUpdateWLUser(a)},
 		{Method: fiber.MethodDelete, Path: "/api/whitelist/systems/:id/users/:userId", Auth: user, Handler: s.handleDeleteWLUser(a)},
-		{Method: fiber.MethodPost, Path: "/api/whitelist/check", Auth: keyWL, BodyLimit: tinyBody, Timeout: hotTimeout, Handler: s.handleCheck},
+		{Method: fiber.MethodPost, Path: "/api/whitelist/check", Auth: key, BodyLimit: tinyBody, Timeout: hotTimeout, Handler: s.handleCheck},
 
 		{Method: fiber.MethodGet, Path: "/api/developer/keys", Auth: user, Handler: s.handleListKeys(a)},
 		{Method: fiber.MethodPost, Path: "/api/developer/keys", Auth: user, BodyLimit: tinyBody, Handler: s.handleCreateKey(a)},
