@@ -301,39 +301,31 @@ type CheckQuery struct {
 }
 
 // UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
-// developer's systems, pipelined in one round trip: the check finds the
-// developer through the same key hash, so it need not wait for the key
-// look-up. The caller must act on the KeyUse (401, 429, scope) before
-// showing the check's answer. An unknown or revoked key is ErrNotFound.
+// developer's systems in one statement (one round trip, one execution):
+// the check joins on the key found by the same statement. The caller must
+// act on the KeyUse (401, 429, scope) before showing the check's answer.
+// An unknown or revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
-	b := &pgx.Batch{}
-	b.Queue(useKeySQL, keyHash)
+	var row pgx.Row
 	if q.LicenseIndex != nil {
-		b.Queue(`SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-			FROM developer_api_keys k
-			JOIN whitelist_systems w ON w.owner_id = k.developer_id
-			JOIN whitelist_users u ON u.system_id = w.id
-			WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.license_key_bidx = $2
-			ORDER BY 2 DESC LIMIT 1`, keyHash, q.LicenseIndex)
+		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
+				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
+				JOIN whitelist_users u ON u.system_id = w.id
+				WHERE u.license_key_bidx = $2
+				ORDER BY ok DESC LIMIT 1)
+			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
+			keyHash, q.LicenseIndex)
 	} else {
-		b.Queue(`SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-			FROM developer_api_keys k
-			JOIN whitelist_systems w ON w.owner_id = k.developer_id
-			JOIN whitelist_users u ON u.system_id = w.id
-			WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND w.id = $2 AND u.roblox_user_id = $3`, keyHash, q.SystemID, q.RobloxUserID)
+		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
+				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
+				JOIN whitelist_users u ON u.system_id = w.id
+				WHERE w.id = $2 AND u.roblox_user_id = $3)
+			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
+			keyHash, q.SystemID, q.RobloxUserID)
 	}
-	br := m.db.Pool.SendBatch(ctx, b)
-	u, uerr := scanKeyUse(br.QueryRow())
 	var r CheckResult
-	var cerr error
-	if uerr == nil {
-		r, cerr = scanCheck(br.QueryRow())
-	}
-	if err := br.Close(); err != nil && uerr == nil && cerr == nil {
-		return u, r, err
-	}
-	if uerr != nil {
-		return u, r, uerr
-	}
-	return u, r, cerr
+	u, err := scanKeyUse(row, &r.ExpiresAt, &r.Whitelisted)
+	return u, r, err
 }

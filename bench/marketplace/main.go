@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -59,7 +60,19 @@ func realMain(ctx context.Context) error {
 	duration := flag.Duration("duration", 3*time.Second, "length of each round")
 	conc := flag.Int("concurrency", 16, "concurrent clients")
 	conns := flag.Int("conns", 8, "database pool size of each side")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
