@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vectabase/vectabase/store/pgtest"
 )
 
 // TestStoreProductFlow walks the owner's path: a store, a product with a
@@ -226,5 +228,53 @@ func TestWhitelistAndKeys(t *testing.T) {
 	// Neither keys nor license keys reach the logs.
 	if logs := e.logs.String(); strings.Contains(logs, key) || strings.Contains(logs, license) {
 		t.Fatal("a key appears in the logs")
+	}
+}
+
+// TestRevocationIsImmediateOnEveryInstance revokes a key through one
+// instance and uses it at once through another: nothing caches keys.
+func TestRevocationIsImmediateOnEveryInstance(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	kr := newKeyring(t, db)
+	a, b := newInstance(t, db, kr), newInstance(t, db, kr)
+	defer a.close(t)
+	defer b.close(t)
+	dev := a.user(t)
+	id, key := a.newKey(t, dev, 100)
+	b.must(t, 200, "POST", "/api/developer/verify", "key:"+key, nil)
+	a.must(t, 204, "DELETE", "/api/developer/keys/"+id, dev, nil)
+	if r := b.call(t, "POST", "/api/developer/verify", "key:"+key, nil); r.Status != 401 || r.Body["error"] != "UNAUTHORIZED" {
+		t.Fatalf("verify on the other instance right after revoke = %d %s, want 401", r.Status, r.Raw)
+	}
+	if r := a.call(t, "DELETE", "/api/developer/keys/"+id, dev, nil); r.Status != 404 {
+		t.Fatalf("second revoke = %d, want 404", r.Status)
+	}
+}
+
+// TestMetricsCarryNoSecrets scrapes the registry after key and whitelist
+// traffic: no key, license key or key hash prefix appears in it.
+func TestMetricsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dev := e.user(t)
+	_, key := e.newKey(t, dev, 1, "whitelist:read")
+	sys := e.must(t, 201, "POST", "/api/whitelist/systems", dev, map[string]any{"name": "s"})["id"].(string)
+	lic := e.must(t, 201, "POST", "/api/whitelist/systems/"+sys+"/users", dev, map[string]any{"robloxUserId": 9})["licenseKey"].(string)
+	e.call(t, "POST", "/api/whitelist/check", "key:"+key, map[string]any{"licenseKey": lic})
+	e.call(t, "POST", "/api/whitelist/check", "key:"+key, map[string]any{"licenseKey": lic}) // 429
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, mf := range mfs {
+		text.WriteString(mf.String())
+	}
+	if s := text.String(); strings.Contains(s, key) || strings.Contains(s, key[8:20]) || strings.Contains(s, lic) {
+		t.Fatal("metrics hold a key or license key")
+	}
+	if !strings.Contains(text.String(), "vectabase_ratelimit_rejected_total") {
+		t.Fatal("vectabase_ratelimit_rejected_total is not registered")
 	}
 }
