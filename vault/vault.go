@@ -193,7 +193,7 @@ func resultOf(err error) string {
 	switch {
 	case err == nil:
 		return vectabase.ResultAllowed
-	case vectabase.ErrorCode(err) == vectabase.EFORBIDDEN:
+	case vectabase.ErrorCode(err) == vectabase.EFORBIDDEN, vectabase.ErrorCode(err) == vectabase.EUNAUTHORIZED:
 		return vectabase.ResultDenied
 	}
 	return vectabase.ResultFailure
@@ -225,6 +225,14 @@ func (s *Service) record(ctx context.Context, c Caller, action, name string, det
 	}
 	s.access.WithLabelValues(label, result).Inc()
 	return opErr
+}
+
+// Refused audits a call that failed before it reached the service: a
+// request without valid credentials, or one that could not be decoded. It
+// returns what the caller gets: err, or UNAVAILABLE when even the refusal
+// cannot be audited.
+func (s *Service) Refused(ctx context.Context, c Caller, action, name string, err error) error {
+	return s.record(ctx, c, action, name, nil, err)
 }
 
 // Get returns version (0: the current one) of the secret called name.
