@@ -68,6 +68,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 	d.auth = a
+	go a.RunKeyRotation(ctx)
 	srv.Mount(a.Routes())
 	if err := mountSecrets(d, srv); err != nil {
 		return err

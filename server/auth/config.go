@@ -37,6 +37,11 @@ type Config struct {
 	// SigningKeyReload is how often an instance re-reads the signing keys,
 	// to pick up a rotation made by another instance.
 	SigningKeyReload time.Duration `env:"JWT_SIGNING_KEY_RELOAD" envDefault:"1m"`
+	// SigningKeyRotateEvery makes a new signing key when the newest is this
+	// old (0: only on demand, RotateSigningKey). It is raised to more than
+	// the access-token lifetime, since a token must outlive at most one
+	// rotation to stay verifiable.
+	SigningKeyRotateEvery time.Duration `env:"JWT_SIGNING_KEY_ROTATE_EVERY" envDefault:"720h"`
 
 	// Argon2 are the password hashing parameters; zero: OWASPArgon2.
 	Argon2 Argon2Params
@@ -86,6 +91,11 @@ func (c Config) withDefaults() Config {
 	if c.SigningKeyReload == 0 {
 		c.SigningKeyReload = time.Minute
 	}
+	if c.SigningKeyRotateEvery > 0 {
+		// The previous key is accepted until the next rotation, so a token
+		// must not outlive two rotations: rotate less often than tokens live.
+		c.SigningKeyRotateEvery = max(c.SigningKeyRotateEvery, c.AccessTTL+c.SigningKeyReload+tokenLeeway+time.Minute)
+	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = OWASPArgon2
 	}
@@ -103,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshReuseInterval < 0 {
 		return fmt.Errorf("auth: JWT_REFRESH_REUSE_INTERVAL %s is negative", c.RefreshReuseInterval)
+	}
+	if c.SigningKeyRotateEvery < 0 {
+		return fmt.Errorf("auth: JWT_SIGNING_KEY_ROTATE_EVERY %s is negative", c.SigningKeyRotateEvery)
 	}
 	if c.MaxFailuresPerAccount < 0 || c.MaxFailuresPerIP < 0 || c.MaxAttemptsPerIP < 0 {
 		return fmt.Errorf("auth: throttling limits must not be negative")

@@ -122,7 +122,8 @@ func (s *Service) countFailure(ctx context.Context, acct string, meta RequestMet
 	return err
 }
 
-// maybePrune deletes stale counters and used OAuth states now and then
+// maybePrune deletes stale counters, used OAuth states and long-expired
+// sessions now and then
 // (about one call in 500), so the tables stay small without a worker.
 func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	if rand.IntN(500) != 0 {
@@ -134,5 +135,10 @@ func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	}
 	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
 		s.log.Warn().Err(err).Msg("prune OAuth states")
+	}
+	// Sessions a day past expiry can neither be refreshed nor help detect
+	// reuse (an expired token is refused anyway).
+	if err := s.db.PruneSessions(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.Warn().Err(err).Msg("prune expired sessions")
 	}
 }
