@@ -31,7 +31,9 @@ func Routes() []server.Route {
 }
 
 // Operations returns every operation of the document as "METHOD /path" in
-// Fiber's path syntax (/api/stores/:id), sorted.
+// Fiber's path syntax (/api/stores/:id), sorted. A path item's
+// "x-fiber-aliases" (Fiber paths OpenAPI cannot express, such as the greedy
+// /api/secrets/+ for names with slashes) serve each of its operations too.
 func Operations() ([]string, error) {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -41,11 +43,20 @@ func Operations() ([]string, error) {
 	}
 	var out []string
 	for path, ops := range doc.Paths {
-		fp := toFiber(path)
+		fps := []string{toFiber(path)}
+		if raw, ok := ops["x-fiber-aliases"]; ok {
+			var aliases []string
+			if err := json.Unmarshal(raw, &aliases); err != nil {
+				return nil, fmt.Errorf("openapi: %s: x-fiber-aliases must be a list of paths", path)
+			}
+			fps = append(fps, aliases...)
+		}
 		for method := range ops {
 			switch method {
 			case "get", "put", "post", "delete", "options", "head", "patch", "trace":
-				out = append(out, strings.ToUpper(method)+" "+fp)
+				for _, fp := range fps {
+					out = append(out, strings.ToUpper(method)+" "+fp)
+				}
 			}
 		}
 	}

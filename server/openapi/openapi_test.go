@@ -27,10 +27,10 @@ type nopAuditor struct{}
 
 func (nopAuditor) Record(context.Context, vectabase.AuditEvent) error { return nil }
 
-// TestDocumentMatchesRoutes mounts the areas that exist on this branch the
-// way cmd/ does and fails when a registered route is missing from the
-// document or the document lists a route nothing serves. cmd/vectabase
-// runs the same check over the fully wired app.
+// TestDocumentMatchesRoutes mounts auth and the marketplace the way cmd/
+// does and fails when a registered route is missing from the document, or
+// the document lists a route of those areas that nothing serves.
+// cmd/vectabase runs the full check over the app with every area wired.
 func TestDocumentMatchesRoutes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -54,8 +54,15 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("registered routes missing from openapi.json:\n  %s", strings.Join(missing, "\n  "))
 	}
-	if len(extra) > 0 {
-		t.Errorf("openapi.json lists routes nothing serves:\n  %s", strings.Join(extra, "\n  "))
+	var ours []string
+	for _, op := range extra {
+		// The vault and admin areas are not mounted here.
+		if !strings.Contains(op, " /api/secrets") && !strings.Contains(op, " /api/admin/") {
+			ours = append(ours, op)
+		}
+	}
+	if len(ours) > 0 {
+		t.Errorf("openapi.json lists routes nothing serves:\n  %s", strings.Join(ours, "\n  "))
 	}
 
 	res, err := srv.App().Test(httptest.NewRequest("GET", "/api/openapi.json", nil), -1)
@@ -120,6 +127,9 @@ func TestDocumentIsWellFormed(t *testing.T) {
 	walk(doc)
 	for path, item := range doc["paths"].(map[string]any) {
 		for method, raw := range item.(map[string]any) {
+			if strings.HasPrefix(method, "x-") {
+				continue
+			}
 			op := raw.(map[string]any)
 			if len(op["responses"].(map[string]any)) == 0 {
 				t.Errorf("%s %s has no responses", method, path)
