@@ -256,42 +256,6 @@ func (m *Marketplace) DeleteWhitelistUser(ctx context.Context, ownerID, systemID
 	return nil
 }
 
-// CheckWhitelist answers whether robloxUserID is whitelisted in system
-// systemID of developerID: one indexed look-up. An unknown system, another
-// developer's system, an inactive system or an expired entry all answer
-// false; ExpiresAt is reported whenever the entry exists.
-func (m *Marketplace) CheckWhitelist(ctx context.Context, developerID, systemID string, robloxUserID int64) (CheckResult, error) {
-	return m.check(ctx, `SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-		FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
-		WHERE u.system_id = $1 AND u.roblox_user_id = $2 AND w.owner_id = $3`, systemID, robloxUserID, developerID)
-}
-
-// CheckLicenseKey answers whether licenseKey belongs to a current entry in
-// one of developerID's systems, found by its blind index.
-func (m *Marketplace) CheckLicenseKey(ctx context.Context, developerID, licenseKey string) (CheckResult, error) {
-	bidx, err := m.LicenseKeyIndex(licenseKey)
-	if err != nil {
-		return CheckResult{}, err
-	}
-	return m.check(ctx, `SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-		FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
-		WHERE u.license_key_bidx = $1 AND w.owner_id = $2
-		ORDER BY 2 DESC LIMIT 1`, bidx, developerID)
-}
-
-func (m *Marketplace) check(ctx context.Context, sql string, args ...any) (CheckResult, error) {
-	return scanCheck(m.db.Pool.QueryRow(ctx, sql, args...))
-}
-
-func scanCheck(row pgx.Row) (CheckResult, error) {
-	var r CheckResult
-	err := row.Scan(&r.ExpiresAt, &r.Whitelisted)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return CheckResult{}, nil
-	}
-	return r, err
-}
-
 // CheckQuery is one whitelist check: by SystemID and RobloxUserID, or by
 // the blind index of a license key (LicenseIndex, from LicenseKeyIndex).
 type CheckQuery struct {

@@ -29,10 +29,17 @@ const (
 	headerAPIKey  = "X-API-Key"
 	defaultRate   = 60
 	maxRate       = 1_000_000
-	ScopeWLRead   = "whitelist:read"
-	localKeyUse   = "marketplace.keyUse"
 	maxKeyNameLen = 100
 )
+
+// ScopeWLRead is the scope /api/whitelist/check needs.
+const ScopeWLRead = "whitelist:read"
+
+// localKeyUse is the Fiber local holding the request's store.KeyUse; a
+// private type, so no other package's local can collide with it.
+type localKeyUseKey struct{}
+
+var localKeyUse = localKeyUseKey{}
 
 // knownScopes are the scopes a key may carry. /api/developer/verify needs
 // none; /api/whitelist/check needs whitelist:read.
