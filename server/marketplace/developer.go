@@ -238,6 +238,14 @@ func (s *Service) admit(c *fiber.Ctx, u store.KeyUse, err error, scope string) e
 	return nil
 }
 
+// checkBodySize refuses bodies over tinyBody on the API-key routes.
+func checkBodySize(c *fiber.Ctx) error {
+	if len(c.Body()) > tinyBody {
+		return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than %d bytes", tinyBody)
+	}
+	return nil
+}
+
 // VerifyResult is the body of POST /api/developer/verify.
 type VerifyResult struct {
 	Valid       bool      `json:"valid"`
@@ -260,6 +268,9 @@ type verifyBody struct{}
 func (s *Service) handleVerify(c *fiber.Ctx) error {
 	u, err := s.useKey(c, "")
 	if err != nil {
+		return err
+	}
+	if err := checkBodySize(c); err != nil {
 		return err
 	}
 	if len(c.Body()) > 0 {
@@ -332,7 +343,10 @@ func (s *Service) handleCheck(c *fiber.Ctx) error {
 		return err
 	}
 	var in CheckInput
-	q, bad := store.CheckQuery{}, server.DecodeJSON(c, &in)
+	q, bad := store.CheckQuery{}, checkBodySize(c)
+	if bad == nil {
+		bad = server.DecodeJSON(c, &in)
+	}
 	if bad == nil {
 		q, bad = s.query(in)
 	}
