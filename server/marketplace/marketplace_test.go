@@ -91,9 +91,15 @@ func TestStoreProductFlow(t *testing.T) {
 	if len(seen) != 5 {
 		t.Fatalf("paged through %d products, want 5", len(seen))
 	}
-	// The public list shows the 4 active ones only.
-	if b := e.must(t, 200, "GET", "/api/products?storeId="+storeID, "", nil); len(b["items"].([]any)) != 4 {
-		t.Fatalf("public list has %d items, want 4", len(b["items"].([]any)))
+	// The public list shows the 4 active ones only, to anyone; the owner's
+	// own list of the store shows all 5.
+	for who, want := range map[string]int{"": 4, other: 4, owner: 5} {
+		if b := e.must(t, 200, "GET", "/api/products?storeId="+storeID, who, nil); len(b["items"].([]any)) != want {
+			t.Fatalf("list of the store as %q has %d items, want %d", who, len(b["items"].([]any)), want)
+		}
+	}
+	if b := e.must(t, 200, "GET", "/api/products", other, nil); len(b["items"].([]any)) != 0 {
+		t.Fatalf("another user's own list has %d items, want 0", len(b["items"].([]any)))
 	}
 
 	e.must(t, 204, "DELETE", "/api/products/"+pid, owner, nil)
