@@ -273,7 +273,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 // and returns the uniform UNAUTHORIZED.
 func (s *Service) loginFailed(ctx context.Context, acct, userID, reason string, meta RequestMeta) error {
 	s.metrics.logins.WithLabelValues("failure").Inc()
-	if err := s.countFailure(ctx, acct, meta); err != nil {
+	if err := s.countFailure(ctx, meta); err != nil {
 		return err
 	}
 	ev := vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_failed",
