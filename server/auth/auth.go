@@ -270,8 +270,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 }
 
 // loginFailed counts a failure against the IP (the account counted it up
-// front), audits it
-// and returns the uniform UNAUTHORIZED.
+// front), audits it and returns the uniform UNAUTHORIZED.
 func (s *Service) loginFailed(ctx context.Context, userID, reason string, meta RequestMeta) error {
 	s.metrics.logins.WithLabelValues("failure").Inc()
 	if err := s.countFailure(ctx, meta); err != nil {
