@@ -241,9 +241,10 @@ func TestWhitelistAndKeys(t *testing.T) {
 // instance and uses it at once through another: nothing caches keys.
 func TestRevocationIsImmediateOnEveryInstance(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	kr := newKeyring(t, db)
-	a, b := newInstance(t, db, kr), newInstance(t, db, kr)
+	url, kek := pgtest.URL(t), newKEKFile(t)
+	dbA, dbB := pgtest.Open(t, url), pgtest.Open(t, url)
+	a := newInstance(t, dbA, openKeyring(t, dbA, kek))
+	b := newInstance(t, dbB, openKeyring(t, dbB, kek))
 	defer a.close(t)
 	defer b.close(t)
 	dev := a.user(t)

@@ -18,14 +18,16 @@ import (
 
 // TestProperty9_RateLimitHoldsAcrossInstances claims: for any per-minute
 // limit and any number of requests spread over two server instances on one
-// database (one after another or all at once), no more than the limit
-// succeed in a window, every request past it gets 429 RATE_LIMITED with
-// Retry-After, and every response carries the X-RateLimit headers.
+// database (each with its own pool and keyring, as two processes would
+// be; one after another or all at once), no more than the limit succeed in
+// a window, every request past it gets 429 RATE_LIMITED with Retry-After,
+// and every response carries the X-RateLimit headers.
 func TestProperty9_RateLimitHoldsAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	kr := newKeyring(t, db)
-	a, b := newInstance(t, db, kr), newInstance(t, db, kr)
+	url, kek := pgtest.URL(t), newKEKFile(t)
+	dbA, dbB := pgtest.Open(t, url), pgtest.Open(t, url)
+	a := newInstance(t, dbA, openKeyring(t, dbA, kek))
+	b := newInstance(t, dbB, openKeyring(t, dbB, kek))
 	defer a.close(t)
 	defer b.close(t)
 	dev := a.user(t)
