@@ -153,7 +153,7 @@ func realMain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := svc.CreateWhitelistUser(ctx, u.ID, sys.ID, marketplace.WhitelistUserInput{RobloxUserID: ptr(int64(42))}); err != nil {
+	if _, err := svc.CreateWhitelistUser(ctx, u.ID, sys.ID, marketplace.WhitelistUserInput{RobloxUserID: ptr(marketplace.RobloxID(42))}); err != nil {
 		return err
 	}
 

@@ -290,9 +290,9 @@ func (s *Service) handleVerify(c *fiber.Ctx) error {
 // CheckInput is the body of POST /api/whitelist/check: either systemId and
 // robloxUserId, or licenseKey.
 type CheckInput struct {
-	SystemID     *string `json:"systemId"`
-	RobloxUserID *int64  `json:"robloxUserId"`
-	LicenseKey   *string `json:"licenseKey"`
+	SystemID     *string   `json:"systemId"`
+	RobloxUserID *RobloxID `json:"robloxUserId"`
+	LicenseKey   *string   `json:"licenseKey"`
 }
 
 // CheckResult is the answer of POST /api/whitelist/check.
@@ -325,10 +325,10 @@ func (s *Service) query(in CheckInput) (store.CheckQuery, error) {
 		if err != nil {
 			return store.CheckQuery{}, err
 		}
-		if err := checkPositive64("robloxUserId", in.RobloxUserID); err != nil {
+		if err := checkPositive64("robloxUserId", in.RobloxUserID.int64Ptr()); err != nil {
 			return store.CheckQuery{}, err
 		}
-		return store.CheckQuery{SystemID: sys, RobloxUserID: *in.RobloxUserID}, nil
+		return store.CheckQuery{SystemID: sys, RobloxUserID: int64(*in.RobloxUserID)}, nil
 	}
 	return store.CheckQuery{}, invalid("systemId", "give systemId and robloxUserId, or licenseKey")
 }

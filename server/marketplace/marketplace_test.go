@@ -285,3 +285,28 @@ func TestMetricsCarryNoSecrets(t *testing.T) {
 		t.Fatal("vectabase_ratelimit_rejected_total is not registered")
 	}
 }
+
+// TestLenientInput covers what callers commonly send: a store without a
+// slug (made from the name, unique), Roblox ids as strings.
+func TestLenientInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.user(t)
+	s1 := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "My Cool Shop!"})
+	s2 := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "My Cool Shop!"})
+	if s1["slug"] != "my-cool-shop" || !strings.HasPrefix(s2["slug"].(string), "my-cool-shop-") {
+		t.Fatalf("derived slugs = %v, %v", s1["slug"], s2["slug"])
+	}
+	if got := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "???"})["slug"]; got != "store" {
+		t.Fatalf("slug of a name without letters = %v", got)
+	}
+	sys := e.must(t, 201, "POST", "/api/whitelist/systems", u, map[string]any{"name": "s"})["id"].(string)
+	e.must(t, 201, "POST", "/api/whitelist/systems/"+sys+"/users", u, `{"robloxUserId":"123456789"}`)
+	_, key := e.newKey(t, u, 100, "whitelist:read")
+	if r := e.must(t, 200, "POST", "/api/whitelist/check", "key:"+key, `{"systemId":"`+sys+`","robloxUserId":"123456789"}`); r["whitelisted"] != true {
+		t.Fatalf("check with a string id = %v", r)
+	}
+	if r := e.call(t, "POST", "/api/whitelist/check", "key:"+key, `{"systemId":"`+sys+`","robloxUserId":"12x"}`); r.Status != 400 || !strings.Contains(r.Body["message"].(string), "robloxUserId") {
+		t.Fatalf("check with a malformed id = %d %s", r.Status, r.Raw)
+	}
+}
