@@ -142,6 +142,9 @@ func TestSalesList(t *testing.T) {
 	if n := count("?from=2026-01-01T02:00:00Z&to=2026-01-01T04:00:00Z"); n != 2 {
 		t.Fatalf("sales in [2h,4h) = %d, want 2", n)
 	}
+	if n := count("?since=2026-01-01T04:00:00Z&storeId=" + s2); n != 1 {
+		t.Fatalf("sales of s2 since 4h = %d, want 1", n)
+	}
 	if n := len(e.must(t, 200, "GET", "/api/sales", e.user(t), nil)["items"].([]any)); n != 0 {
 		t.Fatalf("another user sees %d sales", n)
 	}
