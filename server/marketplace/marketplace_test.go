@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
@@ -311,5 +312,27 @@ func TestLenientInput(t *testing.T) {
 	}
 	if r := e.call(t, "POST", "/api/whitelist/check", "key:"+key, `{"systemId":"`+sys+`","robloxUserId":"12x"}`); r.Status != 400 || !strings.Contains(r.Body["message"].(string), "robloxUserId") {
 		t.Fatalf("check with a malformed id = %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestStripeAccountIsMasked stores a Stripe account id the way the Stripe
+// area does (encrypted) and checks the store shows only its last four.
+func TestStripeAccountIsMasked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.user(t)
+	id := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "Stripe"})["id"].(string)
+	ctx := context.Background()
+	const acct = "acct_1Nv0FGQ9RKHgCVdK"
+	ct, err := e.kr.Encrypt(ctx, keyring.Location{Table: "stores", Column: "stripe_account_id", RowID: id}, []byte(acct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE stores SET stripe_account_id = $1 WHERE id = $2`, ct, id); err != nil {
+		t.Fatal(err)
+	}
+	r := e.call(t, "GET", "/api/stores/"+id, u, nil)
+	if r.Body["stripeAccountId"] != "acct_****CVdK" || strings.Contains(string(r.Raw), acct) {
+		t.Fatalf("store shows %s", r.Raw)
 	}
 }
