@@ -174,7 +174,7 @@ func (s *Service) APIKeyRoute() fiber.Handler {
 		s.logs.Add(c.UserContext(), store.RequestLog{
 			RequestID: server.RequestID(c),
 			APIKeyID:  keyUseOf(c).KeyID,
-			Method:    c.Method(),
+			Method:    utils.CopyString(c.Method()), // Fiber's method string points into the request buffer
 			Path:      utils.CopyString(c.Path()),
 			Status:    c.Response().StatusCode(),
 			Latency:   time.Since(start),
