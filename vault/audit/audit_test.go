@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,9 @@ func event(i int) vectabase.AuditEvent {
 		ActorType: vectabase.ActorUser, ActorID: fmt.Sprintf("user-%d", i),
 		Action: "secret.read", ResourceType: "secret", ResourceID: fmt.Sprintf("s%d", i),
 		Result: vectabase.ResultAllowed, IP: "10.0.0.1", RequestID: "req",
-		Details: map[string]any{"version": i, "ratio": 0.25, "note": "x\x00y", "big": 1e21},
+		Details: map[string]any{"version": i, "ratio": 0.25, "note": "x\x00y\xff ü <&>", "big": 1e21,
+			"tiny": 1.5e-7, "negzero": math.Copysign(0, -1), "huge": uint64(12345678901234567890),
+			"nested": []any{map[string]any{"b": 2.50, "a": nil}, true}},
 	}
 }
 
