@@ -311,3 +311,36 @@ func TestQueryFiltersAndPages(t *testing.T) {
 		t.Errorf("Query(huge limit) err = %v, want VALIDATION_FAILED", err)
 	}
 }
+
+// TestTwoInstancesShareOneChain: two server instances (two Logs with their
+// own pools and writers) on one database append to one intact chain.
+func TestTwoInstancesShareOneChain(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	db1, db2 := pgtest.Open(t, url), pgtest.Open(t, url)
+	kr1 := keyringtest.New(t, db1.Pool)
+	// The second instance loads the same keysets with the same KEK: reuse
+	// the first's keyring, as both would after Open on one store.
+	l1 := audit.New(db1, kr1, zerolog.Nop(), nil)
+	l2 := audit.New(db2, kr1, zerolog.Nop(), nil)
+	t.Cleanup(l1.Close)
+	t.Cleanup(l2.Close)
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := l1
+			if i%2 == 1 {
+				l = l2
+			}
+			if err := l.Record(context.Background(), event(i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if res := verify(t, l2); !res.OK || res.Rows != 100 {
+		t.Fatalf("Verify() = %+v, want OK with 100 rows", res)
+	}
+}
