@@ -3,10 +3,13 @@ package keyring_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -53,10 +56,17 @@ func TestProperty3_EncryptionRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	kr, _, _ := openKeyring(t)
 	rapid.Check(t, func(rt *rapid.T) {
-		pt := rapid.OneOf(
-			rapid.SliceOfN(rapid.Byte(), 0, 64),
-			rapid.SliceOfN(rapid.Byte(), 0, 1<<20),
-		).Draw(rt, "plaintext")
+		var pt []byte
+		if rapid.Bool().Draw(rt, "large") {
+			// Drawing megabytes byte by byte is slow; draw a size and a
+			// seed and fill the value from them instead.
+			pt = make([]byte, rapid.IntRange(0, 4<<20).Draw(rt, "size"))
+			var seed [32]byte
+			binary.LittleEndian.PutUint64(seed[:], rapid.Uint64().Draw(rt, "seed"))
+			mrand.NewChaCha8(seed).Read(pt)
+		} else {
+			pt = rapid.SliceOfN(rapid.Byte(), 0, 256).Draw(rt, "plaintext")
+		}
 		l := keyring.Location{
 			Table:  rapid.String().Draw(rt, "table"),
 			Column: rapid.String().Draw(rt, "column"),
@@ -442,13 +452,19 @@ func TestMetrics(t *testing.T) {
 	ct, _ := kr.Encrypt(ctx, loc, []byte("v"))
 	kr.Decrypt(ctx, loc, ct)
 	kr.Decrypt(ctx, loc, ct[:10])
+	kr.BlindIndex("t", "c", []byte("v"))
+	kr.MAC("api_key", []byte("v"))
 	want := `
 # HELP vectabase_keyring_ops_total Keyring operations by operation and result.
 # TYPE vectabase_keyring_ops_total counter
+vectabase_keyring_ops_total{op="blind_index",result="error"} 0
+vectabase_keyring_ops_total{op="blind_index",result="ok"} 1
 vectabase_keyring_ops_total{op="decrypt",result="error"} 1
 vectabase_keyring_ops_total{op="decrypt",result="ok"} 1
 vectabase_keyring_ops_total{op="encrypt",result="error"} 0
 vectabase_keyring_ops_total{op="encrypt",result="ok"} 1
+vectabase_keyring_ops_total{op="mac",result="error"} 0
+vectabase_keyring_ops_total{op="mac",result="ok"} 1
 vectabase_keyring_ops_total{op="open",result="ok"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vectabase_keyring_ops_total"); err != nil {
@@ -512,5 +528,68 @@ func TestEncryptLargeAndEmpty(t *testing.T) {
 		if err != nil || !bytes.Equal(got, pt) || got == nil {
 			t.Fatalf("Decrypt(Encrypt(%d bytes)) = %d bytes (nil %v), %v; want the plaintext", n, len(got), got == nil, err)
 		}
+	}
+}
+
+// downKEK fails every call while down is set: a KMS that became unreachable.
+type downKEK struct {
+	keyring.KEK
+	down *atomic.Bool
+}
+
+func (d downKEK) Encrypt(ctx context.Context, pt, ad []byte) ([]byte, error) {
+	if d.down.Load() {
+		return nil, errors.New("kms unreachable")
+	}
+	return d.KEK.Encrypt(ctx, pt, ad)
+}
+
+func (d downKEK) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error) {
+	if d.down.Load() {
+		return nil, errors.New("kms unreachable")
+	}
+	return d.KEK.Decrypt(ctx, ct, ad)
+}
+
+// TestCheckKEK: readiness follows the KEK, while data operations keep
+// working on the keysets in memory.
+func TestCheckKEK(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var down atomic.Bool
+	kr, err := keyring.Open(ctx, kektest.NewMemStore(), downKEK{testKEK(t), &down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.CheckKEK(ctx); err != nil {
+		t.Fatalf("CheckKEK err = %v, want nil", err)
+	}
+	down.Store(true)
+	if err := kr.CheckKEK(ctx); err == nil || !strings.Contains(err.Error(), "kms unreachable") {
+		t.Fatalf("CheckKEK with the KEK down err = %v, want the KEK's error", err)
+	}
+	ct, err := kr.Encrypt(ctx, loc, []byte("v"))
+	if err != nil {
+		t.Fatalf("Encrypt with the KEK down err = %v, want nil", err)
+	}
+	if _, err := kr.Decrypt(ctx, loc, ct); err != nil {
+		t.Fatalf("Decrypt with the KEK down err = %v, want nil", err)
+	}
+}
+
+// TestPartialKeysetsWrongKEK: after a start that created only some keysets,
+// a wrong KEK fails without adding keysets under itself.
+func TestPartialKeysetsWrongKEK(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, st, _ := openKeyring(t)
+	full := kektest.NewMemStore()
+	data, _ := st.Get(keyring.KeysetData)
+	full.Set(data)
+	if _, err := keyring.Open(ctx, full, testKEK(t)); !errors.Is(err, keyring.ErrUnwrap) {
+		t.Fatalf("Open(partial store, wrong KEK) err = %v, want ErrUnwrap", err)
+	}
+	if kss, _ := full.Keysets(ctx); len(kss) != 1 {
+		t.Errorf("store holds %d keysets after a refused Open, want 1 (nothing added)", len(kss))
 	}
 }
