@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/store"
@@ -35,6 +36,8 @@ type Config struct {
 	// Realtime is the /api/realtime change feed.
 	Realtime realtime.Config
 	Secrets  vault.Config
+
+	Marketplace marketplace.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

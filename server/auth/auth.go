@@ -244,7 +244,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 			reason = "unusable_hash"
 			s.log.Warn().Str("userId", u.ID).Msg("password hash in an unknown format")
 		}
-		return LoginResult{}, s.loginFailed(ctx, acct, u.ID, reason, meta)
+		return LoginResult{}, s.loginFailed(ctx, u.ID, reason, meta)
 	}
 
 	var newHash, oldHash string
@@ -269,11 +269,11 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 	return s.startSession(ctx, u, "auth.login", details, meta)
 }
 
-// loginFailed counts a failure against the account and the IP, audits it
-// and returns the uniform UNAUTHORIZED.
-func (s *Service) loginFailed(ctx context.Context, acct, userID, reason string, meta RequestMeta) error {
+// loginFailed counts a failure against the IP (the account counted it up
+// front), audits it and returns the uniform UNAUTHORIZED.
+func (s *Service) loginFailed(ctx context.Context, userID, reason string, meta RequestMeta) error {
 	s.metrics.logins.WithLabelValues("failure").Inc()
-	if err := s.countFailure(ctx, acct, meta); err != nil {
+	if err := s.countFailure(ctx, meta); err != nil {
 		return err
 	}
 	ev := vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_failed",

@@ -27,11 +27,14 @@ type Config struct {
 	// Throttling against password guessing, counted in the database so the
 	// limits hold across instances. Failures lock an account (by email) or
 	// an IP for the rest of the window; attempts bound login and register
-	// calls per IP whatever their outcome.
+	// calls per IP whatever their outcome. The per-IP limits are generous
+	// because tripping one blocks every user behind that address (offices,
+	// NAT, a test suite on loopback); guessing a given account is held to
+	// MaxFailuresPerAccount per window whatever the source.
 	MaxFailuresPerAccount int           `env:"AUTH_MAX_FAILURES_PER_ACCOUNT" envDefault:"10"`
-	MaxFailuresPerIP      int           `env:"AUTH_MAX_FAILURES_PER_IP" envDefault:"100"`
+	MaxFailuresPerIP      int           `env:"AUTH_MAX_FAILURES_PER_IP" envDefault:"200"`
 	FailureWindow         time.Duration `env:"AUTH_FAILURE_WINDOW" envDefault:"15m"`
-	MaxAttemptsPerIP      int           `env:"AUTH_MAX_ATTEMPTS_PER_IP" envDefault:"300"`
+	MaxAttemptsPerIP      int           `env:"AUTH_MAX_ATTEMPTS_PER_IP" envDefault:"1000"`
 	AttemptWindow         time.Duration `env:"AUTH_ATTEMPT_WINDOW" envDefault:"1m"`
 
 	// SigningKeyReload is how often an instance re-reads the signing keys,
@@ -77,13 +80,13 @@ func (c Config) withDefaults() Config {
 		c.MaxFailuresPerAccount = 10
 	}
 	if c.MaxFailuresPerIP == 0 {
-		c.MaxFailuresPerIP = 100
+		c.MaxFailuresPerIP = 200
 	}
 	if c.FailureWindow == 0 {
 		c.FailureWindow = 15 * time.Minute
 	}
 	if c.MaxAttemptsPerIP == 0 {
-		c.MaxAttemptsPerIP = 300
+		c.MaxAttemptsPerIP = 1000
 	}
 	if c.AttemptWindow == 0 {
 		c.AttemptWindow = time.Minute

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -248,7 +249,17 @@ func (ks *keySet) issueAccess(ctx context.Context, issuer string, ttl time.Durat
 		Type:      tokenTypeAccess,
 		SessionID: sessionID,
 	}
-	tok, err := jwt.Signed(ks.currentSigner()).Claims(c).Serialize()
+	// Sign the marshalled claims directly: jwt.Signed's builder would
+	// round-trip them through a map first, which costs on every refresh.
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("auth: access token claims: %w", err)
+	}
+	obj, err := ks.currentSigner().Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign access token: %w", err)
+	}
+	tok, err := obj.CompactSerialize()
 	if err != nil {
 		return "", fmt.Errorf("auth: sign access token: %w", err)
 	}
