@@ -1,10 +1,13 @@
 package realtime_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -22,6 +25,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -82,6 +86,7 @@ type instance struct {
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	ws   string // ws://127.0.0.1:port/api/realtime
+	http string // http://127.0.0.1:port
 }
 
 func (cl *cluster) start(cfg realtime.Config) *instance {
@@ -116,6 +121,8 @@ func (cl *cluster) start(cfg realtime.Config) *instance {
 	}()
 	srv := server.New(server.Config{}, log, inst.reg)
 	srv.Mount(inst.auth.Routes())
+	mk := marketplace.New(inst.db, inst.kr, marketplace.Config{}, log, inst.reg)
+	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: inst.auth.RequireUser(), OptionalUser: inst.auth.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(inst.hub.Routes())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,7 +130,9 @@ func (cl *cluster) start(cfg realtime.Config) *instance {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	inst.ws = "ws://" + ln.Addr().String() + "/api/realtime"
+	inst.http = "http://" + ln.Addr().String()
 	t.Cleanup(func() {
+		_ = mk.Close(context.Background())
 		inst.hub.Close()
 		cancel()
 		<-runDone
@@ -384,4 +393,38 @@ func (inst *instance) metric(name string) float64 {
 		return m.GetCounter().GetValue()
 	}
 	return 0
+}
+
+// api calls the instance's HTTP API as u and decodes the JSON answer.
+func (inst *instance) api(u user, method, path string, body any, out any) int {
+	inst.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			inst.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, inst.http+path, rd)
+	if err != nil {
+		inst.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		inst.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			inst.t.Fatalf("%s %s = %d %s: %v", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		inst.t.Logf("%s %s = %d %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode
 }

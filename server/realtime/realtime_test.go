@@ -534,3 +534,46 @@ func TestConnectionCap(t *testing.T) {
 	waitFor(t, "the first connection to be gone", func() bool { return inst.hub.Connections() == 0 })
 	inst.connect(alice)
 }
+
+// Changes made through the marketplace API reach subscribers like any other
+// write, without the product's download URL.
+func TestChangeThroughMarketplaceAPI(t *testing.T) {
+	t.Parallel()
+	inst := newCluster(t).start(realtime.Config{})
+	alice, bob := inst.newUser("alice"), inst.newUser("bob")
+	owner := inst.connect(alice)
+	owner.subscribe("stores", nil)
+	owner.subscribe("products", nil)
+	public := inst.connect(bob)
+	public.subscribe("products", nil)
+	inst.barrier(owner, alice)
+	inst.barrier(public, bob)
+
+	var st struct{ ID string }
+	if code := inst.api(alice, "POST", "/api/stores", map[string]any{"name": "Shop", "slug": "shop-" + uuid.NewString()[:8]}, &st); code != 201 {
+		t.Fatalf("POST /api/stores = %d, want 201", code)
+	}
+	if m := owner.nextChange(); m.Topic != "stores" || m.Action != "insert" || m.ID != st.ID {
+		t.Fatalf("alice got %s, want the insert of store %s", m.raw, st.ID)
+	}
+	const secretURL = "https://files.example/SECRET-DOWNLOAD-LINK"
+	var p struct{ ID string }
+	if code := inst.api(alice, "POST", "/api/products", map[string]any{"storeId": st.ID, "name": "Sword", "priceCents": 500, "downloadUrl": secretURL}, &p); code != 201 {
+		t.Fatalf("POST /api/products = %d, want 201", code)
+	}
+	for name, c := range map[string]*client{"alice": owner, "bob": public} {
+		m := c.nextChange()
+		if m.Topic != "products" || m.Action != "insert" || m.ID != p.ID || m.Record["priceCents"] != 500.0 {
+			t.Fatalf("%s got %s, want the insert of product %s", name, m.raw, p.ID)
+		}
+		if strings.Contains(string(m.raw), "SECRET-DOWNLOAD") || strings.Contains(string(m.raw), "downloadUrl") {
+			t.Fatalf("%s's event carries the download URL: %s", name, m.raw)
+		}
+	}
+	if code := inst.api(alice, "DELETE", "/api/products/"+p.ID, nil, nil); code != 204 {
+		t.Fatalf("DELETE /api/products/%s = %d, want 204", p.ID, code)
+	}
+	if m := public.nextChange(); m.Action != "delete" || m.ID != p.ID {
+		t.Fatalf("bob got %s, want the delete of %s", m.raw, p.ID)
+	}
+}
