@@ -34,10 +34,10 @@ type subscription struct {
 	filter map[string]string
 }
 
-// client is one WebSocket connection. Its reader goroutine (the handler)
-// parses messages; its writer goroutine owns every write to the socket;
-// the hub reaches it only through wants and enqueue, neither of which
-// blocks.
+// client is one WebSocket connection. One goroutine reads frames off the
+// socket, the handler's goroutine acts on them (readLoop), and a writer
+// goroutine owns every write; the hub reaches the client only through
+// wants and enqueue, neither of which blocks.
 type client struct {
 	hub  *Hub
 	send chan []byte
@@ -121,9 +121,9 @@ func (c *client) replyError(code, msg string) {
 	c.reply(outMessage{Type: "error", Error: code, Message: msg})
 }
 
-// fail sends an error and then closes the connection.
-// The close frame's reason is the error code: the message may be longer
-// than a control frame carries.
+// fail sends an error and then closes the connection. The close frame's
+// reason is the error code: the message may be longer than a control frame
+// carries. reason labels the disconnect metric.
 func (c *client) fail(code, msg string, closeCode int, reason string) {
 	c.replyError(code, msg)
 	c.hub.m.dropped.WithLabelValues(reason).Inc()

@@ -6,10 +6,12 @@
 // Changes travel through PostgreSQL: triggers (migrations/00009_realtime.sql)
 // NOTIFY a small payload of ids and routing keys on commit; each instance
 // holds one LISTEN connection on the direct database URL (LISTEN cannot
-// pass PgBouncer's transaction mode), loads each changed record once
-// without its sensitive columns, and fans it out to the clients whose
-// subscriptions match and who may see it. A slow client is disconnected,
-// never waited for: each has a bounded send buffer.
+// pass PgBouncer's transaction mode), loads the changed records without
+// their sensitive columns (once per change, in batches of one query per
+// table, and only for changes someone will receive), and fans them out in
+// commit order to the clients whose subscriptions match and who may see
+// them. A record is the row as it is when the event is sent. A slow client
+// is disconnected, never waited for: each has a bounded send buffer.
 package realtime
 
 import (
