@@ -190,20 +190,27 @@ func realMain(ctx context.Context) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	var next sync.Mutex
-	writer := 0
-	update := func(ctx context.Context, ids []string, name string) error {
-		next.Lock()
-		p := ids[writer%len(ids)]
-		writer++
-		next.Unlock()
+	// Each call holds a product of its own until its event is delivered: an
+	// event carries the row as it is when sent, so a second write to the
+	// row before then would announce the first with the later name.
+	pool := func(ids []string) chan string {
+		ch := make(chan string, len(ids))
+		for _, id := range ids {
+			ch <- id
+		}
+		return ch
+	}
+	busy, idle := pool(products), pool(quiet)
+	update := func(ctx context.Context, p, name string) error {
 		_, err := db.Pool.Exec(ctx, `UPDATE products SET name = $2 WHERE id = $1`, p, name)
 		return err
 	}
 	delivered := func(ctx context.Context) error {
+		p := <-busy
+		defer func() { busy <- p }() // only once delivered: see above
 		name := uuid.NewString()
 		ch := w.expect(name)
-		if err := update(ctx, products, name); err != nil {
+		if err := update(ctx, p, name); err != nil {
 			return err
 		}
 		select {
@@ -214,7 +221,11 @@ func realMain(ctx context.Context) error {
 		}
 	}
 	// The baseline is the same write to a product of the quiet store.
-	baseline := func(ctx context.Context) error { return update(ctx, quiet, uuid.NewString()) }
+	baseline := func(ctx context.Context) error {
+		p := <-idle
+		defer func() { idle <- p }()
+		return update(ctx, p, uuid.NewString())
+	}
 
 	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
 	var feedP50, baseP50 []float64
@@ -228,7 +239,7 @@ func realMain(ctx context.Context) error {
 		feedP50 = append(feedP50, float64(lastFeed.P50))
 		baseP50 = append(baseP50, float64(lastBase.P50))
 		load.Print(os.Stdout, fmt.Sprintf("round %d: to %d clients", r+1, *clients), lastFeed, lastBase)
-		fmt.Printf("    delivery p90 %v max %v; baseline p90 %v max %v\n", lastFeed.P90.Round(time.Microsecond), lastFeed.Max.Round(time.Microsecond),
+		fmt.Printf("    delivery %d in %v, p90 %v max %v; baseline p90 %v max %v\n", lastFeed.Requests, lastFeed.Elapsed.Round(time.Millisecond), lastFeed.P90.Round(time.Microsecond), lastFeed.Max.Round(time.Microsecond),
 			lastBase.P90.Round(time.Microsecond), lastBase.Max.Round(time.Microsecond))
 	}
 	fp, bp := load.Median(feedP50), load.Median(baseP50)
