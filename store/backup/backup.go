@@ -258,7 +258,14 @@ func (s *Service) List(ctx context.Context) ([]Backup, error) {
 		}
 		out = append(out, s.describe(id))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	// Newest first by the manifest's time (ids carry whole seconds only),
+	// then by id.
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
 	return out, nil
 }
 

@@ -69,6 +69,13 @@ func (m *meter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// flush reports where the stream stopped, also when it failed.
+func (m *meter) flush() {
+	if m.progress != nil {
+		m.progress(Progress{Phase: m.phase, Done: m.n, Total: m.total})
+	}
+}
+
 func (m *meter) done() {
 	if m.progress != nil {
 		m.progress(Progress{Phase: m.phase, Done: m.n, Total: m.n})
@@ -103,8 +110,9 @@ func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (B
 		return Backup{}, err
 	}
 	defer s.busy.Unlock()
-	id := newID(s.now())
-	b, err := s.create(ctx, id, progress)
+	now := s.now()
+	id := newID(now)
+	b, err := s.create(ctx, id, now, progress)
 	var details map[string]any
 	if err == nil {
 		details = map[string]any{"dumpSize": b.DumpSize, "schemaVersion": b.SchemaVersion, "tables": len(b.RowCounts)}
@@ -120,7 +128,7 @@ func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (B
 	return b, nil
 }
 
-func (s *Service) create(ctx context.Context, id string, progress ProgressFunc) (Backup, error) {
+func (s *Service) create(ctx context.Context, id string, now time.Time, progress ProgressFunc) (Backup, error) {
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return Backup{}, fmt.Errorf("backup: create %s: %w", s.cfg.Dir, err)
 	}
@@ -209,7 +217,7 @@ func (s *Service) create(ctx context.Context, id string, progress ProgressFunc) 
 	m.done()
 
 	man := Manifest{
-		ID: id, CreatedAt: s.now().UTC().Truncate(time.Second), DumpSize: m.n, DumpSHA256: m.sum(),
+		ID: id, CreatedAt: now.UTC(), DumpSize: m.n, DumpSHA256: m.sum(),
 		BodySize: body.n, SchemaVersion: schema, RowCounts: counts,
 		VectabaseVersion: s.version, PostgresVersion: pgVersion,
 	}

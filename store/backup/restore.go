@@ -60,7 +60,7 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("backup: %w", err)
 	}
-	pgr, pgrTail := s.tools.command("pg_restore", nil, "--no-owner", "--no-acl", "--exit-on-error")
+	pgr, pgrTail := s.tools.command("pg_restore", nil, "--no-owner", "--no-acl", "--exit-on-error", "--file=-")
 	// An os.Pipe, not StdoutPipe: Wait (in feed) would close StdoutPipe's
 	// read end while this goroutine may still be reading it.
 	pgrOut, pgrW, err := os.Pipe()

@@ -125,6 +125,7 @@ func (s *Service) feed(ctx context.Context, b *backupFile, key *bodyKey, cmd *ex
 	sink := &lenientWriter{w: in}
 	_, readErr := io.Copy(io.MultiWriter(m, sink), r)
 	_ = in.Close()
+	m.flush()
 	if readErr != nil {
 		// Do not let the tool finish on a dump cut short.
 		_ = cmd.Process.Kill()
