@@ -12,8 +12,10 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
 )
 
 // devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
@@ -22,9 +24,11 @@ const devDir = ".vectabase"
 // Config is the whole configuration, one struct per package, filled from
 // the environment (after .env and ./.vectabase/dev.env).
 type Config struct {
-	Store  store.Config
-	Server server.Config
-	Log    LogConfig
+	Store   store.Config
+	Server  server.Config
+	Log     LogConfig
+	Keyring keyring.Config
+	Backup  backup.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

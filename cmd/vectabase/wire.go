@@ -8,6 +8,7 @@ import (
 
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
 )
 
 // deps is what the areas of the server are built from. Each area adds the
@@ -17,6 +18,8 @@ type deps struct {
 	log zerolog.Logger
 	reg *prometheus.Registry
 	db  *store.DB
+
+	backups *backup.Service
 
 	closers []func()
 }
@@ -30,5 +33,8 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
+	if err := startBackups(ctx, d); err != nil {
+		return err
+	}
 	return nil
 }

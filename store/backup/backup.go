@@ -104,17 +104,19 @@ type RestoreResult struct {
 // Service runs backups of one database. Operations that read or write the
 // database (create, verify, restore) run one at a time per Service.
 type Service struct {
-	cfg     Config
-	db      conn
-	kek     keyring.KEK
-	tools   tools
-	log     zerolog.Logger
-	aud     Auditor
-	version string
-	latest  int64 // newest schema version this binary knows; 0: unchecked
-	after   func(context.Context) error
-	tmpl    *tinkpb.KeyTemplate
-	now     func() time.Time
+	cfg   Config
+	db    conn
+	kek   keyring.KEK
+	tools tools
+	// toolsErr is why pg_dump, pg_restore or psql cannot be used.
+	toolsErr error
+	log      zerolog.Logger
+	aud      Auditor
+	version  string
+	latest   int64 // newest schema version this binary knows; 0: unchecked
+	after    func(context.Context) error
+	tmpl     *tinkpb.KeyTemplate
+	now      func() time.Time
 
 	lastSuccess prometheus.Gauge
 	busy        sync.Mutex
@@ -172,8 +174,9 @@ func WithBinDir(dir string) Option {
 
 // New returns the backup service for the database at directURL (the direct
 // connection: pg_dump needs a session, not a PgBouncer transaction), with
-// backup keys wrapped by kek. It fails when the PostgreSQL tools are
-// missing or the URL is not a postgres:// URL.
+// backup keys wrapped by kek. It fails when the URL is not a postgres://
+// URL. Missing PostgreSQL tools fail create, verify and restore (and
+// CheckTools) with a message saying what to install.
 func New(cfg Config, directURL string, kek keyring.KEK, opts ...Option) (*Service, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = "./.vectabase/backups"
@@ -192,11 +195,13 @@ func New(cfg Config, directURL string, kek keyring.KEK, opts ...Option) (*Servic
 	for _, o := range opts {
 		o(s)
 	}
-	t, err := findTools(s.tools.dir)
-	if err != nil {
-		return nil, err
+	// Without the PostgreSQL tools, list and delete still work; the
+	// operations that need them say what is missing.
+	if t, err := findTools(s.tools.dir); err != nil {
+		s.toolsErr = err
+	} else {
+		s.tools = t
 	}
-	s.tools = t
 	if s.lastSuccess != nil {
 		// The gauge starts from the newest backup already on disk, so a
 		// restart does not look like a missed schedule.
@@ -212,13 +217,20 @@ func New(cfg Config, directURL string, kek keyring.KEK, opts ...Option) (*Servic
 	return s, nil
 }
 
+// CheckTools reports whether pg_dump, pg_restore and psql were found.
+func (s *Service) CheckTools() error { return s.toolsErr }
+
 // Config returns the service's configuration.
 func (s *Service) Config() Config { return s.cfg }
 
 func (s *Service) path(id string) string { return filepath.Join(s.cfg.Dir, id+fileSuffix) }
 
 // lock takes the service's one operation slot, or says what holds it.
+// It also refuses when the PostgreSQL tools are missing.
 func (s *Service) lock() error {
+	if s.toolsErr != nil {
+		return s.toolsErr
+	}
 	if !s.busy.TryLock() {
 		return vectabase.Errorf(vectabase.ECONFLICT, "another backup operation is running; try again when it ends")
 	}

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring/kekconfig"
+	"github.com/vectabase/vectabase/migrations"
+	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
+)
+
+func newBackupCmd() *cobra.Command {
+	var asJSON, yes bool
+	jsonFlag := func(c *cobra.Command) *cobra.Command {
+		c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON on stdout")
+		return c
+	}
+	create := jsonFlag(&cobra.Command{
+		Use:   "create",
+		Short: "Dump the database into a new encrypted backup file in BACKUP_DIR",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+				p := newBackupProgress(os.Stderr)
+				b, err := svc.Create(ctx, backup.LocalOperator, p.update)
+				p.finish(err)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeBackupJSON(b)
+				}
+				fmt.Printf("backup %s created: %s dump, %d tables, %d rows, schema version %d\n",
+					b.ID, humanBytes(b.DumpSize), len(b.RowCounts), totalRows(b.RowCounts), b.SchemaVersion)
+				return nil
+			})
+		},
+	})
+	list := jsonFlag(&cobra.Command{
+		Use:   "list",
+		Short: "List the backups in BACKUP_DIR, newest first",
+		Long: `List the backups in BACKUP_DIR, newest first. The figures come from each
+file's manifest, read without the KEK; 'verify' authenticates them.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+				items, err := svc.List(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeBackupJSON(map[string]any{"items": items})
+				}
+				if len(items) == 0 {
+					fmt.Printf("no backups in %s\n", svc.Config().Dir)
+					return nil
+				}
+				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tCREATED\tDUMP\tFILE\tSCHEMA\tTABLES\tROWS\tPROBLEM")
+				for _, b := range items {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", b.ID, b.CreatedAt.UTC().Format(time.RFC3339),
+						humanBytes(b.DumpSize), humanBytes(b.FileSize), b.SchemaVersion, len(b.RowCounts), totalRows(b.RowCounts), b.Problem)
+				}
+				return w.Flush()
+			})
+		},
+	})
+	verify := jsonFlag(&cobra.Command{
+		Use:   "verify ID",
+		Short: "Decrypt a backup, check its checksum, restore it into a scratch database and compare row counts",
+		Long: `Decrypt a backup, check its SHA-256, restore it into a temporary database on
+the same server (the database role needs CREATEDB) and compare the row
+counts with the manifest. The temporary database is dropped afterwards.
+Exits 1 when any check fails.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+				p := newBackupProgress(os.Stderr)
+				res, err := svc.Verify(ctx, backup.LocalOperator, args[0], p.update)
+				p.finish(err)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeBackupJSON(res)
+				}
+				fmt.Printf("backup %s OK: checksum matches, %d tables and %d rows restored as the manifest says\n", res.ID, res.Tables, res.Rows)
+				return nil
+			})
+		},
+	})
+	restore := jsonFlag(&cobra.Command{
+		Use:   "restore ID --yes",
+		Short: "Replace the live database's contents with a backup (asks for --yes)",
+		Long: `Replace everything in the live database with the backup's contents, in one
+transaction: on any failure (wrong KEK, a damaged file, an SQL error,
+Ctrl-C) nothing changes. Stop the servers using the database first, or
+restart them afterwards. Needs --yes.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return usagef("restore replaces all data in the database: run 'vectabase backup restore %s --yes' to confirm", args[0])
+			}
+			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+				p := newBackupProgress(os.Stderr)
+				res, err := svc.Restore(ctx, backup.LocalOperator, args[0], p.update)
+				p.finish(err)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeBackupJSON(res)
+				}
+				fmt.Printf("backup %s restored: %d tables, %d rows, schema version %d\n", res.ID, res.Tables, res.Rows, res.SchemaVersion)
+				return nil
+			})
+		},
+	})
+	restore.Flags().BoolVar(&yes, "yes", false, "confirm that the live data is to be replaced")
+	del := jsonFlag(&cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a backup file",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+				if err := svc.Delete(ctx, backup.LocalOperator, args[0]); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeBackupJSON(map[string]any{"id": args[0], "deleted": true})
+				}
+				fmt.Printf("backup %s deleted\n", args[0])
+				return nil
+			})
+		},
+	})
+	return groupCmd("backup", "Encrypted database backups: create, list, verify, restore, delete", create, list, verify, restore, del)
+}
+
+// withBackups opens the database and the backup service from the
+// configuration, runs fn, and closes everything. A *vectabase.Error comes
+// back as its client-safe message only.
+func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) error) error {
+	cfg, err := loadConfig(false)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, store.Config{URL: cfg.Store.DirectConnString(), MaxConns: 2, SlowQueryMS: cfg.Store.SlowQueryMS}, log, nil)
+	if err != nil {
+		return err
+	}
+	d := &deps{cfg: cfg, log: log, db: db}
+	defer db.Close()
+	defer d.close()
+	svc, err := newBackupService(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, svc); err != nil {
+		var ve *vectabase.Error
+		if errors.As(err, &ve) {
+			return errors.New(ve.Message)
+		}
+		return err
+	}
+	return nil
+}
+
+// startBackups builds the backup service for serve (d.backups, for the
+// admin routes) and runs BACKUP_SCHEDULE until ctx ends. A schedule needs
+// pg_dump: serve refuses to start with a schedule it cannot run.
+func startBackups(ctx context.Context, d *deps, opts ...backup.Option) error {
+	sched, err := backup.ParseSchedule(d.cfg.Backup.Schedule)
+	if err != nil {
+		return err
+	}
+	// After a restore through the API the pooled connections hold plans
+	// and types of the replaced tables: drop them.
+	opts = append([]backup.Option{backup.WithAfterRestore(func(context.Context) error {
+		d.db.Pool.Reset()
+		return nil
+	})}, opts...)
+	svc, err := newBackupService(ctx, d, opts...)
+	if err != nil {
+		return err
+	}
+	if !sched.Off() {
+		if err := svc.CheckTools(); err != nil {
+			return fmt.Errorf("BACKUP_SCHEDULE is %s: %w", sched, err)
+		}
+		go svc.RunSchedule(ctx, sched, d.cfg.Backup.Keep)
+	}
+	d.backups = svc
+	return nil
+}
+
+// newBackupService builds the backup service on d's database, with the KEK
+// the configuration names. The audit trail joins through opts
+// (backup.WithAuditor) where the area that owns it is wired.
+func newBackupService(ctx context.Context, d *deps, opts ...backup.Option) (*backup.Service, error) {
+	kek, err := kekconfig.New(ctx, d.cfg.Keyring, store.NewKeysets(d.db.Pool))
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := kek.(io.Closer); ok {
+		d.closers = append(d.closers, func() { _ = c.Close() })
+	}
+	direct := d.cfg.Store.DirectConnString()
+	base := []backup.Option{backup.WithLogger(d.log), backup.WithVersion(version)}
+	if latest := latestSchemaVersion(ctx, direct); latest > 0 {
+		base = append(base, backup.WithSchemaVersion(latest))
+	}
+	if d.reg != nil {
+		base = append(base, backup.WithRegisterer(d.reg))
+	}
+	return backup.New(d.cfg.Backup, direct, kek, append(base, opts...)...)
+}
+
+// latestSchemaVersion is the newest migration this binary has (0 when it
+// cannot be read: restore then skips the check).
+func latestSchemaVersion(ctx context.Context, url string) int64 {
+	m, err := migrations.Open(url)
+	if err != nil {
+		return 0
+	}
+	defer m.Close()
+	_, latest, err := m.Versions(ctx)
+	if err != nil {
+		return 0
+	}
+	return latest
+}
+
+func writeBackupJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func totalRows(counts map[string]int64) int64 {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// backupProgress shows progress: a bar on a terminal, otherwise a plain
+// line when a phase starts, every few seconds, and when it ends.
+type backupProgress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	phase string
+	bar   *progressbar.ProgressBar
+	last  time.Time
+	done  int64
+	total int64
+}
+
+func newBackupProgress(f *os.File) *backupProgress {
+	return &backupProgress{w: f, tty: term.IsTerminal(int(f.Fd()))}
+}
+
+var phaseLabel = map[string]string{"dump": "dumping", "verify": "verifying", "restore": "restoring"}
+
+func (p *backupProgress) update(pr backup.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pr.Phase != p.phase {
+		p.end()
+		p.phase = pr.Phase
+		if p.tty {
+			p.bar = progressbar.NewOptions64(pr.Total,
+				progressbar.OptionSetWriter(p.w),
+				progressbar.OptionSetDescription(phaseLabel[pr.Phase]),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionSpinnerType(14),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+			)
+		} else {
+			fmt.Fprintf(p.w, "backup: %s...\n", phaseLabel[pr.Phase])
+			p.last = time.Now()
+		}
+	}
+	p.done, p.total = pr.Done, pr.Total
+	if p.bar != nil {
+		_ = p.bar.Set64(pr.Done)
+		return
+	}
+	if time.Since(p.last) >= 5*time.Second {
+		p.last = time.Now()
+		fmt.Fprintf(p.w, "backup: %s %s\n", phaseLabel[p.phase], p.figure())
+	}
+}
+
+func (p *backupProgress) figure() string {
+	if p.total > 0 {
+		return fmt.Sprintf("%s of %s (%d%%)", humanBytes(p.done), humanBytes(p.total), p.done*100/p.total)
+	}
+	return humanBytes(p.done)
+}
+
+// end closes the current phase's bar or line.
+func (p *backupProgress) end() { p.stop(nil) }
+
+func (p *backupProgress) stop(err error) {
+	switch {
+	case p.phase == "":
+	case p.bar != nil && err == nil:
+		_ = p.bar.Finish()
+	case p.bar != nil:
+		_ = p.bar.Exit()
+		fmt.Fprintln(p.w)
+	case err == nil:
+		fmt.Fprintf(p.w, "backup: %s %s done\n", phaseLabel[p.phase], humanBytes(p.done))
+	default:
+		fmt.Fprintf(p.w, "backup: %s stopped after %s\n", phaseLabel[p.phase], humanBytes(p.done))
+	}
+	p.bar = nil
+	p.phase = ""
+}
+
+// finish ends the progress display; err says whether the work failed.
+func (p *backupProgress) finish(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stop(err)
+}
