@@ -176,6 +176,11 @@ func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) 
 	if err := fn(ctx, svc); err != nil {
 		var ve *vectabase.Error
 		if errors.As(err, &ve) {
+			// The operator sees why a dependency is unavailable; other
+			// messages already say all that is safe to say.
+			if ve.Code == vectabase.EUNAVAILABLE && ve.Err != nil {
+				return fmt.Errorf("%s: %v", ve.Message, ve.Err)
+			}
 			return errors.New(ve.Message)
 		}
 		return err

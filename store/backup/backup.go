@@ -198,7 +198,7 @@ func New(cfg Config, directURL string, kek keyring.KEK, opts ...Option) (*Servic
 	// Without the PostgreSQL tools, list and delete still work; the
 	// operations that need them say what is missing.
 	if t, err := findTools(s.tools.dir); err != nil {
-		s.toolsErr = err
+		s.toolsErr = vectabase.WrapError(vectabase.EUNAVAILABLE, "backups are unavailable: the PostgreSQL client tools (pg_dump, pg_restore, psql) are not installed", err)
 	} else {
 		s.tools = t
 	}

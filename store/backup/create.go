@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/vectabase/vectabase"
 )
 
 // bodyKey decrypts a backup's body.
@@ -150,7 +152,7 @@ func (s *Service) create(ctx context.Context, id string, now time.Time, progress
 	// and counts the rows the manifest records, so both see the same data.
 	c, err := pgx.Connect(ctx, s.db.pgxURL())
 	if err != nil {
-		return Backup{}, fmt.Errorf("backup: connect to the database: %w", flatten(err))
+		return Backup{}, unreachable(err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -313,6 +315,12 @@ func schemaVersion(ctx context.Context, q pgx.Tx) (int64, error) {
 		return 0, fmt.Errorf("backup: schema version: %w", flatten(err))
 	}
 	return v, nil
+}
+
+// unreachable is the error for a database that cannot be connected to:
+// UNAVAILABLE for clients, pgx's reason (no password in it) for logs.
+func unreachable(err error) error {
+	return vectabase.WrapError(vectabase.EUNAVAILABLE, "backup: the database is unreachable", flatten(err))
 }
 
 // flatten keeps pgx's error text but not its types: callers above the

@@ -132,7 +132,7 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 func (s *Service) liveSchemas(ctx context.Context) ([]string, error) {
 	c, err := pgx.Connect(ctx, s.db.pgxURL())
 	if err != nil {
-		return nil, fmt.Errorf("backup: connect to the database: %w", flatten(err))
+		return nil, unreachable(err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	rows, err := c.Query(ctx, `

@@ -43,7 +43,7 @@ func (s *Service) verify(ctx context.Context, id string, progress ProgressFunc) 
 	scratch := "vb_verify_" + randomHex(6)
 	admin, err := pgx.Connect(ctx, s.db.pgxURL())
 	if err != nil {
-		return VerifyResult{}, fmt.Errorf("backup: connect to the database: %w", flatten(err))
+		return VerifyResult{}, unreachable(err)
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{scratch}.Sanitize()); err != nil {
