@@ -16,7 +16,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/kekconfig"
+	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/migrations"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -219,16 +221,40 @@ func startBackups(ctx context.Context, d *deps, opts ...backup.Option) error {
 // newBackupService builds the backup service on d's database, with the KEK
 // the configuration names. The audit trail joins through opts
 // (backup.WithAuditor) where the area that owns it is wired.
+//
+// A passphrase KEK is derived with a salt kept in the database; backups
+// carry that salt in their header, so the passphrase alone opens them, also
+// on a new machine whose database has no salt (or no schema) yet.
 func newBackupService(ctx context.Context, d *deps, opts ...backup.Option) (*backup.Service, error) {
-	kek, err := kekconfig.New(ctx, d.cfg.Keyring, store.NewKeysets(d.db.Pool))
-	if err != nil {
+	kc := d.cfg.Keyring
+	passphrase := kc.Backend == "local" && kc.MasterKeyFile == "" && kc.Passphrase != ""
+	st := store.NewKeysets(d.db.Pool)
+	var base []backup.Option
+	kek, err := kekconfig.New(ctx, kc, st)
+	switch {
+	case err != nil && !passphrase:
 		return nil, err
+	case err != nil:
+		// No salt to read: restore and verify still work from the
+		// backup's own salt; create says why it cannot wrap a key.
+		kek = unusableKEK{err: err}
+	case passphrase:
+		salt, err := keyring.PassphraseSalt(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, backup.WithKEKParams(salt))
+	}
+	if passphrase {
+		base = append(base, backup.WithKEKForParams(func(_ context.Context, salt []byte) (keyring.KEK, error) {
+			return local.NewFromPassphrase(kc.Passphrase, salt)
+		}))
 	}
 	if c, ok := kek.(io.Closer); ok {
 		d.closers = append(d.closers, func() { _ = c.Close() })
 	}
 	direct := d.cfg.Store.DirectConnString()
-	base := []backup.Option{backup.WithLogger(d.log), backup.WithVersion(version)}
+	base = append(base, backup.WithLogger(d.log), backup.WithVersion(version))
 	if latest := latestSchemaVersion(ctx, direct); latest > 0 {
 		base = append(base, backup.WithSchemaVersion(latest))
 	}
@@ -237,6 +263,12 @@ func newBackupService(ctx context.Context, d *deps, opts ...backup.Option) (*bac
 	}
 	return backup.New(d.cfg.Backup, direct, kek, append(base, opts...)...)
 }
+
+// unusableKEK stands for a KEK that could not be built: every use says why.
+type unusableKEK struct{ err error }
+
+func (k unusableKEK) Encrypt(context.Context, []byte, []byte) ([]byte, error) { return nil, k.err }
+func (k unusableKEK) Decrypt(context.Context, []byte, []byte) ([]byte, error) { return nil, k.err }
 
 // latestSchemaVersion is the newest migration this binary has (0 when it
 // cannot be read: restore then skips the check).

@@ -104,10 +104,14 @@ type RestoreResult struct {
 // Service runs backups of one database. Operations that read or write the
 // database (create, verify, restore) run one at a time per Service.
 type Service struct {
-	cfg   Config
-	db    conn
-	kek   keyring.KEK
-	tools tools
+	cfg Config
+	db  conn
+	kek keyring.KEK
+	// kekParams go into new headers; kekFor derives the KEK of a backup
+	// from its header's parameters (a passphrase KEK and its salt).
+	kekParams []byte
+	kekFor    func(ctx context.Context, params []byte) (keyring.KEK, error)
+	tools     tools
 	// toolsErr is why pg_dump, pg_restore or psql cannot be used.
 	toolsErr error
 	log      zerolog.Logger
@@ -165,6 +169,20 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 		}
 		s.lastSuccess = g
 	}
+}
+
+// WithKEKParams stores params in new backups' headers: what, besides the
+// secret, derives the KEK. A passphrase KEK's salt lives in the database;
+// kept in the backup too, the passphrase alone restores it on a new
+// machine. params must not be secret.
+func WithKEKParams(params []byte) Option {
+	return func(s *Service) { s.kekParams = params }
+}
+
+// WithKEKForParams derives the KEK of a backup whose header holds
+// parameters (see WithKEKParams), instead of using the service's KEK.
+func WithKEKForParams(fn func(ctx context.Context, params []byte) (keyring.KEK, error)) Option {
+	return func(s *Service) { s.kekFor = fn }
 }
 
 // WithBinDir runs pg_dump, pg_restore and psql from dir.
@@ -342,6 +360,7 @@ func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error
 	if err != nil {
 		return nil, err
 	}
+	s.removeStalePartials()
 	var deleted []string
 	for i := keep; i < len(list); i++ {
 		id := list[i].ID
@@ -352,6 +371,24 @@ func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error
 		deleted = append(deleted, id)
 	}
 	return deleted, nil
+}
+
+// removeStalePartials deletes the half-written files of creates that died
+// with their process (a crash, a kill) more than a day ago; a running
+// create's file is younger.
+func (s *Service) removeStalePartials() {
+	entries, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), fileSuffix+".partial") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
+			_ = os.Remove(filepath.Join(s.cfg.Dir, e.Name()))
+		}
+	}
 }
 
 // audit records an operation's outcome. The operation's own error wins; an
@@ -486,7 +523,14 @@ func (s *Service) open(ctx context.Context, id string) (*backupFile, *bodyKey, e
 	if b.hdr.id != id {
 		return fail(fmt.Errorf("the header names backup %s: %w", b.hdr.id, ErrCorrupt))
 	}
-	sa, err := openBackupKey(ctx, s.kek, b.hdr)
+	kek := s.kek
+	if len(b.hdr.kekParams) > 0 && s.kekFor != nil {
+		if kek, err = s.kekFor(ctx, b.hdr.kekParams); err != nil {
+			b.close()
+			return nil, nil, fmt.Errorf("backup %s: derive its KEK: %w", id, err)
+		}
+	}
+	sa, err := openBackupKey(ctx, kek, b.hdr)
 	if err != nil {
 		return fail(err)
 	}

@@ -297,6 +297,51 @@ func TestRestoreOnNewMachineWithOnlyTheKEK(t *testing.T) {
 	}
 }
 
+// A passphrase KEK's salt lives in the database; the backup carries it,
+// so the passphrase alone restores onto a database with another salt.
+func TestPassphraseKEKRestoresWithTheBackupsSalt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const pass = "correct horse battery staple"
+	saltA, saltB := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	kekA, err := local.NewFromPassphrase(pass, saltA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, dir := pgtest.URL(t), t.TempDir()
+	svc, err := backup.New(backup.Config{Dir: dir}, url, kekA, backup.WithKEKParams(saltA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.Create(ctx, backup.LocalOperator, nil)
+	if err != nil {
+		t.Fatalf("Create err = %v", err)
+	}
+	kekB, err := local.NewFromPassphrase(pass, saltB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derive := backup.WithKEKForParams(func(_ context.Context, salt []byte) (keyring.KEK, error) {
+		return local.NewFromPassphrase(pass, salt)
+	})
+	other, err := backup.New(backup.Config{Dir: dir}, pgtest.EmptyURL(t), kekB, derive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Restore(ctx, backup.LocalOperator, b.ID, nil); err != nil {
+		t.Errorf("Restore with the passphrase and the backup's salt err = %v, want nil", err)
+	}
+	wrong, err := backup.New(backup.Config{Dir: dir}, url, kekB, backup.WithKEKForParams(func(_ context.Context, salt []byte) (keyring.KEK, error) {
+		return local.NewFromPassphrase("another passphrase", salt)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.Authenticate(ctx, wrong, b.ID); !errors.Is(err, backup.ErrWrongKEK) {
+		t.Errorf("Authenticate with another passphrase err = %v, want ErrWrongKEK", err)
+	}
+}
+
 func TestWrongKEKIsRefusedClearly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

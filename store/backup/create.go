@@ -177,7 +177,7 @@ func (s *Service) create(ctx context.Context, id string, now time.Time, progress
 	if err != nil {
 		return Backup{}, err
 	}
-	hdr := encodeHeader(id, describeKEK(s.kek), wrapped)
+	hdr := encodeHeader(id, describeKEK(s.kek), s.kekParams, wrapped)
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if _, err := bw.Write(hdr); err != nil {
 		return Backup{}, fmt.Errorf("backup: write: %w", err)

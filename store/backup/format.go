@@ -23,6 +23,7 @@ import (
 //
 //	header   magic "VBBACKUP", format version uint16,
 //	         id (uint16 length + bytes), KEK description (uint16 + bytes),
+//	         KEK parameters (uint16 + bytes: a passphrase KEK's salt),
 //	         backup key (uint32 length + Tink keyset encrypted by the KEK,
 //	         associated data "vectabase/backup/key/" + id)
 //	body     pg_dump -Fc output, Tink streaming AEAD (AES256_GCM_HKDF_1MB)
@@ -87,10 +88,11 @@ type header struct {
 	version    uint16
 	id         string
 	kek        string // "backend:keyID" of the KEK that wrapped the key, or ""
+	kekParams  []byte // what derives the KEK besides its secret (a salt), or nil
 	wrappedKey []byte
 }
 
-func encodeHeader(id, kek string, wrappedKey []byte) []byte {
+func encodeHeader(id, kek string, kekParams, wrappedKey []byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(magic)
 	_ = binary.Write(&b, binary.BigEndian, uint16(formatV1))
@@ -98,6 +100,8 @@ func encodeHeader(id, kek string, wrappedKey []byte) []byte {
 	b.WriteString(id)
 	_ = binary.Write(&b, binary.BigEndian, uint16(len(kek)))
 	b.WriteString(kek)
+	_ = binary.Write(&b, binary.BigEndian, uint16(len(kekParams)))
+	b.Write(kekParams)
 	_ = binary.Write(&b, binary.BigEndian, uint32(len(wrappedKey)))
 	b.Write(wrappedKey)
 	return b.Bytes()
@@ -124,6 +128,9 @@ func readHeader(r io.Reader) (header, error) {
 	}
 	kek, err := readField16(tr)
 	if err != nil {
+		return h, err
+	}
+	if h.kekParams, err = readField16(tr); err != nil {
 		return h, err
 	}
 	var n uint32

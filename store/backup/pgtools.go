@@ -104,19 +104,17 @@ func findTools(dir string) (tools, error) {
 }
 
 // command builds a tool's command for database c. The password travels in
-// the environment; libpq reads no password file or service we did not ask for.
+// the environment, never on the command line.
 // A nil c runs the tool without a database (pg_restore writing SQL).
 func (t tools) command(name string, c *conn, args ...string) (*exec.Cmd, *stderrTail) {
 	if c != nil {
 		args = append(args, "--no-password", "--dbname="+c.url.String())
 	}
 	cmd := exec.Command(filepath.Join(t.dir, name), args...)
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
+	// The operator's PG* variables (PGSSLROOTCERT, a PGPASSWORD for a URL
+	// without one) still apply; the URL's own parts win over them, and a
+	// password from the URL comes last so it wins too.
+	env := os.Environ()
 	if c != nil && c.password != "" {
 		env = append(env, "PGPASSWORD="+c.password)
 	}
