@@ -171,7 +171,13 @@ func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) 
 	d := &deps{cfg: cfg, log: log, db: db}
 	defer db.Close()
 	defer d.close()
-	svc, err := newBackupService(ctx, d)
+	// After a restore, connections opened before it may hold plans of the
+	// replaced tables: drop them before anything else (the audit trail)
+	// uses the pool.
+	svc, err := newBackupService(ctx, d, backup.WithAfterRestore(func(context.Context) error {
+		db.Pool.Reset()
+		return nil
+	}))
 	if err != nil {
 		return err
 	}

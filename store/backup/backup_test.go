@@ -551,6 +551,43 @@ func TestRetentionKeepsNewest(t *testing.T) {
 	}
 }
 
+// The schedule loop makes backups until its context ends and keeps the
+// newest keep of them.
+func TestRunScheduleMakesAndPrunes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.svc.RunSchedule(ctx, backup.EveryFor(50*time.Millisecond), 2); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		creates := 0
+		for _, a := range f.audit.actions() {
+			if a == "backup.create:success" {
+				creates++
+			}
+		}
+		if creates >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule made %d backups in 30 s, want 3", creates)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	list, err := f.svc.List(context.Background())
+	if err != nil || len(list) > 2 {
+		t.Errorf("after the schedule: %d backups (err %v), want at most 2", len(list), err)
+	}
+	for _, e := range f.audit.events {
+		if e.ActorType != vectabase.ActorSystem {
+			t.Errorf("scheduled %s by %s, want the system actor", e.Action, e.ActorType)
+		}
+	}
+}
+
 func TestGetDeleteAndBadIDs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

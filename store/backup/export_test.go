@@ -37,3 +37,7 @@ func Authenticate(ctx context.Context, s *Service, id string) error {
 
 // RunScheduled is one scheduled run: create, then keep the newest keep.
 func RunScheduled(ctx context.Context, s *Service, keep int) { s.runScheduled(ctx, keep) }
+
+// EveryFor is a schedule with an interval shorter than ParseSchedule
+// allows, for tests of the loop.
+func EveryFor(d time.Duration) Schedule { return Schedule{every: d} }
