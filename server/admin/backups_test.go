@@ -136,7 +136,7 @@ func TestBackupRoutes(t *testing.T) {
 
 	code, b := e.do(t, "POST", base, "admin", "")
 	id, _ := b["id"].(string)
-	if code != http.StatusCreated || !backup.ValidID(id) || b["rowCounts"] == nil || b["dumpSha256"] == nil {
+	if code != http.StatusCreated || !backup.ValidID(id) || b["rowCounts"] == nil || b["sha256"] == nil {
 		t.Fatalf("POST %s: %d %v, want 201 with the backup", base, code, b)
 	}
 	if code, list := e.do(t, "GET", base, "admin", ""); code != 200 || len(list["items"].([]any)) != 1 {

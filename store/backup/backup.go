@@ -87,7 +87,7 @@ type Backup struct {
 type VerifyResult struct {
 	ID            string `json:"id"`
 	OK            bool   `json:"ok"`
-	DumpSHA256    string `json:"dumpSha256"`
+	DumpSHA256    string `json:"sha256"`
 	Tables        int    `json:"tables"`
 	Rows          int64  `json:"rows"`
 	SchemaVersion int64  `json:"schemaVersion"`

@@ -506,10 +506,27 @@ func TestRestoreFailingMidwayLeavesDatabaseUnchanged(t *testing.T) {
 		t.Errorf("last audit action = %v, want backup.restore:failure", got)
 	}
 
-	// The untouched file still restores.
+	// The untouched file, restore cancelled once it has begun (Ctrl-C):
+	// unchanged too.
 	if err := os.WriteFile(path, orig, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = f.svc.Restore(cctx, backup.LocalOperator, b.ID, func(p backup.Progress) {
+		if p.Done > 0 {
+			cancel()
+		}
+	})
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Restore err = %v, want context.Canceled", err)
+	}
+	f.db.Pool.Reset()
+	if got := count(t, f.db, "users"); got != 2 {
+		t.Errorf("users after the cancelled restore = %d, want 2", got)
+	}
+
+	// The untouched file still restores.
 	if _, err := f.svc.Restore(ctx, backup.LocalOperator, b.ID, nil); err != nil {
 		t.Fatalf("Restore(untouched) err = %v, want nil", err)
 	}

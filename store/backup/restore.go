@@ -86,7 +86,9 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 	go func() { fed <- s.feed(ctx, b, key, pgr, pgrTail, m, func() { _ = pgrW.Close() }) }()
 
 	var prelude strings.Builder
-	prelude.WriteString("BEGIN;\n")
+	// The drops need every table's exclusive lock: wait for a busy server
+	// a while, not forever. (The dump's own SETs reset lock_timeout.)
+	prelude.WriteString("BEGIN;\nSET lock_timeout = '60s';\n")
 	for _, n := range schemas {
 		prelude.WriteString("DROP SCHEMA " + pgx.Identifier{n}.Sanitize() + " CASCADE;\n")
 	}

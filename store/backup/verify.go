@@ -123,7 +123,7 @@ func (s *Service) feed(ctx context.Context, b *backupFile, key *bodyKey, cmd *ex
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
 	defer stop()
 	sink := &lenientWriter{w: in}
-	_, readErr := io.Copy(io.MultiWriter(m, sink), r)
+	_, readErr := io.Copy(io.MultiWriter(m, sink), ctxReader{ctx: ctx, r: r})
 	_ = in.Close()
 	m.flush()
 	if readErr != nil {
@@ -141,6 +141,20 @@ func (s *Service) feed(ctx context.Context, b *backupFile, key *bodyKey, cmd *ex
 	}
 	m.done()
 	return nil
+}
+
+// ctxReader stops a copy when its context ends: a cancelled restore does
+// not read the rest of a large file first.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // lenientWriter passes writes on until the first failure (the reader
