@@ -73,8 +73,8 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 type Manifest struct {
 	ID               string           `json:"id"`
 	CreatedAt        time.Time        `json:"createdAt"`
-	DumpSize         int64            `json:"size"`   // bytes of the pg_dump output
-	DumpSHA256       string           `json:"sha256"` // of the pg_dump output, hex
+	DumpSize         int64            `json:"size"`          // bytes of the pg_dump output
+	DumpSHA256       string           `json:"sha256"`        // of the pg_dump output, hex
 	BodySize         int64            `json:"encryptedSize"` // bytes of the encrypted dump in the file
 	SchemaVersion    int64            `json:"schemaVersion"`
 	RowCounts        map[string]int64 `json:"rowCounts"`
