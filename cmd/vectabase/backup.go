@@ -20,8 +20,11 @@ import (
 	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/migrations"
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func newBackupCmd() *cobra.Command {
@@ -35,7 +38,7 @@ func newBackupCmd() *cobra.Command {
 		Short: "Dump the database into a new encrypted backup file in BACKUP_DIR",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+			return withBackups(cmd.Context(), auditFirst, func(ctx context.Context, svc *backup.Service) error {
 				p := newBackupProgress(os.Stderr)
 				b, err := svc.Create(ctx, backup.LocalOperator, p.update)
 				p.finish(err)
@@ -58,7 +61,7 @@ func newBackupCmd() *cobra.Command {
 file's manifest, read without the KEK; 'verify' authenticates them.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+			return withBackups(cmd.Context(), auditNone, func(ctx context.Context, svc *backup.Service) error {
 				items, err := svc.List(ctx)
 				if err != nil {
 					return err
@@ -89,7 +92,7 @@ counts with the manifest. The temporary database is dropped afterwards.
 Exits 1 when any check fails.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+			return withBackups(cmd.Context(), auditFirst, func(ctx context.Context, svc *backup.Service) error {
 				p := newBackupProgress(os.Stderr)
 				res, err := svc.Verify(ctx, backup.LocalOperator, args[0], p.update)
 				p.finish(err)
@@ -116,7 +119,7 @@ restart them afterwards. Needs --yes.`,
 			if !yes {
 				return usagef("restore replaces all data in the database: run 'vectabase backup restore %s --yes' to confirm", args[0])
 			}
-			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+			return withBackups(cmd.Context(), auditAfter, func(ctx context.Context, svc *backup.Service) error {
 				p := newBackupProgress(os.Stderr)
 				res, err := svc.Restore(ctx, backup.LocalOperator, args[0], p.update)
 				p.finish(err)
@@ -137,7 +140,7 @@ restart them afterwards. Needs --yes.`,
 		Short: "Delete a backup file",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withBackups(cmd.Context(), func(ctx context.Context, svc *backup.Service) error {
+			return withBackups(cmd.Context(), auditFirst, func(ctx context.Context, svc *backup.Service) error {
 				if err := svc.Delete(ctx, backup.LocalOperator, args[0]); err != nil {
 					return err
 				}
@@ -152,10 +155,21 @@ restart them afterwards. Needs --yes.`,
 	return groupCmd("backup", "Encrypted database backups: create, list, verify, restore, delete", create, list, verify, restore, del)
 }
 
+// How a backup command records on the audit trail.
+type auditMode int
+
+const (
+	auditNone  auditMode = iota // list: reads files only
+	auditFirst                  // open the keyring and trail before the work
+	auditAfter                  // restore: open them on the restored database
+)
+
 // withBackups opens the database and the backup service from the
-// configuration, runs fn, and closes everything. A *vectabase.Error comes
-// back as its client-safe message only.
-func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) error) error {
+// configuration, runs fn, and closes everything. Operations are audited as
+// the local operator, failing closed: an operation whose row cannot be
+// written reports it. A *vectabase.Error comes back as its client-safe
+// message only.
+func withBackups(ctx context.Context, mode auditMode, fn func(context.Context, *backup.Service) error) error {
 	cfg, err := loadConfig(false)
 	if err != nil {
 		return err
@@ -174,10 +188,22 @@ func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) 
 	// After a restore, connections opened before it may hold plans of the
 	// replaced tables: drop them before anything else (the audit trail)
 	// uses the pool.
-	svc, err := newBackupService(ctx, d, backup.WithAfterRestore(func(context.Context) error {
+	opts := []backup.Option{backup.WithAfterRestore(func(context.Context) error {
 		db.Pool.Reset()
 		return nil
-	}))
+	})}
+	if mode != auditNone {
+		aud := &cliAuditor{d: d}
+		if mode == auditFirst {
+			// The keyring opening also proves that the configured KEK is
+			// the database's, so no backup is made under a stranger.
+			if err := aud.open(ctx); err != nil {
+				return err
+			}
+		}
+		opts = append(opts, backup.WithAuditor(aud))
+	}
+	svc, err := newBackupService(ctx, d, opts...)
 	if err != nil {
 		return err
 	}
@@ -196,6 +222,54 @@ func withBackups(ctx context.Context, fn func(context.Context, *backup.Service) 
 	return nil
 }
 
+// cliAuditor is the audit trail of a backup command, opened on first use:
+// for a restore that is after it, on the restored database, whose keyring
+// and trail are the ones the row belongs to.
+type cliAuditor struct {
+	d    *deps
+	once sync.Once
+	err  error
+}
+
+func (a *cliAuditor) open(ctx context.Context) error {
+	a.once.Do(func() {
+		kr, err := openKeyring(ctx, a.d)
+		if err != nil {
+			a.err = err
+			return
+		}
+		a.d.kr = kr
+		a.d.auditLog = audit.New(a.d.db, kr, a.d.log, nil)
+		a.d.closers = append(a.d.closers, a.d.auditLog.Close)
+	})
+	return a.err
+}
+
+func (a *cliAuditor) Record(ctx context.Context, ev vectabase.AuditEvent) error {
+	if err := a.open(ctx); err != nil {
+		return err
+	}
+	return a.d.auditLog.Record(ctx, ev)
+}
+
+// mountBackups starts the backups (startBackups) with the server's audit
+// trail and keyring, and mounts the admin routes.
+func mountBackups(ctx context.Context, d *deps, srv *server.Server) error {
+	err := startBackups(ctx, d,
+		backup.WithAuditor(d.audit),
+		backup.WithAfterRestore(func(ctx context.Context) error {
+			// The restore replaced the tables and the keysets: drop
+			// pooled connections and load the restored keysets.
+			d.db.Pool.Reset()
+			return d.kr.Reload(ctx)
+		}))
+	if err != nil {
+		return err
+	}
+	srv.Mount(admin.BackupRoutes(d.backups, d.auth.RequireAdmin()))
+	return nil
+}
+
 // startBackups builds the backup service for serve (d.backups, for the
 // admin routes) and runs BACKUP_SCHEDULE until ctx ends. A schedule needs
 // pg_dump: serve refuses to start with a schedule it cannot run.
@@ -204,12 +278,6 @@ func startBackups(ctx context.Context, d *deps, opts ...backup.Option) error {
 	if err != nil {
 		return err
 	}
-	// After a restore through the API the pooled connections hold plans
-	// and types of the replaced tables: drop them.
-	opts = append([]backup.Option{backup.WithAfterRestore(func(context.Context) error {
-		d.db.Pool.Reset()
-		return nil
-	})}, opts...)
 	svc, err := newBackupService(ctx, d, opts...)
 	if err != nil {
 		return err

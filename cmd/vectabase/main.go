@@ -82,6 +82,8 @@ func newRootCmd() *cobra.Command {
 		newMigrateCmd(),
 		newVersionCmd(),
 		newBackupCmd(),
+		newSecretsCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

@@ -2,13 +2,20 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
+	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // deps is what the areas of the server are built from. Each area adds the
@@ -19,7 +26,12 @@ type deps struct {
 	reg *prometheus.Registry
 	db  *store.DB
 
-	backups *backup.Service
+	backups  *backup.Service
+	kr       *keyring.Keyring
+	audit    auth.Auditor
+	auditLog *audit.Log
+	auth     *auth.Service
+	vault    *vault.Service
 
 	closers []func()
 }
@@ -33,8 +45,53 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
-	if err := startBackups(ctx, d); err != nil {
+	if d.kr == nil {
+		kr, err := openKeyring(ctx, d)
+		if err != nil {
+			return err
+		}
+		d.kr = kr
+	}
+	if d.audit == nil {
+		// The hash-chained, group-committed audit trail; Close flushes it
+		// after the server has drained.
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.closers = append(d.closers, d.auditLog.Close)
+		d.audit = d.auditLog
+	}
+	if err := openVault(ctx, d); err != nil {
+		return err
+	}
+	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	d.auth = a
+	go a.RunKeyRotation(ctx)
+	srv.Mount(a.Routes())
+	if err := mountSecrets(d, srv); err != nil {
+		return err
+	}
+	if err := mountBackups(ctx, d, srv); err != nil {
 		return err
 	}
 	return nil
+}
+
+// openKeyring builds the KEK the configuration names (local key file,
+// local passphrase, or Vault transit) and opens the keyring on it.
+func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
+	st := store.NewKeysets(d.db.Pool)
+	kek, err := kekconfig.New(ctx, d.cfg.Keyring, st)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := kek.(io.Closer); ok {
+		d.closers = append(d.closers, func() { _ = c.Close() })
+	}
+	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return kr, nil
 }
