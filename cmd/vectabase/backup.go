@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -182,7 +183,9 @@ func withBackups(ctx context.Context, mode auditMode, fn func(context.Context, *
 	if err != nil {
 		return err
 	}
-	d := &deps{cfg: cfg, log: log, db: db}
+	// The keyring and the trail register metrics: on a registry of their
+	// own here, which nothing serves.
+	d := &deps{cfg: cfg, log: log, db: db, reg: prometheus.NewRegistry()}
 	defer db.Close()
 	defer d.close()
 	// After a restore, connections opened before it may hold plans of the

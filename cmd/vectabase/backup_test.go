@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -15,18 +18,40 @@ import (
 // backupEnv is the environment of a backup command: a fresh migrated
 // database, a new local KEK and a backup directory.
 func backupEnv(t *testing.T) (dir string, env []string) {
+	dir, env, _ = backupEnvURL(t)
+	return dir, env
+}
+
+func backupEnvURL(t *testing.T) (dir string, env []string, url string) {
 	t.Helper()
 	dir = tempDir(t)
 	key := filepath.Join(dir, "master.key")
 	if err := local.GenerateKeyFile(key); err != nil {
 		t.Fatal(err)
 	}
-	return dir, baseEnv("DATABASE_URL="+pgtest.URL(t), "KEYRING_MASTER_KEY_FILE="+key, "BACKUP_DIR="+filepath.Join(dir, "backups"))
+	url = pgtest.URL(t)
+	return dir, baseEnv("DATABASE_URL="+url, "KEYRING_MASTER_KEY_FILE="+key, "BACKUP_DIR="+filepath.Join(dir, "backups")), url
+}
+
+// auditActions lists the backup rows of the audit trail, oldest first.
+func auditActions(t *testing.T, url string) []string {
+	t.Helper()
+	db := pgtest.Open(t, url)
+	defer db.Close()
+	rows, err := db.Pool.Query(context.Background(), `SELECT action || ':' || result || ':' || actor_type FROM audit_logs WHERE action LIKE 'backup.%' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestBackupCLI_CreateListVerifyRestore(t *testing.T) {
 	t.Parallel()
-	dir, env := backupEnv(t)
+	dir, env, url := backupEnvURL(t)
 
 	r := run(t, dir, env, "backup", "create", "--json")
 	if r.code != 0 {
@@ -75,6 +100,12 @@ func TestBackupCLI_CreateListVerifyRestore(t *testing.T) {
 		t.Errorf("backup restore --yes --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
+	// The create and verify rows were written after the dump, so the
+	// restore rewound past them; its own row follows.
+	if got, want := strings.Join(auditActions(t, url), " "), "backup.restore:success:local-operator"; got != want {
+		t.Errorf("audit rows after restore: %q, want %q", got, want)
+	}
+
 	r = run(t, dir, env, "backup", "delete", b.ID)
 	if r.code != 0 {
 		t.Errorf("backup delete: exit %d, stderr %q", r.code, r.stderr)
@@ -82,6 +113,10 @@ func TestBackupCLI_CreateListVerifyRestore(t *testing.T) {
 	r = run(t, dir, env, "backup", "delete", b.ID)
 	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "not found") {
 		t.Errorf("backup delete (again): exit %d, stderr %q; want 1 and 'not found'", r.code, r.stderr)
+	}
+	want := "backup.restore:success:local-operator backup.delete:success:local-operator backup.delete:failure:local-operator"
+	if got := strings.Join(auditActions(t, url), " "); got != want {
+		t.Errorf("audit rows: %q, want %q", got, want)
 	}
 }
 
