@@ -25,8 +25,6 @@ import (
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 type recorder struct {
 	mu     sync.Mutex
 	events []vectabase.AuditEvent

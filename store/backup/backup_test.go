@@ -65,7 +65,7 @@ func (r *recorder) actions() []string {
 	return out
 }
 
-func newKEK(t *testing.T) (string, keyring.KEK) {
+func newKEK(t testing.TB) (string, keyring.KEK) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "master.key")
 	if err := local.GenerateKeyFile(path); err != nil {
@@ -74,7 +74,7 @@ func newKEK(t *testing.T) (string, keyring.KEK) {
 	return path, loadKEK(t, path)
 }
 
-func loadKEK(t *testing.T, path string) keyring.KEK {
+func loadKEK(t testing.TB, path string) keyring.KEK {
 	t.Helper()
 	k, err := local.NewFromFile(path)
 	if err != nil {
