@@ -536,6 +536,45 @@ func TestRestoreFailingMidwayLeavesDatabaseUnchanged(t *testing.T) {
 	}
 }
 
+// A restore whose SQL fails midway (a CHECK that looks at a table the dump
+// loads later: the schema and earlier tables are already replayed when
+// it fails) rolls back as a whole, with psql's error as the reason.
+func TestRestoreSQLErrorMidwayLeavesDatabaseUnchanged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.db.Pool.Exec(ctx, `
+		CREATE TABLE zz_ref (v int);
+		INSERT INTO zz_ref VALUES (1);
+		CREATE FUNCTION ref_ok(int) RETURNS bool LANGUAGE sql AS 'SELECT EXISTS (SELECT 1 FROM public.zz_ref WHERE v = $1)';
+		CREATE TABLE aa_dep (v int CHECK (public.ref_ok(v)));
+		INSERT INTO aa_dep VALUES (1);`); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.svc.Create(ctx, backup.LocalOperator, nil)
+	if err != nil {
+		t.Fatalf("Create err = %v", err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, "DELETE FROM users WHERE email = 'u0@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.Restore(ctx, backup.LocalOperator, b.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "rolled back") || !strings.Contains(err.Error(), "check constraint") {
+		t.Fatalf("Restore err = %v, want a rollback naming the check constraint", err)
+	}
+	t.Logf("restore error: %v", err)
+	f.db.Pool.Reset()
+	if got := count(t, f.db, "users"); got != 2 {
+		t.Errorf("users after the failed restore = %d, want 2 (as before it)", got)
+	}
+	if got := count(t, f.db, "aa_dep"); got != 1 {
+		t.Errorf("aa_dep after the failed restore = %d, want 1", got)
+	}
+	if _, err := f.svc.Verify(ctx, backup.LocalOperator, b.ID, nil); err == nil {
+		t.Errorf("Verify of a backup that cannot be restored err = nil, want an error")
+	}
+}
+
 func TestRetentionKeepsNewest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -83,7 +83,9 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 
 	m := newMeter("restore", b.manifest.DumpSize, progress)
 	fed := make(chan error, 1)
-	go func() { fed <- s.feed(ctx, b, key, pgr, pgrTail, m, func() { _ = pgrW.Close() }) }()
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	go func() { fed <- s.feed(feedCtx, b, key, pgr, pgrTail, m, func() { _ = pgrW.Close() }) }()
 
 	var prelude strings.Builder
 	// The drops need every table's exclusive lock: wait for a busy server
@@ -98,10 +100,18 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 		_, writeErr = io.Copy(psqlIn, pgrOut)
 	}
 	if writeErr != nil {
-		// psql stopped on an error: stop pg_restore too; feed still
-		// drains the body.
-		_ = pgr.Process.Kill()
+		// psql stopped on an SQL error: stop pg_restore and the reading
+		// too, and report psql's error, the cause.
+		stopFeed()
 		_, _ = io.Copy(io.Discard, pgrOut)
+		<-fed
+		_ = psqlIn.Close()
+		psqlErr := psql.Wait()
+		committed = true
+		if psqlErr == nil {
+			psqlErr = writeErr
+		}
+		return RestoreResult{}, fmt.Errorf("backup %s: restore rolled back, the database is unchanged: %w", id, psqlTail.err(psqlErr))
 	}
 	if err := <-fed; err != nil {
 		return RestoreResult{}, err
@@ -109,9 +119,8 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 	if err := checkSum(b, m); err != nil {
 		return RestoreResult{}, err
 	}
-	if writeErr == nil {
-		_, writeErr = io.WriteString(psqlIn, "COMMIT;\n")
-	}
+	// Everything decrypted, matched and ran: only now commit.
+	_, writeErr = io.WriteString(psqlIn, "COMMIT;\n")
 	_ = psqlIn.Close()
 	psqlErr := psql.Wait()
 	committed = true // the session is over either way
