@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -34,6 +35,8 @@ type Config struct {
 	Backup  backup.Config
 	Auth    auth.Config
 	Secrets vault.Config
+
+	Marketplace marketplace.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

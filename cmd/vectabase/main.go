@@ -84,6 +84,7 @@ func newRootCmd() *cobra.Command {
 		newBackupCmd(),
 		newSecretsCmd(),
 		newAuditCmd(),
+		newImportSupabaseCmd(),
 	)
 	return root
 }
