@@ -277,6 +277,9 @@ func mountBackups(ctx context.Context, d *deps, srv *server.Server) error {
 // admin routes) and runs BACKUP_SCHEDULE until ctx ends. A schedule needs
 // pg_dump: serve refuses to start with a schedule it cannot run.
 func startBackups(ctx context.Context, d *deps, opts ...backup.Option) error {
+	if err := d.cfg.Backup.Validate(); err != nil {
+		return err
+	}
 	sched, err := backup.ParseSchedule(d.cfg.Backup.Schedule)
 	if err != nil {
 		return err

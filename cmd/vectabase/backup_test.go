@@ -187,3 +187,20 @@ func TestBackupCLI_ProgressBarOnTerminal(t *testing.T) {
 		t.Errorf("backup create on a terminal printed %q, want a redrawn bar, not plain lines", out)
 	}
 }
+
+// serve refuses a schedule it cannot follow, with one clear line.
+func TestServeRefusesBadBackupSchedule(t *testing.T) {
+	t.Parallel()
+	dir, env := backupEnv(t)
+	for _, tc := range []struct{ env, want string }{
+		{"BACKUP_SCHEDULE=daily", "BACKUP_SCHEDULE"},
+		{"BACKUP_SCHEDULE=5s", "shorter than"},
+		{"BACKUP_KEEP=0\x00BACKUP_SCHEDULE=@daily", "BACKUP_KEEP"},
+	} {
+		e := append(append([]string{}, env...), strings.Split(tc.env, "\x00")...)
+		r := run(t, dir, append(e, "HTTP_ADDR=127.0.0.1:0", "METRICS_ADDR=127.0.0.1:0"), "serve")
+		if r.code != 1 || !strings.Contains(lastLine(r.stderr), tc.want) {
+			t.Errorf("serve with %s: exit %d, last line %q; want 1 and %q", tc.env, r.code, lastLine(r.stderr), tc.want)
+		}
+	}
+}

@@ -48,6 +48,10 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
+	// Configuration errors first, before any area starts a worker.
+	if err := d.cfg.Backup.Validate(); err != nil {
+		return err
+	}
 	if d.kr == nil {
 		kr, err := openKeyring(ctx, d)
 		if err != nil {

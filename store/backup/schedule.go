@@ -56,6 +56,19 @@ func ParseSchedule(v string) (Schedule, error) {
 	return Schedule{every: d}, nil
 }
 
+// Validate checks the schedule and the retention, so serve can refuse a
+// bad BACKUP_SCHEDULE or BACKUP_KEEP before it starts anything.
+func (c Config) Validate() error {
+	sched, err := ParseSchedule(c.Schedule)
+	if err != nil {
+		return err
+	}
+	if !sched.Off() && c.Keep < 1 {
+		return fmt.Errorf("BACKUP_KEEP is %d: a schedule must keep at least 1 backup", c.Keep)
+	}
+	return nil
+}
+
 // Next is the first run strictly after t.
 func (s Schedule) Next(t time.Time) time.Time {
 	switch {
