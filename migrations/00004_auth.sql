@@ -10,7 +10,11 @@ CREATE TABLE jwt_signing_keys (
   algorithm    text NOT NULL DEFAULT 'EdDSA' CHECK (algorithm = 'EdDSA'),
   public_key   bytea NOT NULL,  -- raw Ed25519 public key (32 bytes): public by design
   private_key  bytea NOT NULL,  -- keyring ciphertext of the Ed25519 seed, bound to (jwt_signing_keys, private_key, id)
-  created_at   timestamptz NOT NULL DEFAULT now()
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  -- Like every sensitive column (00002_keyring.sql): only keyring
+  -- ciphertext (Tink's 0x01 prefix, nonce and tag) is accepted.
+  CONSTRAINT jwt_signing_keys_private_key_is_ciphertext
+    CHECK (length(private_key) >= 33 AND substring(private_key FROM 1 FOR 1) = '\x01'::bytea)
 );
 CREATE INDEX jwt_signing_keys_created_at_idx ON jwt_signing_keys (created_at DESC);
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,6 +83,8 @@ func truncateUA(ua string) *string {
 	if len(ua) > 512 {
 		ua = ua[:512]
 	}
+	// PostgreSQL text holds neither NUL nor invalid UTF-8 (a cut may split a rune).
+	ua = strings.ToValidUTF8(strings.ReplaceAll(ua, "\x00", ""), "")
 	return &ua
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
@@ -32,6 +33,8 @@ type Config struct {
 	Keyring keyring.Config
 	Auth    auth.Config
 	Secrets vault.Config
+
+	Marketplace marketplace.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

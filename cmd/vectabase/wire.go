@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -12,6 +13,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
 	"github.com/vectabase/vectabase/vault/audit"
@@ -69,6 +71,18 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := mountSecrets(d, srv); err != nil {
 		return err
 	}
+
+	mk := marketplace.New(d.db, d.kr, d.cfg.Marketplace, d.log, d.reg)
+	// Runs after the HTTP server has drained, so every request's log row
+	// is queued before the final flush.
+	d.closers = append(d.closers, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := mk.Close(cctx); err != nil {
+			d.log.Error().Str("error", err.Error()).Msg("flush api request logs")
+		}
+	})
+	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	return nil
 }
 

@@ -138,7 +138,7 @@ func validEmail(email string) bool {
 // characters, CONFLICT for a taken email, RATE_LIMITED past the per-IP limit.
 func (s *Service) Register(ctx context.Context, email, password string, meta RequestMeta) (store.User, error) {
 	email = normalizeEmail(email)
-	if !validEmail(email) {
+	if !validEmail(email) || strings.ContainsRune(email, 0) {
 		return store.User{}, vectabase.Errorf(vectabase.EVALIDATION, "email: must be a valid address")
 	}
 	if n := utf8.RuneCountInString(password); n < minPasswordLen || n > maxPasswordLen || !utf8.ValidString(password) {
@@ -177,7 +177,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 	if email == "" || password == "" {
 		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "email and password are required")
 	}
-	if len(email) > maxEmailLen || len(password) > 4*maxPasswordLen {
+	if len(email) > maxEmailLen || len(password) > 4*maxPasswordLen || !utf8.ValidString(email) || strings.ContainsRune(email, 0) {
 		// Too long to be a registered email or password; refuse before hashing.
 		return LoginResult{}, errInvalidCredentials
 	}
