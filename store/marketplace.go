@@ -80,11 +80,9 @@ func pageArgs(p Page) (any, uuid.UUID) {
 // $k+1 are the bounds from pageArgs and $k+2 is the limit.
 func pageClause(alias string, k int) string {
 	a := alias + "."
-	return " AND (" + a + "created_at, " + a + "id) < ($" + itoa(k) + "::timestamptz, $" + itoa(k+1) + "::uuid)" +
-		" ORDER BY " + a + "created_at DESC, " + a + "id DESC LIMIT $" + itoa(k+2)
+	return " AND (" + a + "created_at, " + a + "id) < ($" + strconv.Itoa(k) + "::timestamptz, $" + strconv.Itoa(k+1) + "::uuid)" +
+		" ORDER BY " + a + "created_at DESC, " + a + "id DESC LIMIT $" + strconv.Itoa(k+2)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // trimPage cuts the extra row a list fetched to learn whether another page
 // exists, and returns the cursor of the next page (nil at the end).

@@ -35,9 +35,12 @@ func (u KeyUse) Remaining() int { return max(u.Limit-u.Count, 0) }
 // instance on the database shares it, and the window is taken from the
 // database's clock. An unknown or revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, error) {
-	var u KeyUse
-	var start time.Time
-	err := m.db.Pool.QueryRow(ctx, `WITH k AS (
+	return scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+` SELECT `+useKeyColumns+` FROM k, c`, keyHash))
+}
+
+// useKeyCTEs find the live key whose hash is $1 (k) and count one request
+// in its current window (c), for statements that build on them.
+const useKeyCTEs = `k AS (
 			SELECT id, developer_id, scopes, rate_limit_per_minute
 			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 		), c AS (
@@ -45,9 +48,15 @@ func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, er
 			SELECT id, date_trunc('minute', now()), 1 FROM k
 			ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = r.count + 1
 			RETURNING count, window_start
-		)
-		SELECT k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now()
-		FROM k, c`, keyHash).Scan(&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now)
+		)`
+
+const useKeyColumns = `k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now()`
+
+// scanKeyUse scans useKeyColumns and then extra.
+func scanKeyUse(row pgx.Row, extra ...any) (KeyUse, error) {
+	var u KeyUse
+	var start time.Time
+	err := row.Scan(append([]any{&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}

@@ -38,10 +38,12 @@ type NewSession struct {
 	ExpiresAt time.Time
 }
 
-// SessionWithUser is a session together with what a token needs of its user.
+// SessionWithUser is a session together with its user (what a token and
+// the refresh answer need).
 type SessionWithUser struct {
 	Session
 	Email *string
+	User  User
 }
 
 func ipArg(ip string) *string {
@@ -96,6 +98,8 @@ func truncateUA(ua string) *string {
 // the caller then looks closer with SessionForRefresh).
 func (db *DB) RotateSession(ctx context.Context, oldHash []byte, ns NewSession) (SessionWithUser, error) {
 	var out SessionWithUser
+	u := &out.User
+	// One statement, so the common refresh is one round trip.
 	s, err := scanSession(db.Pool.QueryRow(ctx, `WITH old AS (
 			UPDATE sessions SET used_at = $3
 			WHERE refresh_token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3
@@ -105,9 +109,13 @@ func (db *DB) RotateSession(ctx context.Context, oldHash []byte, ns NewSession) 
 			SELECT user_id, family_id, id, $2, $4::inet, $5, $3, $6 FROM old
 			RETURNING *
 		)
-		SELECT `+sessionColumns+`, u.email FROM s JOIN users u ON u.id = s.user_id`,
-		oldHash, ns.TokenHash, ns.CreatedAt, ipArg(ns.IP), truncateUA(ns.UserAgent), ns.ExpiresAt), &out.Email)
+		SELECT `+sessionColumns+`, `+userColumns+`
+		FROM s JOIN users u ON u.id = s.user_id LEFT JOIN profiles p ON p.id = u.id`,
+		oldHash, ns.TokenHash, ns.CreatedAt, ipArg(ns.IP), truncateUA(ns.UserAgent), ns.ExpiresAt),
+		&u.ID, &u.Email, &u.PasswordHash, &u.DiscordID, &u.DiscordUsername, &u.Role, &u.LastSignInAt, &u.CreatedAt, &u.UpdatedAt)
 	out.Session = s
+	out.Email = u.Email
+	u.PasswordHash = nil // not needed beyond this layer
 	return out, err
 }
 
@@ -257,4 +265,12 @@ func (db *DB) SessionsOfUser(ctx context.Context, userID string) ([]Session, err
 		out = append(out, s)
 	}
 	return out, MapError(rows.Err())
+}
+
+// PruneSessions deletes sessions that expired before cutoff, in bounded
+// batches so one call never holds many locks.
+func (db *DB) PruneSessions(ctx context.Context, cutoff time.Time) error {
+	_, err := db.Pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+		SELECT id FROM sessions WHERE expires_at < $1 LIMIT 1000)`, cutoff)
+	return MapError(err)
 }

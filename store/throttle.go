@@ -14,11 +14,24 @@ type ThrottleHit struct {
 
 // ThrottleHit adds n (0: just read) to each bucket's counter for the window
 // starting at windowStart (fixed windows: a counter from an older window
-// starts over) and returns the counters, in the order of buckets. One
-// statement, so every server instance sharing the database sees the same
-// counts.
+// starts over) and returns the counters, in the order of buckets. Buckets
+// must be distinct. One statement, so every server instance sharing the
+// database sees the same counts.
 func (db *DB) ThrottleHit(ctx context.Context, buckets []string, windowStart time.Time, n int) ([]ThrottleHit, error) {
-	if n == 0 {
+	incs := make([]int32, len(buckets))
+	for i := range incs {
+		incs[i] = int32(n)
+	}
+	return db.ThrottleAdd(ctx, buckets, incs, windowStart)
+}
+
+// ThrottleAdd is ThrottleHit with an increment per bucket (0 reads it).
+func (db *DB) ThrottleAdd(ctx context.Context, buckets []string, incs []int32, windowStart time.Time) ([]ThrottleHit, error) {
+	allZero := true
+	for _, n := range incs {
+		allZero = allZero && n == 0
+	}
+	if allZero {
 		rows, err := db.Pool.Query(ctx, `SELECT b.bucket,
 				CASE WHEN t.window_start = $2 THEN t.hits ELSE 0 END
 			FROM unnest($1::text[]) WITH ORDINALITY AS b(bucket, ord)
@@ -26,11 +39,11 @@ func (db *DB) ThrottleHit(ctx context.Context, buckets []string, windowStart tim
 		return collectHits(rows, err, windowStart)
 	}
 	rows, err := db.Pool.Query(ctx, `INSERT INTO auth_throttle AS t (bucket, window_start, hits)
-		SELECT b, $2, $3 FROM unnest($1::text[]) AS b
+		SELECT b, $2, n FROM unnest($1::text[], $3::int[]) AS x(b, n)
 		ON CONFLICT (bucket) DO UPDATE SET
 			hits = CASE WHEN t.window_start = EXCLUDED.window_start THEN t.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
 			window_start = EXCLUDED.window_start
-		RETURNING bucket, hits`, buckets, windowStart, n)
+		RETURNING bucket, hits`, buckets, windowStart, incs)
 	hits, err := collectHits(rows, err, windowStart)
 	if err != nil {
 		return nil, err
@@ -44,6 +57,7 @@ func (db *DB) ThrottleHit(ctx context.Context, buckets []string, windowStart tim
 	for i, b := range buckets {
 		out[i] = byName[b]
 		out[i].Bucket = b
+		out[i].WindowStart = windowStart
 	}
 	return out, nil
 }

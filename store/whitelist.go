@@ -256,34 +256,40 @@ func (m *Marketplace) DeleteWhitelistUser(ctx context.Context, ownerID, systemID
 	return nil
 }
 
-// CheckWhitelist answers whether robloxUserID is whitelisted in system
-// systemID of developerID: one indexed look-up. An unknown system, another
-// developer's system, an inactive system or an expired entry all answer
-// false; ExpiresAt is reported whenever the entry exists.
-func (m *Marketplace) CheckWhitelist(ctx context.Context, developerID, systemID string, robloxUserID int64) (CheckResult, error) {
-	return m.check(ctx, `SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-		FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
-		WHERE u.system_id = $1 AND u.roblox_user_id = $2 AND w.owner_id = $3`, systemID, robloxUserID, developerID)
+// CheckQuery is one whitelist check: by SystemID and RobloxUserID, or by
+// the blind index of a license key (LicenseIndex, from LicenseKeyIndex).
+type CheckQuery struct {
+	SystemID     string
+	RobloxUserID int64
+	LicenseIndex []byte
 }
 
-// CheckLicenseKey answers whether licenseKey belongs to a current entry in
-// one of developerID's systems, found by its blind index.
-func (m *Marketplace) CheckLicenseKey(ctx context.Context, developerID, licenseKey string) (CheckResult, error) {
-	bidx, err := m.LicenseKeyIndex(licenseKey)
-	if err != nil {
-		return CheckResult{}, err
+// UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
+// developer's systems in one statement (one round trip, one execution):
+// the check joins on the key found by the same statement. The caller must
+// act on the KeyUse (401, 429, scope) before showing the check's answer.
+// An unknown or revoked key is ErrNotFound.
+func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
+	var row pgx.Row
+	if q.LicenseIndex != nil {
+		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
+				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
+				JOIN whitelist_users u ON u.system_id = w.id
+				WHERE u.license_key_bidx = $2
+				ORDER BY ok DESC LIMIT 1)
+			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
+			keyHash, q.LicenseIndex)
+	} else {
+		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
+				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
+				JOIN whitelist_users u ON u.system_id = w.id
+				WHERE w.id = $2 AND u.roblox_user_id = $3)
+			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
+			keyHash, q.SystemID, q.RobloxUserID)
 	}
-	return m.check(ctx, `SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
-		FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
-		WHERE u.license_key_bidx = $1 AND w.owner_id = $2
-		ORDER BY 2 DESC LIMIT 1`, bidx, developerID)
-}
-
-func (m *Marketplace) check(ctx context.Context, sql string, args ...any) (CheckResult, error) {
 	var r CheckResult
-	err := m.db.Pool.QueryRow(ctx, sql, args...).Scan(&r.ExpiresAt, &r.Whitelisted)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return CheckResult{}, nil
-	}
-	return r, err
+	u, err := scanKeyUse(row, &r.ExpiresAt, &r.Whitelisted)
+	return u, r, err
 }

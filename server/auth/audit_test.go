@@ -15,6 +15,9 @@ import (
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
+// The real audit writer is an auth.Auditor.
+var _ auth.Auditor = (*audit.Log)(nil)
+
 // With the real hash-chained audit writer: logins, failed logins and
 // refresh-token reuse land in audit_logs with who, what and from where, the
 // chain verifies, and no row holds a password or token. A closed writer

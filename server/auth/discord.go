@@ -204,7 +204,6 @@ func (s *Service) DiscordAuthorizeURL() (string, error) {
 		"scope":         {"identify email"},
 		"redirect_uri":  {s.discord.redirect},
 		"state":         {state},
-		"prompt":        {"consent"},
 	}
 	return s.discord.authorize + "?" + q.Encode(), nil
 }

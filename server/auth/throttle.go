@@ -89,18 +89,20 @@ func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta
 }
 
 // checkFailures refuses a login when the account or the IP has had too
-// many failures in the failure window. The refusal is audited.
+// many failures in the failure window. The attempt is counted against the
+// account up front (a successful login clears the account's counter), so
+// parallel guesses cannot slip past the limit while the password hashes
+// are being computed. The refusal is audited.
 func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMeta) error {
 	now := s.now()
 	ws := windowStart(now, s.cfg.FailureWindow)
-	ipBucket := "fail:ip:" + ipKey(meta.IP)
-	hits, err := s.db.ThrottleHit(ctx, []string{acct, ipBucket}, ws, 0)
+	hits, err := s.db.ThrottleAdd(ctx, []string{acct, ipFailBucket(meta)}, []int32{1, 0}, ws)
 	if err != nil {
 		return err
 	}
 	var which string
 	switch {
-	case s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits >= s.cfg.MaxFailuresPerAccount:
+	case s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits > s.cfg.MaxFailuresPerAccount:
 		which = "account"
 	case s.cfg.MaxFailuresPerIP > 0 && hits[1].Hits >= s.cfg.MaxFailuresPerIP:
 		which = "ip"
@@ -115,14 +117,18 @@ func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMe
 	return rateLimited("too many failed logins; try again later", ws.Add(s.cfg.FailureWindow).Sub(now))
 }
 
-// countFailure adds a failed login to the account's and the IP's counters.
-func (s *Service) countFailure(ctx context.Context, acct string, meta RequestMeta) error {
+func ipFailBucket(meta RequestMeta) string { return "fail:ip:" + ipKey(meta.IP) }
+
+// countFailure adds a failed login to the IP's counter (the account's was
+// counted by checkFailures).
+func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	ws := windowStart(s.now(), s.cfg.FailureWindow)
-	_, err := s.db.ThrottleHit(ctx, []string{acct, "fail:ip:" + ipKey(meta.IP)}, ws, 1)
+	_, err := s.db.ThrottleHit(ctx, []string{ipFailBucket(meta)}, ws, 1)
 	return err
 }
 
-// maybePrune deletes stale counters and used OAuth states now and then
+// maybePrune deletes stale counters, used OAuth states and long-expired
+// sessions now and then
 // (about one call in 500), so the tables stay small without a worker.
 func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	if rand.IntN(500) != 0 {
@@ -134,5 +140,10 @@ func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	}
 	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
 		s.log.Warn().Err(err).Msg("prune OAuth states")
+	}
+	// Sessions a day past expiry can neither be refreshed nor help detect
+	// reuse (an expired token is refused anyway).
+	if err := s.db.PruneSessions(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.Warn().Err(err).Msg("prune expired sessions")
 	}
 }

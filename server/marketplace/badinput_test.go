@@ -67,6 +67,8 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/api/whitelist/check", "", map[string]any{"licenseKey": "VB-X"}, 401, "UNAUTHORIZED", "X-API-Key"},
 		{"POST", "/api/developer/verify", "key:" + key, `{"extra":1}`, 400, "BAD_REQUEST", "extra"},
 		{"POST", "/api/developer/verify", "key:vb_live_" + strings.Repeat("A", 43), "{}", 401, "UNAUTHORIZED", "API key"},
+		{"POST", "/api/whitelist/check", "key:" + key, `{"licenseKey":"` + strings.Repeat("K", 8<<10) + `"}`, 413, "PAYLOAD_TOO_LARGE", ""},
+		{"POST", "/api/developer/verify", "key:" + key, `{"x":"` + strings.Repeat("K", 8<<10) + `"}`, 413, "PAYLOAD_TOO_LARGE", ""},
 	}
 	for _, c := range cases {
 		r := e.call(t, c.method, c.path, c.who, c.body)

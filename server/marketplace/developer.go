@@ -3,6 +3,7 @@ package marketplace
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"math/big"
 	"slices"
 	"strconv"
@@ -27,13 +28,20 @@ const (
 	headerAPIKey  = "X-API-Key"
 	defaultRate   = 60
 	maxRate       = 1_000_000
-	ScopeWLRead   = "whitelist:read"
-	localKeyUse   = "marketplace.keyUse"
 	maxKeyNameLen = 100
 
 	minImportedKeyBody = 16
 	maxImportedKeyBody = 64
 )
+
+// ScopeWLRead is the scope /api/whitelist/check needs.
+const ScopeWLRead = "whitelist:read"
+
+// localKeyUse is the Fiber local holding the request's store.KeyUse; a
+// private type, so no other package's local can collide with it.
+type localKeyUseKey struct{}
+
+var localKeyUse = localKeyUseKey{}
 
 // knownScopes are the scopes a key may carry. /api/developer/verify needs
 // none; /api/whitelist/check needs whitelist:read.
@@ -154,30 +162,24 @@ func keyUseOf(c *fiber.Ctx) store.KeyUse {
 	return u
 }
 
-// RequireAPIKey authenticates X-API-Key (with scope, when not ""), counts
-// the request against the key's per-minute limit, sets the X-RateLimit-*
-// headers, and queues the request's api_request_logs row after the handler
-// has answered. Unknown and revoked keys get 401, a missing scope 403, a
-// key over its limit 429 with Retry-After.
-//
-// It answers errors itself (through the app's error handler) so the logged
-// status is the one sent.
-func (s *Service) RequireAPIKey(scope string) fiber.Handler {
+// APIKeyRoute wraps every API-key route: after the handler has answered
+// (errors included, through the app's error handler, so the logged status
+// is the one sent) it queues the request's api_request_logs row, with the
+// key's id when the handler authenticated one. The handlers authenticate
+// themselves (useKey), so that /api/whitelist/check can pipeline the key
+// look-up with its own query in one round trip.
+func (s *Service) APIKeyRoute() fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
-		u, err := s.useKey(c, scope)
-		if err == nil {
-			err = c.Next()
-		}
-		if err != nil {
+		if err := c.Next(); err != nil {
 			if herr := c.App().ErrorHandler(c, err); herr != nil {
 				_ = c.SendStatus(fiber.StatusInternalServerError)
 			}
 		}
 		s.logs.Add(c.UserContext(), store.RequestLog{
 			RequestID: server.RequestID(c),
-			APIKeyID:  u.KeyID,
-			Method:    c.Method(),
+			APIKeyID:  keyUseOf(c).KeyID,
+			Method:    utils.CopyString(c.Method()), // Fiber's method string points into the request buffer
 			Path:      utils.CopyString(c.Path()),
 			Status:    c.Response().StatusCode(),
 			Latency:   time.Since(start),
@@ -188,25 +190,43 @@ func (s *Service) RequireAPIKey(scope string) fiber.Handler {
 	}
 }
 
-func (s *Service) useKey(c *fiber.Ctx, scope string) (store.KeyUse, error) {
+// keyHash reads X-API-Key and returns its keyed hash. A missing or
+// malformed key is 401 without a database round trip.
+func (s *Service) keyHash(c *fiber.Ctx) ([]byte, error) {
 	raw := c.Get(headerAPIKey)
 	if raw == "" {
-		return store.KeyUse{}, vectabase.Errorf(vectabase.EUNAUTHORIZED, "X-API-Key header is required")
+		return nil, vectabase.Errorf(vectabase.EUNAUTHORIZED, "X-API-Key header is required")
 	}
 	if !wellFormedKey(raw) {
-		return store.KeyUse{}, vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid or revoked API key")
+		return nil, errBadKey
 	}
-	hash, err := s.kr.MAC("api_key", []byte(raw))
+	return s.kr.MAC("api_key", []byte(raw))
+}
+
+var errBadKey = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid or revoked API key")
+
+// useKey authenticates X-API-Key and counts the request against the key's
+// per-minute limit.
+func (s *Service) useKey(c *fiber.Ctx, scope string) (store.KeyUse, error) {
+	hash, err := s.keyHash(c)
 	if err != nil {
 		return store.KeyUse{}, err
 	}
 	u, err := s.repo.UseAPIKey(c.UserContext(), hash)
-	if err != nil {
-		if err == store.ErrNotFound {
-			return store.KeyUse{}, vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid or revoked API key")
-		}
-		return store.KeyUse{}, err
+	return u, s.admit(c, u, err, scope)
+}
+
+// admit acts on a key look-up: unknown and revoked keys get 401, a key over
+// its limit 429 with Retry-After, a key without scope (when scope is not
+// "") 403. Every response for a known key carries the X-RateLimit headers.
+func (s *Service) admit(c *fiber.Ctx, u store.KeyUse, err error, scope string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errBadKey
 	}
+	if err != nil {
+		return err
+	}
+	c.Locals(localKeyUse, u)
 	server.SetActor(c, server.Actor{Type: "api_key", ID: u.KeyID})
 	c.Set("X-RateLimit-Limit", strconv.Itoa(u.Limit))
 	c.Set("X-RateLimit-Remaining", strconv.Itoa(u.Remaining()))
@@ -215,13 +235,20 @@ func (s *Service) useKey(c *fiber.Ctx, scope string) (store.KeyUse, error) {
 		s.rejected.Inc()
 		wait := int(u.ResetAt.Sub(u.Now).Seconds() + 0.999)
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(wait, 1)))
-		return u, vectabase.Errorf(vectabase.ERATELIMITED, "rate limit of %d requests per minute reached", u.Limit)
+		return vectabase.Errorf(vectabase.ERATELIMITED, "rate limit of %d requests per minute reached", u.Limit)
 	}
 	if scope != "" && !slices.Contains(u.Scopes, scope) {
-		return u, vectabase.Errorf(vectabase.EFORBIDDEN, "API key lacks scope %s", scope)
+		return vectabase.Errorf(vectabase.EFORBIDDEN, "API key lacks scope %s", scope)
 	}
-	c.Locals(localKeyUse, u)
-	return u, nil
+	return nil
+}
+
+// checkBodySize refuses bodies over tinyBody on the API-key routes.
+func checkBodySize(c *fiber.Ctx) error {
+	if len(c.Body()) > tinyBody {
+		return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than %d bytes", tinyBody)
+	}
+	return nil
 }
 
 // VerifyResult is the body of POST /api/developer/verify.
@@ -244,13 +271,19 @@ type RateLimit struct {
 type verifyBody struct{}
 
 func (s *Service) handleVerify(c *fiber.Ctx) error {
+	u, err := s.useKey(c, "")
+	if err != nil {
+		return err
+	}
+	if err := checkBodySize(c); err != nil {
+		return err
+	}
 	if len(c.Body()) > 0 {
 		var in verifyBody
 		if err := server.DecodeJSON(c, &in); err != nil {
 			return err
 		}
 	}
-	u := keyUseOf(c)
 	scopes := u.Scopes
 	if scopes == nil {
 		scopes = []string{}
@@ -262,9 +295,9 @@ func (s *Service) handleVerify(c *fiber.Ctx) error {
 // CheckInput is the body of POST /api/whitelist/check: either systemId and
 // robloxUserId, or licenseKey.
 type CheckInput struct {
-	SystemID     *string `json:"systemId"`
-	RobloxUserID *int64  `json:"robloxUserId"`
-	LicenseKey   *string `json:"licenseKey"`
+	SystemID     *string   `json:"systemId"`
+	RobloxUserID *RobloxID `json:"robloxUserId"`
+	LicenseKey   *string   `json:"licenseKey"`
 }
 
 // CheckResult is the answer of POST /api/whitelist/check.
@@ -273,59 +306,72 @@ type CheckResult struct {
 	ExpiresAt   *time.Time `json:"expiresAt"`
 }
 
-// Check answers a whitelist check over developerID's own systems only.
-func (s *Service) Check(ctx context.Context, developerID string, in CheckInput) (CheckResult, error) {
-	var r store.CheckResult
-	var err error
+// query validates a check body into a store query.
+func (s *Service) query(in CheckInput) (store.CheckQuery, error) {
 	switch {
 	case in.LicenseKey != nil:
 		if in.SystemID != nil || in.RobloxUserID != nil {
-			return CheckResult{}, invalid("licenseKey", "give either licenseKey or systemId and robloxUserId, not both")
+			return store.CheckQuery{}, invalid("licenseKey", "give either licenseKey or systemId and robloxUserId, not both")
 		}
 		key := normalizeLicenseKey(*in.LicenseKey)
 		if key == "" || len(key) > 128 {
-			return CheckResult{}, invalid("licenseKey", "must be a license key")
+			return store.CheckQuery{}, invalid("licenseKey", "must be a license key")
 		}
-		r, err = s.repo.CheckLicenseKey(ctx, developerID, key)
+		idx, err := s.repo.LicenseKeyIndex(key)
+		return store.CheckQuery{LicenseIndex: idx}, err
 	case in.SystemID != nil || in.RobloxUserID != nil:
 		if err := required("systemId", in.SystemID); err != nil {
-			return CheckResult{}, err
+			return store.CheckQuery{}, err
 		}
 		if err := required("robloxUserId", in.RobloxUserID); err != nil {
-			return CheckResult{}, err
+			return store.CheckQuery{}, err
 		}
-		sys, perr := parseUUID("systemId", *in.SystemID)
-		if perr != nil {
-			return CheckResult{}, perr
+		sys, err := parseUUID("systemId", *in.SystemID)
+		if err != nil {
+			return store.CheckQuery{}, err
 		}
-		if err := checkPositive64("robloxUserId", in.RobloxUserID); err != nil {
-			return CheckResult{}, err
+		if err := checkPositive64("robloxUserId", in.RobloxUserID.int64Ptr()); err != nil {
+			return store.CheckQuery{}, err
 		}
-		r, err = s.repo.CheckWhitelist(ctx, developerID, sys, *in.RobloxUserID)
-	default:
-		return CheckResult{}, invalid("systemId", "give systemId and robloxUserId, or licenseKey")
+		return store.CheckQuery{SystemID: sys, RobloxUserID: int64(*in.RobloxUserID)}, nil
 	}
+	return store.CheckQuery{}, invalid("systemId", "give systemId and robloxUserId, or licenseKey")
+}
+
+// handleCheck answers a whitelist check over the key's own developer's
+// systems. The key look-up, its rate-limit count and the check travel in
+// one round trip; the answer is shown only once the key is admitted. A bad
+// body is still refused after the key (401 and 429 come first).
+func (s *Service) handleCheck(c *fiber.Ctx) error {
+	hash, err := s.keyHash(c)
 	if err != nil {
-		return CheckResult{}, err
+		return err
+	}
+	var in CheckInput
+	q, bad := store.CheckQuery{}, checkBodySize(c)
+	if bad == nil {
+		bad = server.DecodeJSON(c, &in)
+	}
+	if bad == nil {
+		q, bad = s.query(in)
+	}
+	if bad != nil {
+		u, err := s.repo.UseAPIKey(c.UserContext(), hash)
+		if err := s.admit(c, u, err, ScopeWLRead); err != nil {
+			return err
+		}
+		return bad
+	}
+	u, r, err := s.repo.UseAPIKeyAndCheck(c.UserContext(), hash, q)
+	if err := s.admit(c, u, err, ScopeWLRead); err != nil {
+		return err
 	}
 	out := CheckResult{Whitelisted: r.Whitelisted, ExpiresAt: r.ExpiresAt}
 	if out.ExpiresAt != nil {
 		t := out.ExpiresAt.UTC()
 		out.ExpiresAt = &t
 	}
-	return out, nil
-}
-
-func (s *Service) handleCheck(c *fiber.Ctx) error {
-	var in CheckInput
-	if err := server.DecodeJSON(c, &in); err != nil {
-		return err
-	}
-	r, err := s.Check(c.UserContext(), keyUseOf(c).DeveloperID, in)
-	if err != nil {
-		return err
-	}
-	return c.JSON(r)
+	return c.JSON(out)
 }
 
 func (s *Service) handleCreateKey(a Auth) fiber.Handler {

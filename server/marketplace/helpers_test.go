@@ -94,10 +94,23 @@ type env struct {
 
 func newKeyring(t testing.TB, db *store.DB) *keyring.Keyring {
 	t.Helper()
+	return openKeyring(t, db, newKEKFile(t))
+}
+
+// newKEKFile writes a fresh local master key, which several instances can
+// share the way processes of one deployment do.
+func newKEKFile(t testing.TB) string {
+	t.Helper()
 	path := t.TempDir() + "/master.key"
 	if err := local.GenerateKeyFile(path); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// openKeyring opens the keyring on db with the master key at path.
+func openKeyring(t testing.TB, db *store.DB, path string) *keyring.Keyring {
+	t.Helper()
 	kek, err := local.NewFromFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store/pgtest"
 )
 
 // TestStoreProductFlow walks the owner's path: a store, a product with a
@@ -89,9 +92,15 @@ func TestStoreProductFlow(t *testing.T) {
 	if len(seen) != 5 {
 		t.Fatalf("paged through %d products, want 5", len(seen))
 	}
-	// The public list shows the 4 active ones only.
-	if b := e.must(t, 200, "GET", "/api/products?storeId="+storeID, "", nil); len(b["items"].([]any)) != 4 {
-		t.Fatalf("public list has %d items, want 4", len(b["items"].([]any)))
+	// The public list shows the 4 active ones only, to anyone; the owner's
+	// own list of the store shows all 5.
+	for who, want := range map[string]int{"": 4, other: 4, owner: 5} {
+		if b := e.must(t, 200, "GET", "/api/products?storeId="+storeID, who, nil); len(b["items"].([]any)) != want {
+			t.Fatalf("list of the store as %q has %d items, want %d", who, len(b["items"].([]any)), want)
+		}
+	}
+	if b := e.must(t, 200, "GET", "/api/products", other, nil); len(b["items"].([]any)) != 0 {
+		t.Fatalf("another user's own list has %d items, want 0", len(b["items"].([]any)))
 	}
 
 	e.must(t, 204, "DELETE", "/api/products/"+pid, owner, nil)
@@ -133,6 +142,9 @@ func TestSalesList(t *testing.T) {
 	}
 	if n := count("?from=2026-01-01T02:00:00Z&to=2026-01-01T04:00:00Z"); n != 2 {
 		t.Fatalf("sales in [2h,4h) = %d, want 2", n)
+	}
+	if n := count("?since=2026-01-01T04:00:00Z&storeId=" + s2); n != 1 {
+		t.Fatalf("sales of s2 since 4h = %d, want 1", n)
 	}
 	if n := len(e.must(t, 200, "GET", "/api/sales", e.user(t), nil)["items"].([]any)); n != 0 {
 		t.Fatalf("another user sees %d sales", n)
@@ -226,5 +238,101 @@ func TestWhitelistAndKeys(t *testing.T) {
 	// Neither keys nor license keys reach the logs.
 	if logs := e.logs.String(); strings.Contains(logs, key) || strings.Contains(logs, license) {
 		t.Fatal("a key appears in the logs")
+	}
+}
+
+// TestRevocationIsImmediateOnEveryInstance revokes a key through one
+// instance and uses it at once through another: nothing caches keys.
+func TestRevocationIsImmediateOnEveryInstance(t *testing.T) {
+	t.Parallel()
+	url, kek := pgtest.URL(t), newKEKFile(t)
+	dbA, dbB := pgtest.Open(t, url), pgtest.Open(t, url)
+	a := newInstance(t, dbA, openKeyring(t, dbA, kek))
+	b := newInstance(t, dbB, openKeyring(t, dbB, kek))
+	defer a.close(t)
+	defer b.close(t)
+	dev := a.user(t)
+	id, key := a.newKey(t, dev, 100)
+	b.must(t, 200, "POST", "/api/developer/verify", "key:"+key, nil)
+	a.must(t, 204, "DELETE", "/api/developer/keys/"+id, dev, nil)
+	if r := b.call(t, "POST", "/api/developer/verify", "key:"+key, nil); r.Status != 401 || r.Body["error"] != "UNAUTHORIZED" {
+		t.Fatalf("verify on the other instance right after revoke = %d %s, want 401", r.Status, r.Raw)
+	}
+	if r := a.call(t, "DELETE", "/api/developer/keys/"+id, dev, nil); r.Status != 404 {
+		t.Fatalf("second revoke = %d, want 404", r.Status)
+	}
+}
+
+// TestMetricsCarryNoSecrets scrapes the registry after key and whitelist
+// traffic: no key, license key or key hash prefix appears in it.
+func TestMetricsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dev := e.user(t)
+	_, key := e.newKey(t, dev, 1, "whitelist:read")
+	sys := e.must(t, 201, "POST", "/api/whitelist/systems", dev, map[string]any{"name": "s"})["id"].(string)
+	lic := e.must(t, 201, "POST", "/api/whitelist/systems/"+sys+"/users", dev, map[string]any{"robloxUserId": 9})["licenseKey"].(string)
+	e.call(t, "POST", "/api/whitelist/check", "key:"+key, map[string]any{"licenseKey": lic})
+	e.call(t, "POST", "/api/whitelist/check", "key:"+key, map[string]any{"licenseKey": lic}) // 429
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, mf := range mfs {
+		text.WriteString(mf.String())
+	}
+	if s := text.String(); strings.Contains(s, key) || strings.Contains(s, key[8:20]) || strings.Contains(s, lic) {
+		t.Fatal("metrics hold a key or license key")
+	}
+	if !strings.Contains(text.String(), "vectabase_ratelimit_rejected_total") {
+		t.Fatal("vectabase_ratelimit_rejected_total is not registered")
+	}
+}
+
+// TestLenientInput covers what callers commonly send: a store without a
+// slug (made from the name, unique), Roblox ids as strings.
+func TestLenientInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.user(t)
+	s1 := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "My Cool Shop!"})
+	s2 := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "My Cool Shop!"})
+	if s1["slug"] != "my-cool-shop" || !strings.HasPrefix(s2["slug"].(string), "my-cool-shop-") {
+		t.Fatalf("derived slugs = %v, %v", s1["slug"], s2["slug"])
+	}
+	if got := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "???"})["slug"]; got != "store" {
+		t.Fatalf("slug of a name without letters = %v", got)
+	}
+	sys := e.must(t, 201, "POST", "/api/whitelist/systems", u, map[string]any{"name": "s"})["id"].(string)
+	e.must(t, 201, "POST", "/api/whitelist/systems/"+sys+"/users", u, `{"robloxUserId":"123456789"}`)
+	_, key := e.newKey(t, u, 100, "whitelist:read")
+	if r := e.must(t, 200, "POST", "/api/whitelist/check", "key:"+key, `{"systemId":"`+sys+`","robloxUserId":"123456789"}`); r["whitelisted"] != true {
+		t.Fatalf("check with a string id = %v", r)
+	}
+	if r := e.call(t, "POST", "/api/whitelist/check", "key:"+key, `{"systemId":"`+sys+`","robloxUserId":"12x"}`); r.Status != 400 || !strings.Contains(r.Body["message"].(string), "robloxUserId") {
+		t.Fatalf("check with a malformed id = %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestStripeAccountIsMasked stores a Stripe account id the way the Stripe
+// area does (encrypted) and checks the store shows only its last four.
+func TestStripeAccountIsMasked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.user(t)
+	id := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "Stripe"})["id"].(string)
+	ctx := context.Background()
+	const acct = "acct_1Nv0FGQ9RKHgCVdK"
+	ct, err := e.kr.Encrypt(ctx, keyring.Location{Table: "stores", Column: "stripe_account_id", RowID: id}, []byte(acct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE stores SET stripe_account_id = $1 WHERE id = $2`, ct, id); err != nil {
+		t.Fatal(err)
+	}
+	r := e.call(t, "GET", "/api/stores/"+id, u, nil)
+	if r.Body["stripeAccountId"] != "acct_****CVdK" || strings.Contains(string(r.Raw), acct) {
+		t.Fatalf("store shows %s", r.Raw)
 	}
 }

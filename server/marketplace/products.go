@@ -128,11 +128,12 @@ func (s *Service) UpdateProduct(ctx context.Context, userID, id string, in Produ
 	return productResource(p), mapErr(err, "product")
 }
 
-// ListProducts lists products for viewerID ("" anonymous): by default a
-// signed-in caller's own products, otherwise (or with mine=false) the
-// active products, of storeID when set.
+// ListProducts lists products for viewerID ("" anonymous). Without storeID
+// a signed-in caller gets their own products (all of them); otherwise, or
+// with mine=false, the list is the active products (of storeID when set)
+// plus the caller's own inactive ones.
 func (s *Service) ListProducts(ctx context.Context, viewerID, storeID, mine string, p store.Page) (list[ProductResource], error) {
-	f := store.ProductFilter{ViewerID: viewerID, Mine: viewerID != ""}
+	f := store.ProductFilter{ViewerID: viewerID, Mine: viewerID != "" && storeID == ""}
 	switch mine {
 	case "":
 	case "true":

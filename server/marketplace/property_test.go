@@ -18,14 +18,16 @@ import (
 
 // TestProperty9_RateLimitHoldsAcrossInstances claims: for any per-minute
 // limit and any number of requests spread over two server instances on one
-// database (one after another or all at once), no more than the limit
-// succeed in a window, every request past it gets 429 RATE_LIMITED with
-// Retry-After, and every response carries the X-RateLimit headers.
+// database (each with its own pool and keyring, as two processes would
+// be; one after another or all at once), no more than the limit succeed in
+// a window, every request past it gets 429 RATE_LIMITED with Retry-After,
+// and every response carries the X-RateLimit headers.
 func TestProperty9_RateLimitHoldsAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	kr := newKeyring(t, db)
-	a, b := newInstance(t, db, kr), newInstance(t, db, kr)
+	url, kek := pgtest.URL(t), newKEKFile(t)
+	dbA, dbB := pgtest.Open(t, url), pgtest.Open(t, url)
+	a := newInstance(t, dbA, openKeyring(t, dbA, kek))
+	b := newInstance(t, dbB, openKeyring(t, dbB, kek))
 	defer a.close(t)
 	defer b.close(t)
 	dev := a.user(t)
@@ -122,7 +124,7 @@ func TestProperty10_EveryRequestIsLogged(t *testing.T) {
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		e := newInstance(t, db, kr)
-		kinds := rapid.SliceOfN(rapid.IntRange(0, 6), 1, 12).Draw(rt, "requests")
+		kinds := rapid.SliceOfN(rapid.IntRange(0, 7), 1, 12).Draw(rt, "requests")
 		var reqs []sent
 		for _, k := range kinds {
 			var r resp
@@ -142,6 +144,8 @@ func TestProperty10_EveryRequestIsLogged(t *testing.T) {
 				r = e.call(rt, "GET", "/api/stores", dev, nil)
 			case 6:
 				r = e.call(rt, "GET", "/api/products/not-a-uuid", "", nil)
+			case 7: // too large: refused with 413, still logged
+				r, s = e.call(rt, "POST", "/api/whitelist/check", "key:"+key, `{"licenseKey":"`+strings.Repeat("K", 8<<10)+`"}`), sent{keyPath: true, keyID: keyID}
 			}
 			s.id = r.Header.Get("X-Request-ID")
 			if s.id == "" {

@@ -34,7 +34,8 @@ func saleResource(s store.Sale) SaleResource {
 }
 
 // SalesQuery is the filter of GET /api/sales: ?storeId, ?from, ?to
-// (RFC 3339; from inclusive, to exclusive).
+// (RFC 3339; from inclusive, to exclusive; ?since and ?until, the audit
+// log's names, are accepted too).
 type SalesQuery struct {
 	StoreID, From, To string
 }
@@ -80,7 +81,7 @@ func (s *Service) handleListSales(a Auth) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		q := SalesQuery{StoreID: c.Query("storeId"), From: c.Query("from"), To: c.Query("to")}
+		q := SalesQuery{StoreID: c.Query("storeId"), From: c.Query("from", c.Query("since")), To: c.Query("to", c.Query("until"))}
 		out, err := s.ListSales(c.UserContext(), a.UserID(c), q, p)
 		if err != nil {
 			return err

@@ -104,7 +104,7 @@ func (s *Service) prune() {
 	}
 }
 
-// notFound maps the repository's sentinels to client errors; what names the
+// mapErr maps the repository's sentinels to client errors; what names the
 // resource in the message.
 func mapErr(err error, what string) error {
 	switch {

@@ -2,6 +2,9 @@ package marketplace
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -52,9 +55,6 @@ func (in *StoreInput) validate(create bool) error {
 		if err := required("name", in.Name); err != nil {
 			return err
 		}
-		if err := required("slug", in.Slug); err != nil {
-			return err
-		}
 	}
 	if err := checkText("name", in.Name, 1, 100); err != nil {
 		return err
@@ -72,13 +72,67 @@ func (in StoreInput) fields() store.StoreFields {
 	return store.StoreFields{Name: in.Name, Slug: in.Slug, Description: in.Description, LogoURL: in.LogoURL}
 }
 
-// CreateStore creates a store owned by userID. A taken slug is CONFLICT.
+// CreateStore creates a store owned by userID. A slug given and taken is
+// CONFLICT; without one, the slug is made from the name, with a random
+// suffix when that is taken.
 func (s *Service) CreateStore(ctx context.Context, userID string, in StoreInput) (StoreResource, error) {
 	if err := in.validate(true); err != nil {
 		return StoreResource{}, err
 	}
+	derived := in.Slug == nil
+	if derived {
+		slug := slugify(*in.Name)
+		in.Slug = &slug
+	}
 	st, err := s.repo.CreateStore(ctx, userID, in.fields())
+	if derived && errors.Is(err, store.ErrConflict) {
+		slug := strings.TrimSuffix((*in.Slug)[:min(len(*in.Slug), 56)], "-") + "-" + randomSuffix()
+		in.Slug = &slug
+		st, err = s.repo.CreateStore(ctx, userID, in.fields())
+	}
 	return storeResource(st), mapErr(err, "store")
+}
+
+// slugify turns a store name into a slug: lowercase ASCII letters and
+// digits, other runs as one hyphen, at most 63 characters; "store" when
+// nothing is left.
+func slugify(name string) string {
+	var b strings.Builder
+	hyphen := false
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			if hyphen && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			hyphen = false
+			b.WriteRune(r)
+		default:
+			hyphen = true
+		}
+		if b.Len() >= 63 {
+			break
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	if s == "" {
+		return "store"
+	}
+	return s
+}
+
+// randomSuffix is six random base36 characters.
+func randomSuffix() string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 6)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	for i := range b {
+		b[i] = digits[int(b[i])%len(digits)]
+	}
+	return string(b)
 }
 
 // UpdateStore changes userID's store id; another user's store is NOT_FOUND.

@@ -127,7 +127,7 @@ func (s *Service) UpdateSystem(ctx context.Context, userID, id string, in System
 // /api/whitelist/systems/:id/users. expiresAt null (on update) makes the
 // entry permanent; resetHwid unbinds the player's hardware id.
 type WhitelistUserInput struct {
-	RobloxUserID   *int64        `json:"robloxUserId"`
+	RobloxUserID   *RobloxID     `json:"robloxUserId"`
 	RobloxUsername *string       `json:"robloxUsername"`
 	DiscordID      *string       `json:"discordId"`
 	ExpiresAt      Field[string] `json:"expiresAt"`
@@ -140,7 +140,7 @@ var (
 )
 
 func (in *WhitelistUserInput) fields(create bool) (store.WhitelistUserFields, error) {
-	f := store.WhitelistUserFields{RobloxUserID: in.RobloxUserID, RobloxUsername: in.RobloxUsername,
+	f := store.WhitelistUserFields{RobloxUserID: in.RobloxUserID.int64Ptr(), RobloxUsername: in.RobloxUsername,
 		DiscordID: in.DiscordID, ClearExpiresAt: in.ExpiresAt.Null, ResetHWID: in.ResetHWID}
 	if create {
 		if err := required("robloxUserId", in.RobloxUserID); err != nil {
@@ -150,7 +150,7 @@ func (in *WhitelistUserInput) fields(create bool) (store.WhitelistUserFields, er
 			return f, invalid("resetHwid", "applies only to an existing entry")
 		}
 	}
-	if err := checkPositive64("robloxUserId", in.RobloxUserID); err != nil {
+	if err := checkPositive64("robloxUserId", f.RobloxUserID); err != nil {
 		return f, err
 	}
 	if in.RobloxUsername != nil && !robloxNameRE.MatchString(*in.RobloxUsername) {
