@@ -29,10 +29,10 @@ import (
 )
 
 var (
-	once      sync.Once
-	bootErr   error
-	serverURL *url.URL // any database on the server, as a role that may create databases
-	template  string
+	once        sync.Once
+	bootErr     error
+	serverURL   *url.URL // any database on the server, as a role that may create databases
+	template    string
 	cluster     *pgcluster.Cluster
 	stopCluster func()
 )
