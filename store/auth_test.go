@@ -79,7 +79,7 @@ func TestRotateSession(t *testing.T) {
 	}
 	now := time.Now().Truncate(time.Microsecond)
 	first, err := db.CreateSession(ctx, store.NewSession{UserID: u.ID, TokenHash: []byte("h1"), IP: "::ffff:192.0.2.9",
-		UserAgent: "ua\x00\xff" + string(make([]byte, 600)), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		UserAgent: "ua\x00\xff" + string(make([]byte, 600)), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil)
 	if err != nil {
 		t.Fatalf("CreateSession err = %v", err)
 	}
@@ -105,5 +105,43 @@ func TestRotateSession(t *testing.T) {
 	}
 	if _, err := db.SessionStateByID(ctx, "not-a-uuid"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("SessionStateByID(malformed) err = %v, want ErrNotFound", err)
+	}
+}
+
+// A login's session records the sign-in in the same statement: the
+// password hash is replaced only while it is still the old one, and the
+// account's failure counter is cleared.
+func TestCreateSessionRecordsSignIn(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "si@example.com", PasswordHash: "$2a$old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := time.Now().Truncate(time.Minute)
+	if _, err := db.ThrottleHit(ctx, []string{"fail:acct:si", "other"}, w, 3); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ns := func(h string) store.NewSession {
+		return store.NewSession{UserID: u.ID, TokenHash: []byte(h), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	if _, err := db.CreateSession(ctx, ns("a"), &store.SignIn{OldHash: "$2a$other", NewHash: "$argon2id$new1", ResetBucket: "fail:acct:si"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := db.UserByID(ctx, u.ID)
+	if *got.PasswordHash != "$2a$old" || got.LastSignInAt == nil {
+		t.Fatalf("after a sign-in with a stale old hash: hash %q, last sign-in %v; want the hash kept and the time set", *got.PasswordHash, got.LastSignInAt)
+	}
+	hits, _ := db.ThrottleHit(ctx, []string{"fail:acct:si", "other"}, w, 0)
+	if hits[0].Hits != 0 || hits[1].Hits != 3 {
+		t.Fatalf("counters after sign-in = %+v, want the account's cleared and the other kept", hits)
+	}
+	if _, err := db.CreateSession(ctx, ns("b"), &store.SignIn{OldHash: "$2a$old", NewHash: "$argon2id$new2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.UserByID(ctx, u.ID); *got.PasswordHash != "$argon2id$new2" {
+		t.Fatalf("hash after re-hash = %q, want the new one", *got.PasswordHash)
 	}
 }

@@ -66,14 +66,37 @@ func scanSession(row pgx.Row, extra ...any) (Session, error) {
 	return s, MapError(err)
 }
 
+// SignIn is what a login records beside its new session: last_sign_in_at,
+// a replacement password hash (NewHash, only if the stored one is still
+// OldHash: the re-hash of an imported bcrypt hash), and a throttle counter
+// to clear (the account's failures).
+type SignIn struct {
+	NewHash, OldHash string
+	ResetBucket      string
+}
+
 // CreateSession inserts the first session of a new chain (a login): its
-// family id is its own id.
-func (db *DB) CreateSession(ctx context.Context, ns NewSession) (Session, error) {
+// family id is its own id. With si, it also records the sign-in, in the same
+// statement.
+func (db *DB) CreateSession(ctx context.Context, ns NewSession, si *SignIn) (Session, error) {
 	ua := truncateUA(ns.UserAgent)
-	return scanSession(db.Pool.QueryRow(ctx, `WITH ids AS (SELECT gen_random_uuid() AS id)
+	record := si != nil
+	if si == nil {
+		si = &SignIn{}
+	}
+	// Data-modifying CTEs run whether or not the outer query reads them.
+	return scanSession(db.Pool.QueryRow(ctx, `WITH ids AS (SELECT gen_random_uuid() AS id),
+		signin AS (
+			UPDATE users SET last_sign_in_at = now(),
+				password_hash = CASE WHEN $8 <> '' AND password_hash = $9 THEN $8 ELSE password_hash END,
+				updated_at = CASE WHEN $8 <> '' THEN now() ELSE updated_at END
+			WHERE id = $1 AND $7
+		),
+		reset AS (DELETE FROM auth_throttle WHERE bucket = $10 AND $7)
 		INSERT INTO sessions AS s (id, user_id, family_id, refresh_token_hash, ip_address, user_agent, created_at, expires_at)
 		SELECT ids.id, $1, ids.id, $2, $3::inet, $4, $5, $6 FROM ids
-		RETURNING `+sessionColumns, ns.UserID, ns.TokenHash, ipArg(ns.IP), ua, ns.CreatedAt, ns.ExpiresAt))
+		RETURNING `+sessionColumns, ns.UserID, ns.TokenHash, ipArg(ns.IP), ua, ns.CreatedAt, ns.ExpiresAt,
+		record, si.NewHash, si.OldHash, si.ResetBucket))
 }
 
 // truncateUA keeps user agents to a sane length: the column is free text

@@ -68,7 +68,7 @@ func realMain(ctx context.Context) error {
 	flag.DurationVar(&f.refreshDuration, "refresh-duration", 3*time.Second, "length of each refresh and healthz round")
 	flag.IntVar(&f.loginConc, "login-concurrency", runtime.GOMAXPROCS(0), "concurrent logins (and argon2id verifications)")
 	flag.IntVar(&f.refreshConc, "refresh-concurrency", 16, "concurrent refresh chains")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the refresh rounds to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 
 	url := os.Getenv("DATABASE_URL")
@@ -151,6 +151,17 @@ func realMain(ctx context.Context) error {
 
 	fmt.Printf("bench/auth: GOMAXPROCS=%d NumCPU=%d, %d rounds, medians\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), f.rounds)
 
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	// Login beside raw argon2id, alternating so that load from elsewhere on
 	// the machine hits both alike.
 	loginBody, _ := json.Marshal(map[string]string{"email": email, "password": password})
@@ -194,17 +205,6 @@ func realMain(ctx context.Context) error {
 		}
 		tok := res.RefreshToken
 		chains <- &tok
-	}
-	if *cpuprofile != "" {
-		pf, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
 	}
 	var refreshes, healthz []load.Result
 	var refreshFailures atomic.Int64
@@ -331,33 +331,9 @@ func do(c *http.Client, req *http.Request, out any) error {
 // privateCluster starts a throwaway PostgreSQL cluster (no durability: it
 // is deleted at the end) and returns its URL and a stop function.
 func privateCluster(ctx context.Context) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "vectabase-bench-pg-")
+	c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{"max_connections": "100"})
 	if err != nil {
 		return "", nil, err
-	}
-	port, err := pgcluster.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := pgcluster.New(dir+"/data", port)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := c.PrepareParent(dir); err != nil {
-		return "", nil, err
-	}
-	c.Settings = map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "100"}
-	if err := c.Init(ctx); err != nil {
-		return "", nil, err
-	}
-	if err := c.Start(ctx); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		if err := c.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/auth: stop cluster:", err)
-		}
-		_ = os.RemoveAll(dir)
 	}
 	return c.URL("postgres"), stop, nil
 }

@@ -215,11 +215,8 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 		// Too long to be a registered email or password; refuse before hashing.
 		return LoginResult{}, errInvalidCredentials
 	}
-	if err := s.checkAttempts(ctx, "login", meta); err != nil {
-		return LoginResult{}, err
-	}
 	acct := s.accountBucket(email)
-	if err := s.checkFailures(ctx, acct, meta); err != nil {
+	if err := s.checkLogin(ctx, acct, meta); err != nil {
 		return LoginResult{}, err
 	}
 
@@ -254,19 +251,13 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 		}
 		oldHash = hash
 	}
-	if err := s.db.RecordSignIn(ctx, u.ID, oldHash, newHash); err != nil {
-		return LoginResult{}, err
-	}
 	signedIn := s.now().UTC()
 	u.LastSignInAt = &signedIn
-	if err := s.db.ThrottleReset(ctx, acct); err != nil {
-		return LoginResult{}, err
-	}
 	details := map[string]any{"method": "password"}
 	if rehash {
 		details["rehashed"] = true
 	}
-	return s.startSession(ctx, u, "auth.login", details, meta)
+	return s.startSession(ctx, u, &store.SignIn{NewHash: newHash, OldHash: oldHash, ResetBucket: acct}, "auth.login", details, meta)
 }
 
 // loginFailed counts a failure against the IP (the account counted it up
@@ -285,9 +276,9 @@ func (s *Service) loginFailed(ctx context.Context, userID, reason string, meta R
 	return errInvalidCredentials
 }
 
-// startSession audits a sign-in, creates the first session of a new chain
-// and issues its token pair.
-func (s *Service) startSession(ctx context.Context, u store.User, action string, details map[string]any, meta RequestMeta) (LoginResult, error) {
+// startSession creates the first session of a new chain (recording the
+// sign-in si in the same statement), audits it and issues its token pair.
+func (s *Service) startSession(ctx context.Context, u store.User, si *store.SignIn, action string, details map[string]any, meta RequestMeta) (LoginResult, error) {
 	token, err := newRefreshToken()
 	if err != nil {
 		return LoginResult{}, err
@@ -298,7 +289,7 @@ func (s *Service) startSession(ctx context.Context, u store.User, action string,
 	}
 	now := s.now().Truncate(time.Microsecond)
 	sess, err := s.db.CreateSession(ctx, store.NewSession{UserID: u.ID, TokenHash: h, IP: meta.IP,
-		UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)})
+		UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)}, si)
 	if err != nil {
 		return LoginResult{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/store"
 )
 
 // RetryAfter is in the chain of a RATE_LIMITED error: how long the caller
@@ -68,43 +69,59 @@ func windowStart(now time.Time, window time.Duration) time.Time {
 	return now.Truncate(window)
 }
 
-// checkAttempts counts one login or register call from meta's IP and
-// refuses it past MaxAttemptsPerIP in the attempt window.
+func attemptBucket(op string, meta RequestMeta) string {
+	return "attempt:" + op + ":ip:" + ipKey(meta.IP)
+}
+
+// checkAttempts counts one register call from meta's IP and refuses it past
+// MaxAttemptsPerIP in the attempt window.
 func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta) error {
 	if s.cfg.MaxAttemptsPerIP <= 0 {
 		return nil
 	}
 	now := s.now()
 	ws := windowStart(now, s.cfg.AttemptWindow)
-	hits, err := s.db.ThrottleHit(ctx, []string{"attempt:" + op + ":ip:" + ipKey(meta.IP)}, ws, 1)
+	hits, err := s.db.ThrottleHit(ctx, []string{attemptBucket(op, meta)}, ws, 1)
 	if err != nil {
 		return err
 	}
 	s.maybePrune(ctx, now)
-	if hits[0].Hits > s.cfg.MaxAttemptsPerIP {
+	return s.attemptsExceeded(op, hits[0].Hits, ws, now)
+}
+
+func (s *Service) attemptsExceeded(op string, hits int, ws, now time.Time) error {
+	if s.cfg.MaxAttemptsPerIP > 0 && hits > s.cfg.MaxAttemptsPerIP {
 		s.metrics.rejected.WithLabelValues(op + "_ip").Inc()
 		return rateLimited("too many attempts from this address; try again later", ws.Add(s.cfg.AttemptWindow).Sub(now))
 	}
 	return nil
 }
 
-// checkFailures refuses a login when the account or the IP has had too
-// many failures in the failure window. The attempt is counted against the
-// account up front (a successful login clears the account's counter), so
-// parallel guesses cannot slip past the limit while the password hashes
-// are being computed. The refusal is audited.
-func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMeta) error {
+// checkLogin throttles a login, in one statement: it counts the call
+// against the IP's attempts, and against the account's failures up front (a
+// successful login clears the account's counter), so parallel guesses
+// cannot slip past the limit while password hashes are being computed; and
+// it reads the IP's failures. A refusal for failures is audited.
+func (s *Service) checkLogin(ctx context.Context, acct string, meta RequestMeta) error {
 	now := s.now()
-	ws := windowStart(now, s.cfg.FailureWindow)
-	hits, err := s.db.ThrottleAdd(ctx, []string{acct, ipFailBucket(meta)}, []int32{1, 0}, ws)
+	aws, fws := windowStart(now, s.cfg.AttemptWindow), windowStart(now, s.cfg.FailureWindow)
+	hits, err := s.db.ThrottleAdd(ctx, []store.ThrottleInc{
+		{Bucket: attemptBucket("login", meta), Inc: 1, WindowStart: aws},
+		{Bucket: acct, Inc: 1, WindowStart: fws},
+		{Bucket: ipFailBucket(meta), Inc: 0, WindowStart: fws},
+	})
 	if err != nil {
+		return err
+	}
+	s.maybePrune(ctx, now)
+	if err := s.attemptsExceeded("login", hits[0].Hits, aws, now); err != nil {
 		return err
 	}
 	var which string
 	switch {
-	case s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits > s.cfg.MaxFailuresPerAccount:
+	case s.cfg.MaxFailuresPerAccount > 0 && hits[1].Hits > s.cfg.MaxFailuresPerAccount:
 		which = "account"
-	case s.cfg.MaxFailuresPerIP > 0 && hits[1].Hits >= s.cfg.MaxFailuresPerIP:
+	case s.cfg.MaxFailuresPerIP > 0 && hits[2].Hits >= s.cfg.MaxFailuresPerIP:
 		which = "ip"
 	default:
 		return nil
@@ -114,13 +131,13 @@ func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMe
 		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
 		return err
 	}
-	return rateLimited("too many failed logins; try again later", ws.Add(s.cfg.FailureWindow).Sub(now))
+	return rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
 }
 
 func ipFailBucket(meta RequestMeta) string { return "fail:ip:" + ipKey(meta.IP) }
 
 // countFailure adds a failed login to the IP's counter (the account's was
-// counted by checkFailures).
+// counted by checkLogin).
 func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	ws := windowStart(s.now(), s.cfg.FailureWindow)
 	_, err := s.db.ThrottleHit(ctx, []string{ipFailBucket(meta)}, ws, 1)
