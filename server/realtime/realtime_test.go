@@ -577,3 +577,37 @@ func TestChangeThroughMarketplaceAPI(t *testing.T) {
 		t.Fatalf("bob got %s, want the delete of %s", m.raw, p.ID)
 	}
 }
+
+// The server pings; a client that answers (any WebSocket library does while
+// it reads) stays connected, one that stops answering is dropped after two
+// ping intervals.
+func TestKeepalive(t *testing.T) {
+	t.Parallel()
+	inst := newCluster(t).start(realtime.Config{PingInterval: 100 * time.Millisecond})
+	alice := inst.newUser("alice")
+	live := inst.connect(alice)
+	silent := inst.connect(alice)
+	// live keeps reading, so its library answers the pings.
+	lost := make(chan error, 1)
+	go func() {
+		_ = live.conn.SetReadDeadline(time.Now().Add(time.Minute))
+		for {
+			if _, _, err := live.conn.ReadMessage(); err != nil {
+				lost <- err
+				return
+			}
+		}
+	}()
+	// silent never reads, so never answers: the server drops it.
+	waitFor(t, "the silent client to be dropped", func() bool { return inst.hub.Connections() == 1 })
+	time.Sleep(time.Second) // ten more intervals
+	select {
+	case err := <-lost:
+		t.Fatalf("the client that answers pings lost its connection: %v", err)
+	default:
+	}
+	if n := inst.hub.Connections(); n != 1 {
+		t.Fatalf("connections = %d, want 1 (the live client)", n)
+	}
+	_ = silent
+}
