@@ -2,11 +2,10 @@
 -- is announced on the channel vectabase_changes, which each server instance
 -- LISTENs on over a direct connection and fans out to its WebSocket clients.
 --
--- A notification carries only what routing needs: the topic, the action,
--- the row id and the keys that decide who may see the change and which
--- filters it matches (store, owner, system, buyer, product, public). Never a
--- sensitive column, and never free text: NOTIFY payloads are limited to 8000
--- bytes, so the listening side loads the record itself by id. PostgreSQL
+-- A notification carries the topic, the action, the row id, the keys that
+-- decide who may see the change and which filters it matches (store, owner,
+-- system, buyer, product, public) and, when it fits, the record. Never a
+-- sensitive column: each record lists its columns explicitly. PostgreSQL
 -- delivers notifications only when the transaction commits, in commit order.
 --
 -- The owner of a product, sale or whitelisted player is looked up through
@@ -17,10 +16,22 @@
 -- transaction-local setting, where the child's trigger finds them.
 
 -- +goose Up
+-- The record (the row's columns under camelCase names, never a sensitive
+-- one) rides along when the payload fits NOTIFY's 8000-byte limit, so each
+-- event shows the row as that change left it; a larger row (a long
+-- description, big metadata) is announced without it and the listening side
+-- loads it by id.
 -- +goose StatementBegin
 CREATE FUNCTION vectabase_notify_change(payload jsonb) RETURNS void
-LANGUAGE sql AS $$
-  SELECT pg_notify('vectabase_changes', jsonb_strip_nulls(payload)::text);
+LANGUAGE plpgsql AS $$
+DECLARE
+  t text := jsonb_strip_nulls(payload)::text;
+BEGIN
+  IF octet_length(t) > 7900 THEN
+    t := jsonb_strip_nulls(payload - 'record')::text;
+  END IF;
+  PERFORM pg_notify('vectabase_changes', t);
+END;
 $$;
 -- +goose StatementEnd
 
@@ -62,7 +73,10 @@ BEGIN
   IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'stores', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
-    'ownerId', r.owner_id));
+    'ownerId', r.owner_id,
+    'record', jsonb_build_object('id', r.id, 'ownerId', r.owner_id, 'name', r.name, 'slug', r.slug,
+      'description', r.description, 'logoUrl', r.logo_url, 'stripeOnboarded', r.stripe_onboarded,
+      'commissionBps', r.commission_bps, 'createdAt', r.created_at, 'updatedAt', r.updated_at)));
   RETURN NULL;
 END;
 $$;
@@ -85,7 +99,11 @@ BEGIN
     'storeId', r.store_id, 'ownerId', owner,
     -- Active products are public. A product that stops being active is
     -- announced publicly once more, so listings can drop it.
-    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active)));
+    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active),
+    'record', jsonb_build_object('id', r.id, 'storeId', r.store_id, 'name', r.name,
+      'description', r.description, 'priceCents', r.price_cents, 'currency', r.currency,
+      'robloxAssetId', r.roblox_asset_id, 'isActive', r.is_active, 'metadata', r.metadata,
+      'createdAt', r.created_at, 'updatedAt', r.updated_at)));
   RETURN NULL;
 END;
 $$;
@@ -106,7 +124,11 @@ BEGIN
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'sales', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
     'storeId', r.store_id, 'ownerId', owner, 'productId', r.product_id,
-    'buyerId', r.buyer_id));
+    'buyerId', r.buyer_id,
+    'record', jsonb_build_object('id', r.id, 'productId', r.product_id, 'storeId', r.store_id,
+      'buyerId', r.buyer_id, 'buyerEmail', r.buyer_email, 'robloxUserId', r.roblox_user_id,
+      'amountCents', r.amount_cents, 'platformFeeCents', r.platform_fee_cents, 'currency', r.currency,
+      'status', r.status, 'createdAt', r.created_at)));
   RETURN NULL;
 END;
 $$;
@@ -121,7 +143,10 @@ BEGIN
   IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'whitelist', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
-    'systemId', r.id, 'storeId', r.store_id, 'ownerId', r.owner_id));
+    'systemId', r.id, 'storeId', r.store_id, 'ownerId', r.owner_id,
+    'record', jsonb_build_object('id', r.id, 'ownerId', r.owner_id, 'storeId', r.store_id, 'name', r.name,
+      'description', r.description, 'maxUsers', r.max_users, 'isActive', r.is_active,
+      'createdAt', r.created_at)));
   RETURN NULL;
 END;
 $$;
@@ -143,7 +168,10 @@ BEGIN
   END IF;
   PERFORM vectabase_notify_change(jsonb_build_object(
     'topic', 'whitelist', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
-    'systemId', r.system_id, 'storeId', store, 'ownerId', owner));
+    'systemId', r.system_id, 'storeId', store, 'ownerId', owner,
+    'record', jsonb_build_object('id', r.id, 'systemId', r.system_id, 'robloxUserId', r.roblox_user_id,
+      'robloxUsername', r.roblox_username, 'discordId', r.discord_id, 'expiresAt', r.expires_at,
+      'createdAt', r.created_at)));
   RETURN NULL;
 END;
 $$;

@@ -5,10 +5,13 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+
+	"github.com/vectabase/vectabase/store"
 )
 
 // notification is the payload the triggers of migrations/00009_realtime.sql
-// send on the vectabase_changes channel: what routing needs, nothing more.
+// send on the vectabase_changes channel: what routing needs and, when it
+// fits NOTIFY's limit, the record as the change left it.
 type notification struct {
 	Topic     string `json:"topic"`
 	Table     string `json:"table"`
@@ -20,6 +23,9 @@ type notification struct {
 	ProductID string `json:"productId,omitempty"`
 	BuyerID   string `json:"buyerId,omitempty"`
 	Public    bool   `json:"public,omitempty"`
+	// Record is the row's non-sensitive columns; absent when the row was
+	// too large to announce (it is loaded by id instead).
+	Record json.RawMessage `json:"record,omitempty"`
 }
 
 // topicOfTable says which topic each announced table belongs to; a
@@ -105,9 +111,9 @@ func (n notification) matches(topic string, filter map[string]string) bool {
 	return true
 }
 
-// deletedRecord is what a delete event carries: the row is gone, so the
-// record holds its id and the routing keys the notification had, under the
-// same names as the full record.
+// deletedRecord is what a delete event carries when the notification had no
+// record (the row was too large to announce): the row is gone, so it holds
+// the id and the routing keys, under the same names as the full record.
 func (n notification) deletedRecord() map[string]any {
 	r := map[string]any{"id": n.ID}
 	switch n.Table {
@@ -164,4 +170,30 @@ type outMessage struct {
 	Topic        string            `json:"topic,omitempty"`
 	Filter       map[string]string `json:"filter,omitempty"`
 	UserID       string            `json:"userId,omitempty"`
+}
+
+// decodeRecord turns an announced record into the feed's record type for
+// its table. Decoding into the explicit type (rather than passing the JSON
+// on) means a key the type does not list never reaches a client, and every
+// record is encoded the same way whether announced or loaded.
+func decodeRecord(table string, raw json.RawMessage) (any, error) {
+	var rec any
+	switch table {
+	case "stores":
+		rec = &store.ChangedStore{}
+	case "products":
+		rec = &store.ChangedProduct{}
+	case "sales":
+		rec = &store.ChangedSale{}
+	case "whitelist_systems":
+		rec = &store.ChangedWhitelistSystem{}
+	case "whitelist_users":
+		rec = &store.ChangedWhitelistUser{}
+	default:
+		return nil, fmt.Errorf("realtime: no record type for table %q", table)
+	}
+	if err := json.Unmarshal(raw, rec); err != nil {
+		return nil, fmt.Errorf("realtime: announced %s record: %w", table, err)
+	}
+	return rec, nil
 }

@@ -6,12 +6,13 @@
 // Changes travel through PostgreSQL: triggers (migrations/00009_realtime.sql)
 // NOTIFY a small payload of ids and routing keys on commit; each instance
 // holds one LISTEN connection on the direct database URL (LISTEN cannot
-// pass PgBouncer's transaction mode), loads the changed records without
-// their sensitive columns (once per change, in batches of one query per
-// table, and only for changes someone will receive), and fans them out in
-// commit order to the clients whose subscriptions match and who may see
-// them. A record is the row as it is when the event is sent. A slow client
-// is disconnected, never waited for: each has a bounded send buffer.
+// pass PgBouncer's transaction mode), and fans each change out in commit
+// order to the clients whose subscriptions match and who may see it. The
+// record (never a sensitive column) comes with the notification, as the
+// change left the row; a row too large for NOTIFY's 8000 bytes is loaded
+// by id instead (in batches of one query per table, only for changes
+// someone will receive) and shows the row as it is then. A slow client is
+// disconnected, never waited for: each has a bounded send buffer.
 package realtime
 
 import (
@@ -227,7 +228,7 @@ func (h *Hub) dispatch(ctx context.Context, batch []notification) {
 				targets[i] = append(targets[i], c)
 			}
 		}
-		if len(targets[i]) > 0 && n.Action != "delete" {
+		if len(targets[i]) > 0 && n.Action != "delete" && n.Record == nil {
 			need[n.Table] = append(need[n.Table], n.ID)
 		}
 	}
@@ -261,14 +262,23 @@ func (h *Hub) dispatch(ctx context.Context, batch []notification) {
 	}
 }
 
-// render builds the change event. An insert or update whose row is gone by
-// now (deleted since) is skipped: its delete event follows. The record is
-// the row as it is now, which may be newer than the change announced.
+// render builds the change event. The record is the one announced, as the
+// change left the row; for a row too large to announce it is the row as
+// loaded now, and an insert or update whose row is gone by then (deleted
+// since) is skipped: its delete event follows.
 func (h *Hub) render(n notification, records map[string]any) ([]byte, bool) {
 	ev := changeMessage{Type: "change", Topic: n.Topic, Kind: n.kind(), Action: n.Action, ID: n.ID}
-	if n.Action == "delete" {
+	switch {
+	case n.Record != nil:
+		rec, err := decodeRecord(n.Table, n.Record)
+		if err != nil {
+			h.log.Warn().Err(err).Str("table", n.Table).Msg("realtime: event dropped")
+			return nil, false
+		}
+		ev.Record = rec
+	case n.Action == "delete":
 		ev.Record = n.deletedRecord()
-	} else {
+	default:
 		rec, ok := records[n.ID]
 		if !ok {
 			return nil, false

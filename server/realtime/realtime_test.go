@@ -611,3 +611,42 @@ func TestKeepalive(t *testing.T) {
 	}
 	_ = silent
 }
+
+// Each event shows the row as its change left it, even when the next change
+// commits before the first is delivered; a delete carries the row's last
+// state. A row too large for NOTIFY's 8000 bytes still reaches clients,
+// loaded by id.
+func TestEventsCarryTheRowAsChanged(t *testing.T) {
+	t.Parallel()
+	inst := newCluster(t).start(realtime.Config{})
+	alice := inst.newUser("alice")
+	store := inst.newStore(alice)
+	c := inst.connect(alice)
+	c.subscribe("products", nil)
+	inst.barrier(c, alice)
+
+	id := uuid.NewString()
+	inst.exec(`INSERT INTO products (id, store_id, name, price_cents) VALUES ($1, $2, 'v1', 100)`, id, store)
+	inst.exec(`UPDATE products SET name = 'v2', price_cents = 200 WHERE id = $1`, id)
+	inst.exec(`DELETE FROM products WHERE id = $1`, id)
+	for _, want := range []struct {
+		action, name string
+		price        float64
+	}{{"insert", "v1", 100}, {"update", "v2", 200}, {"delete", "v2", 200}} {
+		m := c.nextChange()
+		if m.Action != want.action || m.Record["name"] != want.name || m.Record["priceCents"] != want.price {
+			t.Fatalf("got %s, want %s with name %s and priceCents %v", m.raw, want.action, want.name, want.price)
+		}
+	}
+
+	big := strings.Repeat("long description ", 1000) // ~17 KB
+	large := uuid.NewString()
+	inst.exec(`INSERT INTO products (id, store_id, name, description, price_cents) VALUES ($1, $2, 'big', $3, 1)`, large, store, big)
+	if m := c.nextChange(); m.ID != large || m.Action != "insert" || m.Record["description"] != big {
+		t.Fatalf("large row: got %.200s…, want its insert with the whole description", m.raw)
+	}
+	inst.exec(`DELETE FROM products WHERE id = $1`, large)
+	if m := c.nextChange(); m.ID != large || m.Action != "delete" || m.Record["storeId"] != store {
+		t.Fatalf("large row delete: got %.200s…, want its id and storeId", m.raw)
+	}
+}
