@@ -190,9 +190,10 @@ func realMain(ctx context.Context) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// Each call holds a product of its own until its event is delivered: an
-	// event carries the row as it is when sent, so a second write to the
-	// row before then would announce the first with the later name.
+	// Each call holds a product of its own until its event is delivered, so
+	// one writer's change is never interleaved with another's on the same
+	// row (rows too large to announce are loaded when sent, and would show
+	// the later name).
 	pool := func(ids []string) chan string {
 		ch := make(chan string, len(ids))
 		for _, id := range ids {
@@ -207,7 +208,7 @@ func realMain(ctx context.Context) error {
 	}
 	delivered := func(ctx context.Context) error {
 		p := <-busy
-		defer func() { busy <- p }() // only once delivered: see above
+		defer func() { busy <- p }() // only once delivered
 		name := uuid.NewString()
 		ch := w.expect(name)
 		if err := update(ctx, p, name); err != nil {
