@@ -25,10 +25,12 @@
 CREATE FUNCTION vectabase_notify_change(payload jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  t text := jsonb_strip_nulls(payload)::text;
+  -- Nulls stay: stripping them would also rewrite the nulls inside a
+  -- product's metadata.
+  t text := payload::text;
 BEGIN
   IF octet_length(t) > 7900 THEN
-    t := jsonb_strip_nulls(payload - 'record')::text;
+    t := (payload - 'record')::text;
   END IF;
   PERFORM pg_notify('vectabase_changes', t);
 END;

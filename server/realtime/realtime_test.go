@@ -650,3 +650,27 @@ func TestEventsCarryTheRowAsChanged(t *testing.T) {
 		t.Fatalf("large row delete: got %.200s…, want its id and storeId", m.raw)
 	}
 }
+
+// A product's metadata reaches clients as stored, nulls included.
+func TestMetadataKeepsItsNulls(t *testing.T) {
+	t.Parallel()
+	inst := newCluster(t).start(realtime.Config{})
+	alice := inst.newUser("alice")
+	store := inst.newStore(alice)
+	c := inst.connect(alice)
+	c.subscribe("products", nil)
+	inst.barrier(c, alice)
+	id := uuid.NewString()
+	inst.exec(`INSERT INTO products (id, store_id, name, price_cents, metadata) VALUES ($1, $2, 'm', 1, '{"a": null, "b": [1, null]}')`, id, store)
+	m := c.nextChange()
+	md, ok := m.Record["metadata"].(map[string]any)
+	if m.ID != id || !ok {
+		t.Fatalf("got %s, want the insert of %s with its metadata", m.raw, id)
+	}
+	if v, present := md["a"]; !present || v != nil {
+		t.Fatalf("metadata = %v, want a: null kept", md)
+	}
+	if m.Record["description"] != nil || m.Record["robloxAssetId"] != nil {
+		t.Fatalf("got %s, want null description and robloxAssetId", m.raw)
+	}
+}

@@ -94,9 +94,8 @@ func TestRecordsAreTheTablesColumnsMinusSecrets(t *testing.T) {
 }
 
 // The record each trigger announces has exactly the keys of the feed's
-// record type for its table (every column set, so none is stripped as
-// null): a typo in the migration would otherwise show as a field that is
-// always null.
+// record type for its table: a typo in the migration would otherwise show
+// as a field that is always null.
 func TestAnnouncedRecordsMatchTheRecordTypes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
