@@ -10,7 +10,7 @@ import (
 // metrics counts keyring operations. The hot-path counters are resolved
 // once, so Encrypt and Decrypt pay one atomic add, not a label lookup.
 type metrics struct {
-	ops                            *prometheus.CounterVec
+	ops                          *prometheus.CounterVec
 	encOK, encErr, decOK, decErr prometheus.Counter
 }
 
