@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/aead/aesgcm"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/prf"
 	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
@@ -136,12 +137,14 @@ type kekBox struct{ KEK }
 // swap in a new one atomically so data operations never take a lock.
 type state struct {
 	handles   map[string]*keyset.Handle
-	aead      tink.AEAD
+	primary   tink.AEAD
 	primaryID uint32
-	keyIDs    map[uint32]bool
-	index     *prf.Set
-	mac       *prf.Set
-	stored    map[string]StoredKeyset
+	// byID holds one Tink AES-GCM primitive per enabled data key, so
+	// Decrypt goes straight to the key named in the ciphertext's prefix.
+	byID   map[uint32]tink.AEAD
+	index  *prf.Set
+	mac    *prf.Set
+	stored map[string]StoredKeyset
 }
 
 // Option configures Open.
@@ -350,8 +353,7 @@ func (k *Keyring) unwrapAll(ctx context.Context, kek KEK, stored []StoredKeyset)
 func newState(handles map[string]*keyset.Handle, stored map[string]StoredKeyset) (*state, error) {
 	s := &state{handles: handles, stored: stored}
 	var err error
-	data := handles[KeysetData]
-	if s.aead, err = aead.New(data); err != nil {
+	if err := s.setData(handles[KeysetData]); err != nil {
 		return nil, fmt.Errorf("keyring: keyset %q: %w", KeysetData, err)
 	}
 	if s.index, err = prf.NewPRFSet(handles[KeysetIndex]); err != nil {
@@ -360,13 +362,43 @@ func newState(handles map[string]*keyset.Handle, stored map[string]StoredKeyset)
 	if s.mac, err = prf.NewPRFSet(handles[KeysetMAC]); err != nil {
 		return nil, fmt.Errorf("keyring: keyset %q: %w", KeysetMAC, err)
 	}
-	info := data.KeysetInfo()
-	s.primaryID = info.GetPrimaryKeyId()
-	s.keyIDs = make(map[uint32]bool, len(info.GetKeyInfo()))
-	for _, ki := range info.GetKeyInfo() {
-		s.keyIDs[ki.GetKeyId()] = true
-	}
 	return s, nil
+}
+
+// setData builds one primitive per enabled key of the data keyset. Each
+// is Tink's own AES-GCM AEAD for that key (prefix check, random IV); only
+// the lookup of the key by the ciphertext's id is done here, with an
+// integer map rather than Tink's string-keyed prefix map.
+func (s *state) setData(h *keyset.Handle) error {
+	s.byID = make(map[uint32]tink.AEAD, h.Len())
+	for i := range h.Len() {
+		e, err := h.Entry(i)
+		if err != nil {
+			return err
+		}
+		if e.KeyStatus() != keyset.Enabled {
+			continue
+		}
+		key, ok := e.Key().(*aesgcm.Key)
+		if !ok {
+			return fmt.Errorf("key %d is a %T, want an AES-GCM key", e.KeyID(), e.Key())
+		}
+		if p, _ := key.Parameters().(*aesgcm.Parameters); p == nil || p.Variant() != aesgcm.VariantTink || p.KeySizeInBytes() != 32 {
+			return fmt.Errorf("key %d is not AES-256-GCM with a Tink prefix", e.KeyID())
+		}
+		a, err := aesgcm.NewAEAD(key)
+		if err != nil {
+			return err
+		}
+		s.byID[e.KeyID()] = a
+		if e.IsPrimary() {
+			s.primary, s.primaryID = a, e.KeyID()
+		}
+	}
+	if s.primary == nil {
+		return errors.New("no enabled primary key")
+	}
+	return nil
 }
 
 // with returns a copy of s in which keyset name is h, stored as ks.
@@ -383,11 +415,9 @@ func (s *state) with(name string, h *keyset.Handle, ks StoredKeyset) (*state, er
 	return newState(handles, stored)
 }
 
-// encodeAAD turns a Location into associated data. Each field is length
+// appendAAD appends the associated data for loc to b. Each field is length
 // prefixed so ("a","bc") and ("ab","c") never collide.
-func encodeAAD(loc Location) []byte {
-	n := len(aadPrefix) + 3*binary.MaxVarintLen32 + len(loc.Table) + len(loc.Column) + len(loc.RowID)
-	b := make([]byte, 0, n)
+func appendAAD(b []byte, loc Location) []byte {
 	b = append(b, aadPrefix...)
 	for _, f := range [3]string{loc.Table, loc.Column, loc.RowID} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
@@ -396,12 +426,30 @@ func encodeAAD(loc Location) []byte {
 	return b
 }
 
+// aadBufs recycles associated-data buffers: the AEAD does not keep them, and
+// on 64-byte values the allocation is a fifth of the cost of a Decrypt.
+var aadBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+func getAAD(loc Location) *[]byte {
+	bp := aadBufs.Get().(*[]byte)
+	*bp = appendAAD((*bp)[:0], loc)
+	return bp
+}
+
+func putAAD(bp *[]byte) {
+	if cap(*bp) <= 4096 {
+		aadBufs.Put(bp)
+	}
+}
+
 const aadPrefix = "vectabase/v1\x00"
 
 // Encrypt encrypts plaintext with the primary DEK (AES-256-GCM) bound to
 // loc. The result starts with Tink's 5-byte prefix: 0x01 and the key id.
 func (k *Keyring) Encrypt(ctx context.Context, loc Location, plaintext []byte) ([]byte, error) {
-	ct, err := k.state.Load().aead.Encrypt(plaintext, encodeAAD(loc))
+	aad := getAAD(loc)
+	ct, err := k.state.Load().primary.Encrypt(plaintext, *aad)
+	putAAD(aad)
 	if err != nil {
 		k.metrics.encErr.Inc()
 		return nil, fmt.Errorf("keyring: encrypt %s: %w", loc, err)
@@ -416,15 +464,25 @@ func (k *Keyring) Encrypt(ctx context.Context, loc Location, plaintext []byte) (
 // Any authentication failure returns an error wrapping ErrDecrypt, naming
 // the location and never the plaintext or key material.
 func (k *Keyring) Decrypt(ctx context.Context, loc Location, ciphertext []byte) ([]byte, error) {
-	s := k.state.Load()
-	if id, err := KeyIDOf(ciphertext); err == nil && !s.keyIDs[id] {
+	id, err := KeyIDOf(ciphertext)
+	if err != nil {
+		k.metrics.decErr.Inc()
+		return nil, fmt.Errorf("keyring: decrypt %s: %w", loc, ErrDecrypt)
+	}
+	a := k.state.Load().byID[id]
+	if a == nil {
 		if err := k.reloadIfStale(ctx); err != nil {
 			k.metrics.decErr.Inc()
 			return nil, fmt.Errorf("keyring: decrypt %s: reload keysets: %w", loc, err)
 		}
-		s = k.state.Load()
+		if a = k.state.Load().byID[id]; a == nil {
+			k.metrics.decErr.Inc()
+			return nil, fmt.Errorf("keyring: decrypt %s: %w", loc, ErrDecrypt)
+		}
 	}
-	pt, err := s.aead.Decrypt(ciphertext, encodeAAD(loc))
+	aad := getAAD(loc)
+	pt, err := a.Decrypt(ciphertext, *aad)
+	putAAD(aad)
 	if err != nil {
 		k.metrics.decErr.Inc()
 		return nil, fmt.Errorf("keyring: decrypt %s: %w", loc, ErrDecrypt)

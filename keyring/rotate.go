@@ -290,7 +290,7 @@ func (k *Keyring) Status(ctx context.Context) (Status, error) {
 func (k *Keyring) KeyIDs() []uint32 {
 	s := k.state.Load()
 	ids := []uint32{s.primaryID}
-	for id := range s.keyIDs {
+	for id := range s.byID {
 		if id != s.primaryID {
 			ids = append(ids, id)
 		}
