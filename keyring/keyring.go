@@ -514,10 +514,10 @@ func (k *Keyring) PrimaryKeyID() uint32 { return k.state.Load().primaryID }
 func (k *Keyring) BlindIndex(table, column string, value []byte) ([]byte, error) {
 	out, err := k.state.Load().index.ComputePrimaryPRF(domain("blind-index", table, column, value), 32)
 	if err != nil {
-		k.metrics.ops.WithLabelValues("blind_index", "error").Inc()
+		k.metrics.idxErr.Inc()
 		return nil, fmt.Errorf("keyring: blind index %s.%s: %w", table, column, err)
 	}
-	k.metrics.ops.WithLabelValues("blind_index", "ok").Inc()
+	k.metrics.idxOK.Inc()
 	return out, nil
 }
 
@@ -530,10 +530,10 @@ func (k *Keyring) MAC(purpose string, data []byte) ([]byte, error) {
 	}
 	out, err := k.state.Load().mac.ComputePrimaryPRF(domain("mac", purpose, "", data), 32)
 	if err != nil {
-		k.metrics.ops.WithLabelValues("mac", "error").Inc()
+		k.metrics.macErr.Inc()
 		return nil, fmt.Errorf("keyring: MAC %s: %w", purpose, err)
 	}
-	k.metrics.ops.WithLabelValues("mac", "ok").Inc()
+	k.metrics.macOK.Inc()
 	return out, nil
 }
 
@@ -544,4 +544,24 @@ func domain(kind, a, b string, value []byte) []byte {
 		buf = append(buf, f...)
 	}
 	return append(buf, value...)
+}
+
+// pingAAD is the associated data of CheckKEK's probe; it can never be a
+// keyset's (see keysetAAD).
+var pingAAD = []byte("vectabase/keyring/ping")
+
+// CheckKEK wraps and unwraps a probe value with the KEK in use, for
+// /readyz: it fails while the KEK is unreachable (Vault down, token
+// revoked), even though data operations keep working on the keysets
+// already in memory.
+func (k *Keyring) CheckKEK(ctx context.Context) error {
+	kek := k.kek.Load().KEK
+	ct, err := kek.Encrypt(ctx, []byte("ping"), pingAAD)
+	if err == nil {
+		_, err = kek.Decrypt(ctx, ct, pingAAD)
+	}
+	if err != nil {
+		return fmt.Errorf("keyring: KEK unusable: %w", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -442,13 +443,19 @@ func TestMetrics(t *testing.T) {
 	ct, _ := kr.Encrypt(ctx, loc, []byte("v"))
 	kr.Decrypt(ctx, loc, ct)
 	kr.Decrypt(ctx, loc, ct[:10])
+	kr.BlindIndex("t", "c", []byte("v"))
+	kr.MAC("api_key", []byte("v"))
 	want := `
 # HELP vectabase_keyring_ops_total Keyring operations by operation and result.
 # TYPE vectabase_keyring_ops_total counter
+vectabase_keyring_ops_total{op="blind_index",result="error"} 0
+vectabase_keyring_ops_total{op="blind_index",result="ok"} 1
 vectabase_keyring_ops_total{op="decrypt",result="error"} 1
 vectabase_keyring_ops_total{op="decrypt",result="ok"} 1
 vectabase_keyring_ops_total{op="encrypt",result="error"} 0
 vectabase_keyring_ops_total{op="encrypt",result="ok"} 1
+vectabase_keyring_ops_total{op="mac",result="error"} 0
+vectabase_keyring_ops_total{op="mac",result="ok"} 1
 vectabase_keyring_ops_total{op="open",result="ok"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vectabase_keyring_ops_total"); err != nil {
@@ -512,5 +519,51 @@ func TestEncryptLargeAndEmpty(t *testing.T) {
 		if err != nil || !bytes.Equal(got, pt) || got == nil {
 			t.Fatalf("Decrypt(Encrypt(%d bytes)) = %d bytes (nil %v), %v; want the plaintext", n, len(got), got == nil, err)
 		}
+	}
+}
+
+// downKEK fails every call while down is set: a KMS that became unreachable.
+type downKEK struct {
+	keyring.KEK
+	down *atomic.Bool
+}
+
+func (d downKEK) Encrypt(ctx context.Context, pt, ad []byte) ([]byte, error) {
+	if d.down.Load() {
+		return nil, errors.New("kms unreachable")
+	}
+	return d.KEK.Encrypt(ctx, pt, ad)
+}
+
+func (d downKEK) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error) {
+	if d.down.Load() {
+		return nil, errors.New("kms unreachable")
+	}
+	return d.KEK.Decrypt(ctx, ct, ad)
+}
+
+// TestCheckKEK: readiness follows the KEK, while data operations keep
+// working on the keysets in memory.
+func TestCheckKEK(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var down atomic.Bool
+	kr, err := keyring.Open(ctx, kektest.NewMemStore(), downKEK{testKEK(t), &down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.CheckKEK(ctx); err != nil {
+		t.Fatalf("CheckKEK err = %v, want nil", err)
+	}
+	down.Store(true)
+	if err := kr.CheckKEK(ctx); err == nil || !strings.Contains(err.Error(), "kms unreachable") {
+		t.Fatalf("CheckKEK with the KEK down err = %v, want the KEK's error", err)
+	}
+	ct, err := kr.Encrypt(ctx, loc, []byte("v"))
+	if err != nil {
+		t.Fatalf("Encrypt with the KEK down err = %v, want nil", err)
+	}
+	if _, err := kr.Decrypt(ctx, loc, ct); err != nil {
+		t.Fatalf("Decrypt with the KEK down err = %v, want nil", err)
 	}
 }

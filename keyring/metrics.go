@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	ops                          *prometheus.CounterVec
 	encOK, encErr, decOK, decErr prometheus.Counter
+	idxOK, idxErr, macOK, macErr prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,5 +41,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		encErr: ops.WithLabelValues("encrypt", "error"),
 		decOK:  ops.WithLabelValues("decrypt", "ok"),
 		decErr: ops.WithLabelValues("decrypt", "error"),
+		idxOK:  ops.WithLabelValues("blind_index", "ok"),
+		idxErr: ops.WithLabelValues("blind_index", "error"),
+		macOK:  ops.WithLabelValues("mac", "ok"),
+		macErr: ops.WithLabelValues("mac", "error"),
 	}, nil
 }
