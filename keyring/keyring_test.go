@@ -3,8 +3,10 @@ package keyring_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,10 +56,17 @@ func TestProperty3_EncryptionRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	kr, _, _ := openKeyring(t)
 	rapid.Check(t, func(rt *rapid.T) {
-		pt := rapid.OneOf(
-			rapid.SliceOfN(rapid.Byte(), 0, 64),
-			rapid.SliceOfN(rapid.Byte(), 0, 1<<20),
-		).Draw(rt, "plaintext")
+		var pt []byte
+		if rapid.Bool().Draw(rt, "large") {
+			// Drawing megabytes byte by byte is slow; draw a size and a
+			// seed and fill the value from them instead.
+			pt = make([]byte, rapid.IntRange(0, 4<<20).Draw(rt, "size"))
+			var seed [32]byte
+			binary.LittleEndian.PutUint64(seed[:], rapid.Uint64().Draw(rt, "seed"))
+			mrand.NewChaCha8(seed).Read(pt)
+		} else {
+			pt = rapid.SliceOfN(rapid.Byte(), 0, 256).Draw(rt, "plaintext")
+		}
 		l := keyring.Location{
 			Table:  rapid.String().Draw(rt, "table"),
 			Column: rapid.String().Draw(rt, "column"),
