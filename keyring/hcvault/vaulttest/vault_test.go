@@ -1,0 +1,211 @@
+package vaulttest
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/builtin/logical/transit"
+	vaulthttp "github.com/hashicorp/vault/http"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/vault"
+
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/hcvault"
+	"github.com/vectabase/vectabase/keyring/kektest"
+	"github.com/vectabase/vectabase/policies"
+)
+
+// startVault starts a one-node in-process Vault with transit mounted at
+// "transit" and an aes256-gcm96 key "vectabase", and returns a root client.
+func startVault(t *testing.T) (*vault.TestCluster, *api.Client) {
+	t.Helper()
+	cluster := vault.NewTestCluster(t, &vault.CoreConfig{
+		LogicalBackends: map[string]logical.Factory{"transit": transit.Factory},
+	}, &vault.TestClusterOptions{
+		HandlerFunc: vaulthttp.Handler,
+		NumCores:    1,
+	})
+	cluster.Start()
+	t.Cleanup(cluster.Cleanup)
+	client := cluster.Cores[0].Client
+	if err := client.Sys().Mount("transit", &api.MountInput{Type: "transit"}); err != nil {
+		t.Fatalf("mount transit: %v", err)
+	}
+	if _, err := client.Logical().Write("transit/keys/vectabase", map[string]any{"type": "aes256-gcm96"}); err != nil {
+		t.Fatalf("create transit key: %v", err)
+	}
+	return cluster, client
+}
+
+// tokenClient returns a client of the same Vault logged in with a new token
+// carrying only the given policies.
+func tokenClient(t *testing.T, root *api.Client, policies ...string) (*api.Client, string) {
+	t.Helper()
+	sec, err := root.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies: policies, NoDefaultPolicy: true, TTL: "1h", Renewable: boolPtr(true),
+	})
+	if err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	c, err := root.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(sec.Auth.ClientToken)
+	return c, sec.Auth.ClientToken
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// TestTransitKEK runs the shared KEK suite against Vault transit, with a
+// token holding only the least-privilege policy from policies/.
+func TestTransitKEK(t *testing.T) {
+	ctx := context.Background()
+	_, root := startVault(t)
+	if err := root.Sys().PutPolicy("vectabase-transit", policies.VaultTransitPolicy()); err != nil {
+		t.Fatalf("write policy: %v", err)
+	}
+	client, _ := tokenClient(t, root, "vectabase-transit")
+	kektest.Run(t, func() keyring.KEK {
+		kek, err := hcvault.New(ctx, hcvault.Config{Client: client})
+		if err != nil {
+			t.Fatalf("hcvault.New with the least-privilege token err = %v, want nil", err)
+		}
+		t.Cleanup(func() { kek.Close() })
+		return kek
+	})
+}
+
+// TestRotateTransitKey: after Vault rotates the transit key and the keyring
+// re-wraps, the keysets are wrapped by the new key version and data written
+// before still decrypts after a restart.
+func TestRotateTransitKey(t *testing.T) {
+	ctx := context.Background()
+	_, root := startVault(t)
+	if err := root.Sys().PutPolicy("vectabase-transit", policies.VaultTransitPolicy()); err != nil {
+		t.Fatalf("write policy: %v", err)
+	}
+	client, _ := tokenClient(t, root, "vectabase-transit")
+	kek, err := hcvault.New(ctx, hcvault.Config{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kek.Close()
+	st := kektest.NewMemStore()
+	kr, err := keyring.Open(ctx, st, kek)
+	if err != nil {
+		t.Fatalf("keyring.Open err = %v", err)
+	}
+	loc := keyring.Location{Table: "secret_versions", Column: "value", RowID: "1"}
+	ct, err := kr.Encrypt(ctx, loc, []byte("sk_live_123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kek.RotateKey(ctx); err != nil {
+		t.Fatalf("RotateKey err = %v, want nil (policy allows rotate)", err)
+	}
+	if err := kr.RotateKEK(ctx, kek); err != nil {
+		t.Fatalf("RotateKEK err = %v", err)
+	}
+	ks, _ := st.Get(keyring.KeysetData)
+	if !bytes.Contains(ks.Wrapped, []byte("vault:v2:")) {
+		t.Errorf("data keyset after RotateKEK is not wrapped by transit key version 2")
+	}
+	kr2, err := keyring.Open(ctx, st, kek)
+	if err != nil {
+		t.Fatalf("keyring.Open after rotation err = %v", err)
+	}
+	if got, err := kr2.Decrypt(ctx, loc, ct); err != nil || string(got) != "sk_live_123" {
+		t.Fatalf("Decrypt after transit rotation = %q, %v", got, err)
+	}
+}
+
+// TestStartFailures: a token without the policy, a missing key, and a Vault
+// that has gone away each fail at New with their cause and without the token.
+func TestStartFailures(t *testing.T) {
+	ctx := context.Background()
+	cluster, root := startVault(t)
+	if err := root.Sys().PutPolicy("nothing", `path "secret/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	denied, deniedToken := tokenClient(t, root, "nothing")
+
+	check := func(name string, c *api.Client, cfg hcvault.Config, want string) {
+		t.Helper()
+		cfg.Client = c
+		_, err := hcvault.New(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: hcvault.New err = %v, want one containing %q", name, err, want)
+			return
+		}
+		for _, tok := range []string{deniedToken, root.Token()} {
+			if strings.Contains(err.Error(), tok) {
+				t.Errorf("%s: hcvault.New err = %q shows a token", name, err)
+			}
+		}
+	}
+	check("token denied", denied, hcvault.Config{}, "denied the token")
+	check("key missing", root, hcvault.Config{Key: "missing"}, "transit key transit/keys/missing not found")
+
+	// A keyring opened, then Vault goes away: re-wrapping fails clearly and
+	// the keys in memory keep working.
+	kek, err := hcvault.New(ctx, hcvault.Config{Client: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(ctx, kektest.NewMemStore(), kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Cleanup()
+	// A stopping test cluster may still answer 503 for a moment, or
+	// refuse connections: either is reported as Vault being down.
+	down, _ := root.Clone()
+	down.SetToken(root.Token())
+	down.SetMaxRetries(0)
+	down.SetAddress("https://127.0.0.1:1")
+	check("vault down", down, hcvault.Config{}, "is unreachable")
+	_, err = kr.RotateDEK(ctx)
+	if err == nil || !(strings.Contains(err.Error(), "is unreachable") || strings.Contains(err.Error(), "is sealed or unavailable")) {
+		t.Errorf("RotateDEK with Vault stopped err = %v, want an unreachable or unavailable error", err)
+	}
+	loc := keyring.Location{Table: "t", Column: "c", RowID: "r"}
+	ct, err := kr.Encrypt(ctx, loc, []byte("v"))
+	if err != nil {
+		t.Fatalf("Encrypt with Vault down err = %v, want nil (no KEK call per data op)", err)
+	}
+	if _, err := kr.Decrypt(ctx, loc, ct); err != nil {
+		t.Fatalf("Decrypt with Vault down err = %v, want nil", err)
+	}
+}
+
+// TestTokenRenewal: a renewable token with a short TTL outlives that TTL
+// while the KEK is open, because the KEK renews it.
+func TestTokenRenewal(t *testing.T) {
+	ctx := context.Background()
+	_, root := startVault(t)
+	if err := root.Sys().PutPolicy("vectabase-transit", policies.VaultTransitPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := root.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies: []string{"vectabase-transit"}, NoDefaultPolicy: true, TTL: "3s", Renewable: boolPtr(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _ := root.Clone()
+	client.SetToken(sec.Auth.ClientToken)
+	kek, err := hcvault.New(ctx, hcvault.Config{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kek.Close()
+	time.Sleep(5 * time.Second)
+	if _, err := kek.Encrypt(ctx, []byte("keyset"), []byte("ad")); err != nil {
+		t.Fatalf("Encrypt 5s after a 3s token was issued err = %v, want nil (token renewed)", err)
+	}
+}
