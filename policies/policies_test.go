@@ -41,6 +41,7 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 		"whitelist_entries.license_key +license_key_bidx",
 		"whitelist_entries.hwid",
 		"secret_versions.value",
+		"jwt_signing_keys.private_key",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SensitiveColumns (-want +got):\n%s", diff)

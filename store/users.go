@@ -4,19 +4,22 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
-// User is a row of users. PasswordHash is never serialised.
+// User is a row of users with its profile's role, as the API shows it.
+// PasswordHash is never serialised.
 type User struct {
-	ID              string
-	Email           *string
-	PasswordHash    *string `json:"-"`
-	DiscordID       *string
-	DiscordUsername *string
-	Role            string // from profiles.role
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	ID              string     `json:"id"`
+	Email           *string    `json:"email"`
+	PasswordHash    *string    `json:"-"`
+	DiscordID       *string    `json:"discordId"`
+	DiscordUsername *string    `json:"discordUsername"`
+	Role            string     `json:"role"` // from profiles.role
+	LastSignInAt    *time.Time `json:"lastSignInAt"`
+	CreatedAt       time.Time  `json:"createdAt"`
+	UpdatedAt       time.Time  `json:"updatedAt"`
 }
 
 // NewUser is what CreateUser needs.
@@ -24,6 +27,11 @@ type NewUser struct {
 	Email        string
 	PasswordHash string
 	Role         string // profiles.role: user | developer | admin
+
+	// DiscordID and DiscordUsername link a Discord account (OAuth users
+	// may have no email and no password).
+	DiscordID       string
+	DiscordUsername string
 }
 
 // CountUsers returns how many users exist.
@@ -55,9 +63,17 @@ func createUser(ctx context.Context, tx pgx.Tx, nu NewUser) (User, error) {
 		hash = &nu.PasswordHash
 	}
 	u := User{Role: role}
-	err := tx.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2)
-		RETURNING id, email, created_at, updated_at`, nu.Email, hash).
-		Scan(&u.ID, &u.Email, &u.CreatedAt, &u.UpdatedAt)
+	var email *string
+	if nu.Email != "" {
+		email = &nu.Email
+	}
+	var discordID, discordName *string
+	if nu.DiscordID != "" {
+		discordID, discordName = &nu.DiscordID, &nu.DiscordUsername
+	}
+	err := tx.QueryRow(ctx, `INSERT INTO users (email, password_hash, discord_id, discord_username) VALUES ($1, $2, $3, $4)
+		RETURNING id, email, discord_id, discord_username, created_at, updated_at`, email, hash, discordID, discordName).
+		Scan(&u.ID, &u.Email, &u.DiscordID, &u.DiscordUsername, &u.CreatedAt, &u.UpdatedAt)
 	if err != nil {
 		return u, err
 	}
@@ -90,4 +106,96 @@ func (db *DB) CreateFirstAdmin(ctx context.Context, email, passwordHash string) 
 		return nil
 	})
 	return created, MapError(err)
+}
+
+const userColumns = `u.id, u.email, u.password_hash, u.discord_id, u.discord_username,
+	coalesce(p.role, 'user'), u.last_sign_in_at, u.created_at, u.updated_at`
+
+func scanUser(row pgx.Row) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.DiscordID, &u.DiscordUsername,
+		&u.Role, &u.LastSignInAt, &u.CreatedAt, &u.UpdatedAt)
+	return u, MapError(err)
+}
+
+// UserByEmail returns the user whose email equals email, case-insensitively.
+// An unknown email is ErrNotFound.
+func (db *DB) UserByEmail(ctx context.Context, email string) (User, error) {
+	return scanUser(db.Pool.QueryRow(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN profiles p ON p.id = u.id WHERE lower(u.email) = lower($1)`, email))
+}
+
+// UserByID returns a user by id; an unknown or malformed id is ErrNotFound.
+func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
+	if !isUUID(id) {
+		return User{}, ErrNotFound
+	}
+	return scanUser(db.Pool.QueryRow(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN profiles p ON p.id = u.id WHERE u.id = $1`, id))
+}
+
+// UserByDiscordID returns the user linked to a Discord account, or ErrNotFound.
+func (db *DB) UserByDiscordID(ctx context.Context, discordID string) (User, error) {
+	return scanUser(db.Pool.QueryRow(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN profiles p ON p.id = u.id WHERE u.discord_id = $1`, discordID))
+}
+
+// RecordSignIn sets last_sign_in_at and, when newHash is not empty, replaces
+// the password hash (the re-hash of an imported bcrypt hash on first login).
+// The hash is replaced only if it is still oldHash, so two logins at once
+// do not overwrite a password changed in between.
+func (db *DB) RecordSignIn(ctx context.Context, userID, oldHash, newHash string) error {
+	var err error
+	if newHash != "" {
+		_, err = db.Pool.Exec(ctx, `UPDATE users SET last_sign_in_at = now(),
+			password_hash = CASE WHEN password_hash = $2 THEN $3 ELSE password_hash END,
+			updated_at = now() WHERE id = $1`, userID, oldHash, newHash)
+	} else {
+		_, err = db.Pool.Exec(ctx, `UPDATE users SET last_sign_in_at = now() WHERE id = $1`, userID)
+	}
+	return MapError(err)
+}
+
+// LinkDiscord links a Discord account to an existing user and records the
+// sign-in. A Discord id already linked to another user is ErrConflict.
+func (db *DB) LinkDiscord(ctx context.Context, userID, discordID, discordUsername string) (User, error) {
+	_, err := db.Pool.Exec(ctx, `UPDATE users SET discord_id = $2, discord_username = $3,
+		last_sign_in_at = now(), updated_at = now() WHERE id = $1`, userID, discordID, discordUsername)
+	if err != nil {
+		return User{}, MapError(err)
+	}
+	return db.UserByID(ctx, userID)
+}
+
+// Profile is a row of profiles as the API shows it: everything but the
+// encrypted Stripe customer id.
+type Profile struct {
+	ID           string    `json:"id"`
+	Username     *string   `json:"username"`
+	DisplayName  *string   `json:"displayName"`
+	AvatarURL    *string   `json:"avatarUrl"`
+	Bio          *string   `json:"bio"`
+	RobloxUserID *int64    `json:"robloxUserId"`
+	Role         string    `json:"role"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+}
+
+// ProfileByUserID returns a user's profile, or ErrNotFound.
+func (db *DB) ProfileByUserID(ctx context.Context, userID string) (Profile, error) {
+	var p Profile
+	if !isUUID(userID) {
+		return p, ErrNotFound
+	}
+	err := db.Pool.QueryRow(ctx, `SELECT id, username, display_name, avatar_url, bio, roblox_user_id,
+		role, created_at, updated_at FROM profiles WHERE id = $1`, userID).
+		Scan(&p.ID, &p.Username, &p.DisplayName, &p.AvatarURL, &p.Bio, &p.RobloxUserID, &p.Role, &p.CreatedAt, &p.UpdatedAt)
+	return p, MapError(err)
+}
+
+// isUUID reports whether s is a canonical UUID, so that malformed ids from
+// clients are "not found" rather than a PostgreSQL cast error.
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -22,9 +24,11 @@ const devDir = ".vectabase"
 // Config is the whole configuration, one struct per package, filled from
 // the environment (after .env and ./.vectabase/dev.env).
 type Config struct {
-	Store  store.Config
-	Server server.Config
-	Log    LogConfig
+	Store   store.Config
+	Server  server.Config
+	Log     LogConfig
+	Keyring keyring.Config
+	Auth    auth.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

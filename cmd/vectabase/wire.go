@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/hcvault"
+	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -17,6 +23,10 @@ type deps struct {
 	log zerolog.Logger
 	reg *prometheus.Registry
 	db  *store.DB
+
+	kr    *keyring.Keyring
+	audit auth.Auditor
+	auth  *auth.Service
 
 	closers []func()
 }
@@ -30,5 +40,75 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
+	if d.kr == nil {
+		kr, err := openKeyring(ctx, d)
+		if err != nil {
+			return err
+		}
+		d.kr = kr
+	}
+	if d.audit == nil {
+		// Until the hash-chained audit writer (vault/audit) is wired here,
+		// audit events go to the log as their own stream.
+		d.audit = logAuditor{log: d.log.With().Str("stream", "audit").Logger()}
+	}
+	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	d.auth = a
+	srv.Mount(a.Routes())
+	return nil
+}
+
+// openKeyring builds the KEK the configuration names (local key file,
+// local passphrase, or Vault transit) and opens the keyring on it.
+func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
+	kc := d.cfg.Keyring
+	if err := kc.Validate(); err != nil {
+		return nil, err
+	}
+	st := store.NewKeysets(d.db.Pool)
+	var kek keyring.KEK
+	switch {
+	case kc.Backend == "vault":
+		v, err := hcvault.New(ctx, hcvault.Config{Mount: kc.TransitMount, Key: kc.TransitKey})
+		if err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, func() { _ = v.Close() })
+		kek = v
+	case kc.MasterKeyFile != "":
+		k, err := local.NewFromFile(kc.MasterKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		kek = k
+	default:
+		salt, err := keyring.PassphraseSalt(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		k, err := local.NewFromPassphrase(kc.Passphrase, salt)
+		if err != nil {
+			return nil, err
+		}
+		kek = k
+	}
+	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return kr, nil
+}
+
+// logAuditor writes audit events to the log (metadata only: events never
+// hold secrets).
+type logAuditor struct{ log zerolog.Logger }
+
+func (l logAuditor) Record(_ context.Context, ev vectabase.AuditEvent) error {
+	l.log.Info().Str("actorType", ev.ActorType).Str("actorId", ev.ActorID).Str("action", ev.Action).
+		Str("resourceType", ev.ResourceType).Str("resourceId", ev.ResourceID).Str("result", ev.Result).
+		Str("ip", ev.IP).Str("requestId", ev.RequestID).Interface("details", ev.Details).Msg("audit")
 	return nil
 }

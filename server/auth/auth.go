@@ -1,0 +1,464 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
+)
+
+// Auditor is what auth needs of the audit trail (implemented by vault/audit).
+// Record returns an error when the row could not be written; auth then
+// fails the operation it was recording (fail closed) where it still can.
+type Auditor interface {
+	Record(ctx context.Context, ev vectabase.AuditEvent) error
+}
+
+// RequestMeta is what a service call knows of the HTTP request behind it,
+// for sessions, throttling and audit.
+type RequestMeta struct {
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// LoginResult is the answer to a successful login, refresh or Discord
+// sign-in. Token and RefreshToken are secrets: String redacts them.
+type LoginResult struct {
+	User         store.User `json:"user"`
+	Token        string     `json:"token"`
+	RefreshToken string     `json:"refreshToken"`
+	TokenType    string     `json:"tokenType"`
+	ExpiresIn    int64      `json:"expiresIn"` // seconds
+}
+
+// String never shows the tokens.
+func (r LoginResult) String() string {
+	return fmt.Sprintf("LoginResult{User:%s TokenType:%s ExpiresIn:%d}", r.User.ID, r.TokenType, r.ExpiresIn)
+}
+
+// MarshalZerologObject logs a LoginResult without its tokens.
+func (r LoginResult) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("userId", r.User.ID).Int64("expiresIn", r.ExpiresIn)
+}
+
+// Service is authentication: accounts, sessions, tokens, Discord OAuth.
+type Service struct {
+	cfg   Config
+	db    *store.DB
+	kr    *keyring.Keyring
+	aud   Auditor
+	log   zerolog.Logger
+	keys  *keySet
+	dummy string // argon2id hash of a random password, verified for unknown emails
+	now   func() time.Time
+
+	discord *discordClient
+	metrics *metrics
+}
+
+// Option changes a Service for tests.
+type Option func(*Service)
+
+// WithClock makes the Service read the time from now (tests of expiry).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// New builds the service: it loads the JWT signing keys, creating the first
+// one (encrypted through kr) when there is none.
+func New(ctx context.Context, cfg Config, db *store.DB, kr *keyring.Keyring, aud Auditor, log zerolog.Logger, reg prometheus.Registerer, opts ...Option) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil || kr == nil || aud == nil {
+		return nil, errors.New("auth: New needs a database, a keyring and an auditor")
+	}
+	s := &Service{cfg: cfg, db: db, kr: kr, aud: aud, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	var err error
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	pw, err := RandomPassword(32)
+	if err != nil {
+		return nil, err
+	}
+	if s.dummy, err = HashPassword(pw, cfg.Argon2); err != nil {
+		return nil, err
+	}
+	if s.keys, err = newKeySet(ctx, db, kr, cfg.SigningKeyReload); err != nil {
+		return nil, err
+	}
+	s.discord = newDiscordClient(cfg)
+	return s, nil
+}
+
+// RotateSigningKey makes a new JWT signing key the current one. The previous
+// key stays published in the JWKS and accepted until the next rotation, so
+// tokens it signed keep working until they expire. It returns the new kid.
+func (s *Service) RotateSigningKey(ctx context.Context) (string, error) {
+	return s.keys.rotate(ctx)
+}
+
+// JWKS returns the public keys that verify access tokens.
+func (s *Service) JWKS() any { return s.keys.jwks() }
+
+const (
+	minPasswordLen = 8
+	maxPasswordLen = 128
+	maxEmailLen    = 254
+)
+
+func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+func validEmail(email string) bool {
+	if len(email) == 0 || len(email) > maxEmailLen {
+		return false
+	}
+	a, err := mail.ParseAddress(email)
+	return err == nil && a.Address == email && a.Name == "" && strings.Contains(email[strings.LastIndexByte(email, '@'):], ".")
+}
+
+// Register creates a user with an argon2id hash of password. Errors:
+// VALIDATION_FAILED for a malformed email or a password outside 8 to 128
+// characters, CONFLICT for a taken email, RATE_LIMITED past the per-IP limit.
+func (s *Service) Register(ctx context.Context, email, password string, meta RequestMeta) (store.User, error) {
+	email = normalizeEmail(email)
+	if !validEmail(email) {
+		return store.User{}, vectabase.Errorf(vectabase.EVALIDATION, "email: must be a valid address")
+	}
+	if n := utf8.RuneCountInString(password); n < minPasswordLen || n > maxPasswordLen || !utf8.ValidString(password) {
+		return store.User{}, vectabase.Errorf(vectabase.EVALIDATION, "password: must be %d to %d characters", minPasswordLen, maxPasswordLen)
+	}
+	if err := s.checkAttempts(ctx, "register", meta); err != nil {
+		return store.User{}, err
+	}
+	hash, err := HashPassword(password, s.cfg.Argon2)
+	if err != nil {
+		return store.User{}, err
+	}
+	u, err := s.db.CreateUser(ctx, store.NewUser{Email: email, PasswordHash: hash})
+	if errors.Is(err, store.ErrConflict) {
+		return store.User{}, vectabase.Errorf(vectabase.ECONFLICT, "email: already registered")
+	}
+	if err != nil {
+		return store.User{}, err
+	}
+	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: u.ID,
+		Action: "auth.register", ResourceType: "user", ResourceID: u.ID, Result: vectabase.ResultSuccess}); err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+var errInvalidCredentials = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid email or password")
+
+// Login checks an email and password and starts a session. An unknown
+// email, a user without a password and a wrong password all give the same
+// UNAUTHORIZED after the same argon2id work; RATE_LIMITED (with the wait
+// in the error chain, see RetryAfter) when the IP or the account is
+// throttled. Imported bcrypt hashes are replaced by argon2id on success.
+func (s *Service) Login(ctx context.Context, email, password string, meta RequestMeta) (LoginResult, error) {
+	email = normalizeEmail(email)
+	if email == "" || password == "" {
+		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "email and password are required")
+	}
+	if len(email) > maxEmailLen || len(password) > 4*maxPasswordLen {
+		// Too long to be a registered email or password; refuse before hashing.
+		return LoginResult{}, errInvalidCredentials
+	}
+	if err := s.checkAttempts(ctx, "login", meta); err != nil {
+		return LoginResult{}, err
+	}
+	acct := s.accountBucket(email)
+	if err := s.checkFailures(ctx, acct, meta); err != nil {
+		return LoginResult{}, err
+	}
+
+	u, err := s.db.UserByEmail(ctx, email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return LoginResult{}, err
+	}
+	known := err == nil
+	hash := s.dummy
+	if known && u.PasswordHash != nil {
+		hash = *u.PasswordHash
+	}
+	rehash, verr := VerifyPassword(hash, password, s.cfg.Argon2)
+	if !known || u.PasswordHash == nil || verr != nil {
+		reason := "wrong_password"
+		switch {
+		case !known:
+			reason = "unknown_email"
+		case u.PasswordHash == nil:
+			reason = "no_password"
+		case !errors.Is(verr, ErrMismatch):
+			reason = "unusable_hash"
+			s.log.Warn().Str("userId", u.ID).Msg("password hash in an unknown format")
+		}
+		return LoginResult{}, s.loginFailed(ctx, acct, u.ID, reason, meta)
+	}
+
+	var newHash, oldHash string
+	if rehash {
+		if newHash, err = HashPassword(password, s.cfg.Argon2); err != nil {
+			return LoginResult{}, err
+		}
+		oldHash = hash
+	}
+	if err := s.db.RecordSignIn(ctx, u.ID, oldHash, newHash); err != nil {
+		return LoginResult{}, err
+	}
+	signedIn := s.now().UTC()
+	u.LastSignInAt = &signedIn
+	if err := s.db.ThrottleReset(ctx, acct); err != nil {
+		return LoginResult{}, err
+	}
+	details := map[string]any{"method": "password"}
+	if rehash {
+		details["rehashed"] = true
+	}
+	return s.startSession(ctx, u, "auth.login", details, meta)
+}
+
+// loginFailed counts a failure against the account and the IP, audits it
+// and returns the uniform UNAUTHORIZED.
+func (s *Service) loginFailed(ctx context.Context, acct, userID, reason string, meta RequestMeta) error {
+	s.metrics.logins.WithLabelValues("failure").Inc()
+	if err := s.countFailure(ctx, acct, meta); err != nil {
+		return err
+	}
+	ev := vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_failed",
+		ResourceType: "user", ResourceID: userID, Result: vectabase.ResultFailure,
+		Details: map[string]any{"reason": reason}}
+	if err := s.audit(ctx, meta, ev); err != nil {
+		return err
+	}
+	return errInvalidCredentials
+}
+
+// startSession audits a sign-in, creates the first session of a new chain
+// and issues its token pair.
+func (s *Service) startSession(ctx context.Context, u store.User, action string, details map[string]any, meta RequestMeta) (LoginResult, error) {
+	token, err := newRefreshToken()
+	if err != nil {
+		return LoginResult{}, err
+	}
+	h, err := s.kr.MAC("refresh_token", []byte(token))
+	if err != nil {
+		return LoginResult{}, err
+	}
+	now := s.now().Truncate(time.Microsecond)
+	sess, err := s.db.CreateSession(ctx, store.NewSession{UserID: u.ID, TokenHash: h, IP: meta.IP,
+		UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)})
+	if err != nil {
+		return LoginResult{}, err
+	}
+	details["sessionId"] = sess.ID
+	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: u.ID,
+		Action: action, ResourceType: "user", ResourceID: u.ID, Result: vectabase.ResultSuccess, Details: details}); err != nil {
+		// Fail closed: a sign-in that cannot be audited does not happen.
+		_, _ = s.db.RevokeFamily(context.WithoutCancel(ctx), u.ID, sess.FamilyID, "audit_failed")
+		return LoginResult{}, err
+	}
+	s.metrics.logins.WithLabelValues("success").Inc()
+	return s.pair(ctx, u.ID, derefString(u.Email), sess.ID, sess.CreatedAt, token, u)
+}
+
+func (s *Service) pair(ctx context.Context, userID, email, sessionID string, iat time.Time, refresh string, u store.User) (LoginResult, error) {
+	access, err := s.keys.issueAccess(ctx, s.cfg.Issuer, s.cfg.AccessTTL, userID, email, sessionID, iat)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	return LoginResult{User: u, Token: access, RefreshToken: refresh, TokenType: "Bearer",
+		ExpiresIn: int64(s.cfg.AccessTTL / time.Second)}, nil
+}
+
+func derefString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// refreshTokenBytes is the entropy of a refresh token: 256 bits.
+const refreshTokenBytes = 32
+
+func newRefreshToken() (string, error) {
+	b := make([]byte, refreshTokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("auth: refresh token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// successorToken derives the refresh token that replaces token. It is a
+// keyed PRF of the presented token, so it is as unguessable as a random
+// token to anyone without the keyring, yet the server can compute it again:
+// a client that refreshes twice at once (within JWT_REFRESH_REUSE_INTERVAL)
+// gets the same successor without the successor ever being stored.
+func (s *Service) successorToken(token string) (string, error) {
+	b, err := s.kr.MAC("refresh_successor", []byte(token))
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+var errBadRefresh = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid or expired refresh token")
+
+// Refresh exchanges a refresh token for a new pair; the presented token
+// stops working. A token presented again after it was used revokes its
+// whole session chain, is audited, and gets UNAUTHORIZED — unless it comes
+// within RefreshReuseInterval of its first use and its successor is still
+// unused, in which case the same successor pair is returned.
+func (s *Service) Refresh(ctx context.Context, token string, meta RequestMeta) (LoginResult, error) {
+	if len(token) != base64.RawURLEncoding.EncodedLen(refreshTokenBytes) {
+		return LoginResult{}, errBadRefresh
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(token); err != nil {
+		return LoginResult{}, errBadRefresh
+	}
+	oldHash, err := s.kr.MAC("refresh_token", []byte(token))
+	if err != nil {
+		return LoginResult{}, err
+	}
+	next, err := s.successorToken(token)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	nextHash, err := s.kr.MAC("refresh_token", []byte(next))
+	if err != nil {
+		return LoginResult{}, err
+	}
+	for try := 0; try < 2; try++ {
+		now := s.now().Truncate(time.Microsecond)
+		succ, err := s.db.RotateSession(ctx, oldHash, store.NewSession{TokenHash: nextHash, IP: meta.IP,
+			UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)})
+		if err == nil {
+			s.metrics.refreshes.WithLabelValues("rotated").Inc()
+			return s.refreshed(ctx, succ, next)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return LoginResult{}, err
+		}
+		grace := func(usedAt time.Time) bool {
+			return s.cfg.RefreshReuseInterval > 0 && now.Sub(usedAt) <= s.cfg.RefreshReuseInterval
+		}
+		out, err := s.db.SessionForRefresh(ctx, oldHash, nextHash, now, grace, "refresh_token_reuse")
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrSessionRevoked), errors.Is(err, store.ErrSessionExpired):
+			s.metrics.refreshes.WithLabelValues("refused").Inc()
+			return LoginResult{}, errBadRefresh
+		case err != nil:
+			return LoginResult{}, err
+		case out.Successor != nil:
+			s.metrics.refreshes.WithLabelValues("grace").Inc()
+			return s.refreshed(ctx, *out.Successor, next)
+		case out.Revoked:
+			s.metrics.refreshes.WithLabelValues("reuse").Inc()
+			ev := vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.refresh_reuse",
+				ResourceType: "session", ResourceID: out.Session.FamilyID, Result: vectabase.ResultDenied,
+				Details: map[string]any{"userId": out.Session.UserID, "sessionId": out.Session.ID, "revoked": "family"}}
+			if err := s.audit(ctx, meta, ev); err != nil {
+				return LoginResult{}, err
+			}
+			return LoginResult{}, errBadRefresh
+		}
+		// The session was unused after all (a concurrent refresh rolled
+		// back): try the fast path once more.
+	}
+	return LoginResult{}, errBadRefresh
+}
+
+func (s *Service) refreshed(ctx context.Context, succ store.SessionWithUser, token string) (LoginResult, error) {
+	u := store.User{ID: succ.UserID, Email: succ.Email}
+	res, err := s.pair(ctx, succ.UserID, derefString(succ.Email), succ.ID, succ.CreatedAt, token, u)
+	if err != nil {
+		return res, err
+	}
+	full, err := s.db.UserByID(ctx, succ.UserID)
+	if err == nil {
+		res.User = full
+	}
+	return res, nil
+}
+
+// Logout ends the caller's current session chain, or every session of the
+// user when all is set.
+func (s *Service) Logout(ctx context.Context, userID, sessionID string, all bool, meta RequestMeta) error {
+	var n int64
+	var err error
+	if all {
+		n, err = s.db.RevokeUserSessions(ctx, userID, "logout_all")
+	} else {
+		var sess store.Session
+		sess, err = s.db.SessionByID(ctx, sessionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return vectabase.Errorf(vectabase.EUNAUTHORIZED, "session not found")
+		}
+		if err != nil {
+			return err
+		}
+		n, err = s.db.RevokeFamily(ctx, userID, sess.FamilyID, "logout")
+	}
+	if err != nil {
+		return err
+	}
+	return s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID,
+		Action: "auth.logout", ResourceType: "session", ResourceID: sessionID, Result: vectabase.ResultSuccess,
+		Details: map[string]any{"all": all, "revoked": n}})
+}
+
+// Me is the current user and profile.
+type Me struct {
+	User    store.User     `json:"user"`
+	Profile *store.Profile `json:"profile"`
+}
+
+// Me returns the user and profile of userID; NOT_FOUND if the user is gone.
+func (s *Service) Me(ctx context.Context, userID string) (Me, error) {
+	u, err := s.db.UserByID(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Me{}, vectabase.Errorf(vectabase.EUNAUTHORIZED, "user no longer exists")
+	}
+	if err != nil {
+		return Me{}, err
+	}
+	me := Me{User: u}
+	p, err := s.db.ProfileByUserID(ctx, userID)
+	switch {
+	case err == nil:
+		me.Profile = &p
+	case !errors.Is(err, store.ErrNotFound):
+		return Me{}, err
+	}
+	return me, nil
+}
+
+// audit records ev with the request's IP and id.
+func (s *Service) audit(ctx context.Context, meta RequestMeta, ev vectabase.AuditEvent) error {
+	ev.IP, ev.RequestID = meta.IP, meta.RequestID
+	if ev.Time.IsZero() {
+		ev.Time = s.now()
+	}
+	if err := s.aud.Record(ctx, ev); err != nil {
+		s.metrics.auditFailures.Inc()
+		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("auth: audit %s: %w", ev.Action, err))
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/store"
+)
+
+// stateTTL is how long a Discord OAuth state stays valid: long enough to
+// sign in at Discord, short enough that a leaked one is soon useless.
+const stateTTL = 10 * time.Minute
+
+// discordClient talks to Discord's OAuth2 token endpoint and /users/@me.
+type discordClient struct {
+	base, authorize, clientID, secret, redirect string
+	http                                        *http.Client
+}
+
+func newDiscordClient(cfg Config) *discordClient {
+	base := strings.TrimRight(cfg.DiscordAPIBase, "/")
+	authz := cfg.DiscordAuthorizeURL
+	if authz == "" {
+		authz = base + "/oauth2/authorize"
+	}
+	return &discordClient{base: base, authorize: authz, clientID: cfg.DiscordClientID,
+		secret: cfg.DiscordClientSecret, redirect: cfg.DiscordRedirectURI,
+		http: &http.Client{Timeout: 10 * time.Second}}
+}
+
+func (d *discordClient) configured() bool {
+	return d.clientID != "" && d.secret != "" && d.redirect != ""
+}
+
+// DiscordUser is what /users/@me answers (the fields auth uses).
+type DiscordUser struct {
+	ID         string  `json:"id"`
+	Username   string  `json:"username"`
+	GlobalName *string `json:"global_name"`
+	Avatar     *string `json:"avatar"`
+	Email      *string `json:"email"`
+	Verified   *bool   `json:"verified"`
+}
+
+var errDiscordRefused = vectabase.Errorf(vectabase.EUNAUTHORIZED, "Discord did not accept the authorization code")
+
+// exchange trades an authorization code for the user's Discord profile.
+// The Discord access token is used once here and never stored or logged.
+func (d *discordClient) exchange(ctx context.Context, code string) (DiscordUser, error) {
+	var du DiscordUser
+	form := url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {d.redirect},
+		"client_id":     {d.clientID},
+		"client_secret": {d.secret},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return du, fmt.Errorf("auth: discord token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	if err := d.do(req, &tok); err != nil {
+		return du, err
+	}
+	if tok.AccessToken == "" || (tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "Bearer")) {
+		return du, errDiscordRefused
+	}
+	req, err = http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/users/@me", nil)
+	if err != nil {
+		return du, fmt.Errorf("auth: discord user request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Accept", "application/json")
+	if err := d.do(req, &du); err != nil {
+		return du, err
+	}
+	if du.ID == "" || len(du.ID) > 32 || strings.Trim(du.ID, "0123456789") != "" {
+		return du, vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord returned an unusable user")
+	}
+	return du, nil
+}
+
+// do sends req and decodes a 2xx JSON answer into v. A 4xx from Discord
+// means the code (or the app's credentials) was refused; anything else is
+// Discord being unavailable. Response bodies are not logged: they may hold tokens.
+func (d *discordClient) do(req *http.Request, v any) error {
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return vectabase.WrapError(vectabase.EUNAVAILABLE, "Discord is unavailable", fmt.Errorf("auth: discord %s: %s", req.URL.Path, describeHTTPError(err)))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return vectabase.WrapError(vectabase.EUNAVAILABLE, "Discord is unavailable", fmt.Errorf("auth: discord %s: read: %w", req.URL.Path, err))
+	}
+	switch {
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return errDiscordRefused
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord is unavailable")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord returned malformed JSON")
+	}
+	return nil
+}
+
+// describeHTTPError drops the URL from a client error (it is our own
+// configuration, but keep log lines short and free of query strings).
+func describeHTTPError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// newState makes a signed, expiring OAuth state: nonce (16 random bytes)
+// and expiry, MACed by the keyring. It is checked and consumed by useState.
+func (s *Service) newState() (string, error) {
+	payload := make([]byte, 24)
+	if _, err := rand.Read(payload[:16]); err != nil {
+		return "", err
+	}
+	binary.BigEndian.PutUint64(payload[16:], uint64(s.now().Add(stateTTL).Unix()))
+	mac, err := s.kr.MAC("discord_oauth_state", payload)
+	if err != nil {
+		return "", err
+	}
+	b64 := base64.RawURLEncoding
+	return b64.EncodeToString(payload) + "." + b64.EncodeToString(mac), nil
+}
+
+var errBadState = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid, expired or already used OAuth state")
+
+// useState checks a state's signature and expiry and marks it used; a
+// second use is refused (replay).
+func (s *Service) useState(ctx context.Context, state string) error {
+	b64 := base64.RawURLEncoding
+	p, m, ok := strings.Cut(state, ".")
+	if !ok || len(state) > 200 {
+		return errBadState
+	}
+	payload, err1 := b64.DecodeString(p)
+	mac, err2 := b64.DecodeString(m)
+	if err1 != nil || err2 != nil || len(payload) != 24 {
+		return errBadState
+	}
+	want, err := s.kr.MAC("discord_oauth_state", payload)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(mac, want) {
+		return errBadState
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[16:])), 0)
+	if !s.now().Before(exp) {
+		return errBadState
+	}
+	err = s.db.UseOAuthState(ctx, hex.EncodeToString(payload[:16]), exp)
+	if errors.Is(err, store.ErrConflict) {
+		return errBadState
+	}
+	return err
+}
+
+var errDiscordOff = vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord sign-in is not configured")
+
+// DiscordAuthorizeURL returns the URL to send a user to for Discord
+// sign-in, with a fresh signed state. UNAVAILABLE when Discord OAuth is not
+// configured.
+func (s *Service) DiscordAuthorizeURL() (string, error) {
+	if !s.discord.configured() {
+		return "", errDiscordOff
+	}
+	state, err := s.newState()
+	if err != nil {
+		return "", err
+	}
+	q := url.Values{
+		"response_type": {"code"},
+		"client_id":     {s.discord.clientID},
+		"scope":         {"identify email"},
+		"redirect_uri":  {s.discord.redirect},
+		"state":         {state},
+		"prompt":        {"consent"},
+	}
+	return s.discord.authorize + "?" + q.Encode(), nil
+}
+
+// DiscordCallback completes Discord sign-in: it consumes the state,
+// exchanges the code, and signs in the user linked to that Discord id, or
+// creates one (with the Discord email when Discord says it is verified and
+// no other account holds it). It answers like Login. UNAUTHORIZED for a
+// forged, expired or replayed state or a refused code.
+func (s *Service) DiscordCallback(ctx context.Context, code, state string, meta RequestMeta) (LoginResult, error) {
+	if !s.discord.configured() {
+		return LoginResult{}, errDiscordOff
+	}
+	if err := s.useState(ctx, state); err != nil {
+		if vectabase.ErrorCode(err) == vectabase.EUNAUTHORIZED {
+			_ = s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.discord_login",
+				ResourceType: "user", Result: vectabase.ResultFailure, Details: map[string]any{"reason": "bad_state"}})
+		}
+		return LoginResult{}, err
+	}
+	if code == "" || len(code) > 512 {
+		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "code: required")
+	}
+	du, err := s.discord.exchange(ctx, code)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	name := du.Username
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	details := map[string]any{"method": "discord", "discordId": du.ID}
+	u, err := s.db.UserByDiscordID(ctx, du.ID)
+	switch {
+	case err == nil:
+		if u, err = s.db.LinkDiscord(ctx, u.ID, du.ID, name); err != nil {
+			return LoginResult{}, err
+		}
+	case errors.Is(err, store.ErrNotFound):
+		nu := store.NewUser{DiscordID: du.ID, DiscordUsername: name}
+		if du.Email != nil && du.Verified != nil && *du.Verified {
+			if e := normalizeEmail(*du.Email); validEmail(e) {
+				if _, err := s.db.UserByEmail(ctx, e); errors.Is(err, store.ErrNotFound) {
+					nu.Email = e
+				}
+			}
+		}
+		u, err = s.db.CreateUser(ctx, nu)
+		if errors.Is(err, store.ErrConflict) {
+			// Created at the same moment by another request for this
+			// Discord id (or the email was just taken): sign in whoever holds it.
+			u, err = s.db.UserByDiscordID(ctx, du.ID)
+		}
+		if err != nil {
+			return LoginResult{}, err
+		}
+		details["created"] = true
+		if err := s.db.RecordSignIn(ctx, u.ID, "", ""); err != nil {
+			return LoginResult{}, err
+		}
+	default:
+		return LoginResult{}, err
+	}
+	return s.startSession(ctx, u, "auth.login", details, meta)
+}
+
+func (s *Service) handleDiscord(c *fiber.Ctx) error {
+	if e := c.Query("error"); e != "" {
+		return vectabase.Errorf(vectabase.EUNAUTHORIZED, "Discord sign-in was not granted")
+	}
+	code, state := c.Query("code"), c.Query("state")
+	if code == "" && state == "" {
+		u, err := s.DiscordAuthorizeURL()
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Redirect(u, fiber.StatusFound)
+	}
+	if code == "" || state == "" {
+		return vectabase.Errorf(vectabase.EVALIDATION, "code and state are both required")
+	}
+	res, err := s.DiscordCallback(c.UserContext(), strings.Clone(code), strings.Clone(state), meta(c))
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(res)
+}

@@ -1,0 +1,105 @@
+package auth
+
+import (
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/vectabase/vectabase/server"
+)
+
+// credentialsBodyLimit bounds login and register bodies: an email and a
+// password of at most 128 characters fit many times over.
+const credentialsBodyLimit = 8 << 10
+
+// Routes is authentication's route table.
+func (s *Service) Routes() []server.Route {
+	return []server.Route{
+		{Method: fiber.MethodPost, Path: "/api/auth/register", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleRegister},
+		{Method: fiber.MethodPost, Path: "/api/auth/login", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleLogin},
+		{Method: fiber.MethodPost, Path: "/api/auth/refresh", BodyLimit: 4 << 10, Timeout: 10 * time.Second, Handler: s.handleRefresh},
+		{Method: fiber.MethodPost, Path: "/api/auth/logout", Auth: s.RequireUser(), BodyLimit: 4 << 10, Handler: s.handleLogout},
+		{Method: fiber.MethodGet, Path: "/api/auth/me", Auth: s.RequireUser(), Handler: s.handleMe},
+		{Method: fiber.MethodGet, Path: "/api/auth/discord", Timeout: 20 * time.Second, Handler: s.handleDiscord},
+		{Method: fiber.MethodGet, Path: "/.well-known/jwks.json", Handler: s.handleJWKS},
+	}
+}
+
+func meta(c *fiber.Ctx) RequestMeta {
+	return RequestMeta{IP: utils.CopyString(c.IP()), UserAgent: utils.CopyString(c.Get(fiber.HeaderUserAgent)), RequestID: server.RequestID(c)}
+}
+
+// withRetryAfter sets Retry-After when err is a throttling refusal.
+func withRetryAfter(c *fiber.Ctx, err error) error {
+	if wait, ok := RetryAfterOf(err); ok {
+		c.Set(fiber.HeaderRetryAfter, (&RetryAfter{Wait: wait}).Seconds())
+	}
+	return err
+}
+
+type credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *Service) handleRegister(c *fiber.Ctx) error {
+	var req credentials
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	u, err := s.Register(c.UserContext(), req.Email, req.Password, meta(c))
+	if err != nil {
+		return withRetryAfter(c, err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"user": u})
+}
+
+func (s *Service) handleLogin(c *fiber.Ctx) error {
+	var req credentials
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	res, err := s.Login(c.UserContext(), req.Email, req.Password, meta(c))
+	if err != nil {
+		return withRetryAfter(c, err)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(res)
+}
+
+func (s *Service) handleRefresh(c *fiber.Ctx) error {
+	var req struct {
+		RefreshToken string `json:"refreshToken"`
+	}
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	res, err := s.Refresh(c.UserContext(), req.RefreshToken, meta(c))
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(res)
+}
+
+func (s *Service) handleLogout(c *fiber.Ctx) error {
+	all := c.Query("all") == "true"
+	if err := s.Logout(c.UserContext(), UserID(c), SessionID(c), all, meta(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *Service) handleMe(c *fiber.Ctx) error {
+	me, err := s.Me(c.UserContext(), UserID(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(me)
+}
+
+func (s *Service) handleJWKS(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.JSON(s.keys.jwks())
+}

@@ -1,0 +1,138 @@
+package auth
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/vectabase/vectabase"
+)
+
+// RetryAfter is in the chain of a RATE_LIMITED error: how long the caller
+// should wait. Handlers put it in the Retry-After header.
+type RetryAfter struct{ Wait time.Duration }
+
+func (r *RetryAfter) Error() string { return fmt.Sprintf("retry after %s", r.Wait) }
+
+// Seconds is the wait rounded up to whole seconds, at least 1.
+func (r *RetryAfter) Seconds() string {
+	return strconv.Itoa(max(1, int(math.Ceil(r.Wait.Seconds()))))
+}
+
+// RetryAfterOf returns the wait carried by err, if any.
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var ra *RetryAfter
+	if errors.As(err, &ra) {
+		return ra.Wait, true
+	}
+	return 0, false
+}
+
+func rateLimited(msg string, wait time.Duration) error {
+	return vectabase.WrapError(vectabase.ERATELIMITED, msg, &RetryAfter{Wait: wait})
+}
+
+// ipKey is the bucket subject of an IP: IPv6 clients are counted per /64,
+// since one host usually holds a whole /64.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "unknown"
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// accountBucket names the failure counter of an email. The email enters
+// only as a keyed hash, so the table holds no addresses.
+func (s *Service) accountBucket(email string) string {
+	h, err := s.kr.MAC("throttle_account", []byte(email))
+	if err != nil {
+		// The MAC cannot fail with a loaded keyring; keep a distinct bucket anyway.
+		return "fail:acct:" + email
+	}
+	return "fail:acct:" + hex.EncodeToString(h[:16])
+}
+
+func windowStart(now time.Time, window time.Duration) time.Time {
+	return now.Truncate(window)
+}
+
+// checkAttempts counts one login or register call from meta's IP and
+// refuses it past MaxAttemptsPerIP in the attempt window.
+func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta) error {
+	if s.cfg.MaxAttemptsPerIP <= 0 {
+		return nil
+	}
+	now := s.now()
+	ws := windowStart(now, s.cfg.AttemptWindow)
+	hits, err := s.db.ThrottleHit(ctx, []string{"attempt:" + op + ":ip:" + ipKey(meta.IP)}, ws, 1)
+	if err != nil {
+		return err
+	}
+	s.maybePrune(ctx, now)
+	if hits[0].Hits > s.cfg.MaxAttemptsPerIP {
+		s.metrics.rejected.WithLabelValues(op + "_ip").Inc()
+		return rateLimited("too many attempts from this address; try again later", ws.Add(s.cfg.AttemptWindow).Sub(now))
+	}
+	return nil
+}
+
+// checkFailures refuses a login when the account or the IP has had too
+// many failures in the failure window. The refusal is audited.
+func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMeta) error {
+	now := s.now()
+	ws := windowStart(now, s.cfg.FailureWindow)
+	ipBucket := "fail:ip:" + ipKey(meta.IP)
+	hits, err := s.db.ThrottleHit(ctx, []string{acct, ipBucket}, ws, 0)
+	if err != nil {
+		return err
+	}
+	var which string
+	switch {
+	case s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits >= s.cfg.MaxFailuresPerAccount:
+		which = "account"
+	case s.cfg.MaxFailuresPerIP > 0 && hits[1].Hits >= s.cfg.MaxFailuresPerIP:
+		which = "ip"
+	default:
+		return nil
+	}
+	s.metrics.rejected.WithLabelValues("login_failures_" + which).Inc()
+	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
+		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
+		return err
+	}
+	return rateLimited("too many failed logins; try again later", ws.Add(s.cfg.FailureWindow).Sub(now))
+}
+
+// countFailure adds a failed login to the account's and the IP's counters.
+func (s *Service) countFailure(ctx context.Context, acct string, meta RequestMeta) error {
+	ws := windowStart(s.now(), s.cfg.FailureWindow)
+	_, err := s.db.ThrottleHit(ctx, []string{acct, "fail:ip:" + ipKey(meta.IP)}, ws, 1)
+	return err
+}
+
+// maybePrune deletes stale counters and used OAuth states now and then
+// (about one call in 500), so the tables stay small without a worker.
+func (s *Service) maybePrune(ctx context.Context, now time.Time) {
+	if rand.IntN(500) != 0 {
+		return
+	}
+	longest := max(s.cfg.FailureWindow, s.cfg.AttemptWindow)
+	if err := s.db.ThrottlePrune(ctx, now.Add(-2*longest)); err != nil {
+		s.log.Warn().Err(err).Msg("prune throttle counters")
+	}
+	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
+		s.log.Warn().Err(err).Msg("prune OAuth states")
+	}
+}
