@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -24,11 +25,12 @@ const devDir = ".vectabase"
 // Config is the whole configuration, one struct per package, filled from
 // the environment (after .env and ./.vectabase/dev.env).
 type Config struct {
-	Store   store.Config
-	Server  server.Config
-	Log     LogConfig
-	Keyring keyring.Config
-	Auth    auth.Config
+	Store    store.Config
+	Server   server.Config
+	Log      LogConfig
+	Keyring  keyring.Config
+	Auth     auth.Config
+	Rotation rotation.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

@@ -81,6 +81,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newMigrateCmd(),
 		newVersionCmd(),
+		newKeysCmd(),
 	)
 	return root
 }

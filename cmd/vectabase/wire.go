@@ -12,7 +12,9 @@ import (
 	"github.com/vectabase/vectabase/keyring/hcvault"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -25,6 +27,8 @@ type deps struct {
 	db  *store.DB
 
 	kr    *keyring.Keyring
+	kek   keyring.KEK
+	rot   *rotation.Service
 	audit auth.Auditor
 	auth  *auth.Service
 
@@ -58,6 +62,14 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	}
 	d.auth = a
 	srv.Mount(a.Routes())
+
+	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK})
+	rot, err := newRotationService(d)
+	if err != nil {
+		return err
+	}
+	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
+	startRotationWorker(ctx, d)
 	return nil
 }
 
@@ -95,6 +107,7 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 		}
 		kek = k
 	}
+	d.kek = kek
 	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
