@@ -351,13 +351,14 @@ func readColumn(ctx context.Context, tx pgx.Tx, table, column string, last []str
 	t, c := pgx.Identifier{table}.Sanitize(), pgx.Identifier{column}.Sanitize()
 	// Values already under target are skipped in the database; the
 	// cursor still moves past them, because rows come in id order.
-	where := fmt.Sprintf(`%[1]s IS NOT NULL AND substring(%[1]s FROM 1 FOR 5) <> $1`, c)
+	where := fmt.Sprintf(`t.%[1]s IS NOT NULL AND substring(t.%[1]s FROM 1 FOR 5) <> $1`, c)
 	args := []any{TinkPrefix(target), n}
 	if len(last) == 1 {
-		where = fmt.Sprintf(`id > $3::text::%s AND `, typ) + where
+		where = fmt.Sprintf(`t.id > $3::text::%s AND `, typ) + where
 		args = append(args, last[0])
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT id::text, %s FROM %s WHERE %s ORDER BY id LIMIT $2`, c, t, where), args...)
+	// ORDER BY t.id, not id: the output column id::text would sort as text.
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT t.id::text, t.%s FROM %s AS t WHERE %s ORDER BY t.id LIMIT $2`, c, t, where), args...)
 	if err != nil {
 		return nil, err
 	}
