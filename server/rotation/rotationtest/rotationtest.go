@@ -66,20 +66,30 @@ func Seed(t testing.TB, pool *pgxpool.Pool, kr *keyring.Keyring, n, size, secret
 		f.StoreID, userID, "seed-"+f.StoreID, acct); err != nil {
 		t.Fatalf("insert store: %v", err)
 	}
+	// Rows are made as COPY asks for them, so a million values never sit
+	// in memory at once.
 	f.ProductIDs = make([]string, n)
-	rows := make([][]any, n)
-	for i := range n {
+	storeID := uuid.MustParse(f.StoreID)
+	i := 0
+	var copyErr error
+	next := func() ([]any, error) {
+		if i == n {
+			return nil, nil
+		}
 		id := uuid.New()
 		f.ProductIDs[i] = id.String()
-		ct, err := kr.Encrypt(ctx, keyring.Location{Table: "products", Column: "download_url", RowID: id.String()}, Value(i, size))
+		ct, err := kr.Encrypt(ctx, keyring.Location{Table: "products", Column: "download_url", RowID: f.ProductIDs[i]}, Value(i, size))
 		if err != nil {
-			t.Fatal(err)
+			copyErr = err
+			return nil, err
 		}
-		rows[i] = []any{id, uuid.MustParse(f.StoreID), "p" + strconv.Itoa(i), int32(100), ct}
+		row := []any{id, storeID, "p" + strconv.Itoa(i), int32(100), ct}
+		i++
+		return row, nil
 	}
 	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"products"}, []string{"id", "store_id", "name", "price_cents", "download_url"},
-		pgx.CopyFromRows(rows)); err != nil {
-		t.Fatalf("copy products: %v", err)
+		pgx.CopyFromFunc(next)); err != nil || copyErr != nil {
+		t.Fatalf("copy products: %v %v", err, copyErr)
 	}
 	for s := range secrets {
 		name := "seed_secret_" + strconv.Itoa(s)
