@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -54,10 +56,18 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+		name, uerr := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		// A key is echoed only when it looks like a field name: a long or
+		// odd one may be a secret sent in the wrong place.
+		if uerr != nil || !fieldName.MatchString(name) {
+			return "unknown field"
+		}
+		return "unknown field " + strconv.Quote(name)
 	}
 	return "malformed JSON"
 }
+
+var fieldName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,23}$`)
 
 func jsonKind(k string) string {
 	switch k {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/gofiber/fiber/v2/utils"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -191,7 +192,10 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if errors.As(err, &fe) && (fe.Code == fiber.StatusNotFound || fe.Code == fiber.StatusMethodNotAllowed) {
 		route = "unmatched"
 	}
-	method := c.Method()
+	// Label values outlive the request: copy them out of Fiber's reused
+	// buffers, or stored series change their labels under the registry.
+	method := utils.CopyString(c.Method())
+	route = utils.CopyString(route)
 	s.metrics.observe(method, route, status, latency)
 	actor := ActorOf(c)
 	ev := s.log.Info()

@@ -15,8 +15,10 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault"
 )
 
 // devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
@@ -30,6 +32,7 @@ type Config struct {
 	Log      LogConfig
 	Keyring  keyring.Config
 	Auth     auth.Config
+	Secrets  vault.Config
 	Rotation rotation.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
@@ -83,6 +86,9 @@ func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, 
 	if err != nil || c.Level == "" {
 		return zerolog.Nop(), fmt.Errorf("LOG_LEVEL %q is not a level (trace, debug, info, warn, error)", c.Level)
 	}
+	// Every log line passes the redactor: secret shapes never reach output,
+	// whatever a caller logged.
+	w = redact.NewWriter(w)
 	format := c.Format
 	if format == "" {
 		format = defaultFormat

@@ -24,6 +24,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // newRotationService builds the key-rotation service on d's keyring. For
@@ -111,7 +112,11 @@ func openKeysWith(ctx context.Context, cfg Config, log zerolog.Logger) (*deps, e
 		return nil, err
 	}
 	d.kr = kr
-	d.audit = logAuditor{log: log.With().Str("stream", "audit").Logger()}
+	// Key operations from the command line go to the same hash-chained
+	// audit trail as the server's; Close (a closer) flushes it.
+	d.auditLog = audit.New(db, kr, log, nil)
+	d.closers = append(d.closers, d.auditLog.Close)
+	d.audit = d.auditLog
 	if _, err := newRotationService(d); err != nil {
 		d.close()
 		return nil, err
@@ -125,7 +130,7 @@ func newKeysCmd() *cobra.Command {
 		newKeysReencryptCmd(), newKeysDestroyOldCmd())
 }
 
-func printJSON(w io.Writer, v any) error {
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
@@ -172,7 +177,7 @@ keysets in the database. Running it again changes nothing.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "status": st})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "status": st})
 			}
 			if created {
 				fmt.Fprintf(cmd.OutOrStdout(), "created master key file %s (keep a copy somewhere safe: without it no value can be read)\n", cfg.Keyring.MasterKeyFile)
@@ -202,7 +207,7 @@ func newKeysStatusCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), v)
+				return writeJSON(cmd.OutOrStdout(), v)
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "KEK: %s %s\n", v.KEKBackend, v.KEKKeyID)
@@ -259,7 +264,7 @@ re-encrypts every stored value to it.`,
 				}
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), job)
+				return writeJSON(cmd.OutOrStdout(), job)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "new primary data key %d; rotation job %s (%s, %d values to re-encrypt)\n",
 				job.TargetKeyID, job.ID, job.State, job.PendingAtStart)
@@ -290,7 +295,7 @@ resumes from the progress recorded with each batch.`,
 			job, err := d.rot.EnsureJob(cmd.Context(), rotation.LocalOperator)
 			if errors.Is(err, store.ErrNotFound) {
 				if asJSON {
-					return printJSON(cmd.OutOrStdout(), map[string]any{"state": "nothing to do", "primaryKeyId": d.kr.PrimaryKeyID()})
+					return writeJSON(cmd.OutOrStdout(), map[string]any{"state": "nothing to do", "primaryKeyId": d.kr.PrimaryKeyID()})
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "every stored value is under the primary data key %d: nothing to re-encrypt\n", d.kr.PrimaryKeyID())
 				return nil
@@ -303,7 +308,7 @@ resumes from the progress recorded with each batch.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), job)
+				return writeJSON(cmd.OutOrStdout(), job)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rotation job %s %s: %d values re-encrypted to key %d in %d passes\n",
 				job.ID, job.State, job.Reencrypted, job.TargetKeyID, job.Pass)
@@ -384,7 +389,7 @@ re-encryption job runs.`,
 			res, err := d.rot.DestroyOld(cmd.Context(), rotation.LocalOperator)
 			if err != nil {
 				if asJSON && len(res.InUse) > 0 {
-					_ = printJSON(cmd.OutOrStdout(), res)
+					_ = writeJSON(cmd.OutOrStdout(), res)
 				} else {
 					for _, k := range res.InUse {
 						fmt.Fprintf(cmd.OutOrStdout(), "data key %d: %d ciphertexts still use it\n", k.KeyID, k.Ciphertexts)
@@ -393,7 +398,7 @@ re-encryption job runs.`,
 				return cliError(err)
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), res)
+				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			if len(res.Destroyed) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "no old data keys to destroy")
@@ -407,16 +412,6 @@ re-encryption job runs.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
-}
-
-// cliError turns a service's *vectabase.Error into its message alone, the
-// one line a user needs.
-func cliError(err error) error {
-	var ve *vectabase.Error
-	if errors.As(err, &ve) {
-		return errors.New(ve.Message)
-	}
-	return err
 }
 
 func newKeysRotateKEKCmd() *cobra.Command {
@@ -503,7 +498,7 @@ every instance at the new key.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"job": job, "kekBackend": st.KEKBackend, "kekKeyId": st.KEKKeyID})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"job": job, "kekBackend": st.KEKBackend, "kekKeyId": st.KEKKeyID})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "keysets re-wrapped under KEK %s %s\n", st.KEKBackend, st.KEKKeyID)
 			switch {

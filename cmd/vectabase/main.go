@@ -81,6 +81,8 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newMigrateCmd(),
 		newVersionCmd(),
+		newSecretsCmd(),
+		newAuditCmd(),
 		newKeysCmd(),
 	)
 	return root

@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/hcvault"
 	"github.com/vectabase/vectabase/keyring/local"
@@ -16,6 +15,8 @@ import (
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // deps is what the areas of the server are built from. Each area adds the
@@ -26,11 +27,13 @@ type deps struct {
 	reg *prometheus.Registry
 	db  *store.DB
 
-	kr    *keyring.Keyring
-	kek   keyring.KEK
-	rot   *rotation.Service
-	audit auth.Auditor
-	auth  *auth.Service
+	kr       *keyring.Keyring
+	kek      keyring.KEK
+	audit    auth.Auditor
+	auditLog *audit.Log
+	auth     *auth.Service
+	vault    *vault.Service
+	rot      *rotation.Service
 
 	closers []func()
 }
@@ -52,9 +55,14 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.kr = kr
 	}
 	if d.audit == nil {
-		// Until the hash-chained audit writer (vault/audit) is wired here,
-		// audit events go to the log as their own stream.
-		d.audit = logAuditor{log: d.log.With().Str("stream", "audit").Logger()}
+		// The hash-chained, group-committed audit trail; Close flushes it
+		// after the server has drained.
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.closers = append(d.closers, d.auditLog.Close)
+		d.audit = d.auditLog
+	}
+	if err := openVault(ctx, d); err != nil {
+		return err
 	}
 	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
 	if err != nil {
@@ -62,6 +70,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	}
 	d.auth = a
 	srv.Mount(a.Routes())
+	if err := mountSecrets(d, srv); err != nil {
+		return err
+	}
 
 	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK})
 	rot, err := newRotationService(d)
@@ -113,15 +124,4 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	return kr, nil
-}
-
-// logAuditor writes audit events to the log (metadata only: events never
-// hold secrets).
-type logAuditor struct{ log zerolog.Logger }
-
-func (l logAuditor) Record(_ context.Context, ev vectabase.AuditEvent) error {
-	l.log.Info().Str("actorType", ev.ActorType).Str("actorId", ev.ActorID).Str("action", ev.Action).
-		Str("resourceType", ev.ResourceType).Str("resourceId", ev.ResourceID).Str("result", ev.Result).
-		Str("ip", ev.IP).Str("requestId", ev.RequestID).Interface("details", ev.Details).Msg("audit")
-	return nil
 }

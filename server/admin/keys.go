@@ -1,4 +1,3 @@
-// Package admin holds the administrators' HTTP routes.
 package admin
 
 import (

@@ -85,6 +85,24 @@ type env struct {
 	srv   *server.Server
 	cfg   auth.Config
 	clock *clock
+	logs  *syncBuffer // everything the server and the service logged
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // clock is a settable time source for the service.
@@ -108,7 +126,9 @@ func (c *clock) advance(d time.Duration) {
 func testConfig() auth.Config {
 	return auth.Config{
 		AccessTTL: time.Hour, RefreshTTL: 720 * time.Hour, Issuer: "vectabase",
-		Argon2: fastArgon2,
+		Argon2:        fastArgon2,
+		FailureWindow: 15 * time.Minute,
+		AttemptWindow: time.Minute,
 	}
 }
 
@@ -120,13 +140,14 @@ func newEnv(t testing.TB, cfg auth.Config) *env {
 
 func newEnvOn(t testing.TB, db *store.DB, kr *keyring.Keyring, cfg auth.Config) *env {
 	t.Helper()
-	e := &env{t: t, db: db, kr: kr, aud: &recorder{}, cfg: cfg, clock: &clock{}}
+	e := &env{t: t, db: db, kr: kr, aud: &recorder{}, cfg: cfg, clock: &clock{}, logs: &syncBuffer{}}
+	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	var err error
-	e.svc, err = auth.New(context.Background(), cfg, db, kr, e.aud, zerolog.Nop(), prometheus.NewRegistry(), auth.WithClock(e.clock.now))
+	e.svc, err = auth.New(context.Background(), cfg, db, kr, e.aud, log, prometheus.NewRegistry(), auth.WithClock(e.clock.now))
 	if err != nil {
 		t.Fatalf("auth.New err = %v, want nil", err)
 	}
-	e.srv = server.New(server.Config{}, zerolog.Nop(), prometheus.NewRegistry())
+	e.srv = server.New(server.Config{}, log, prometheus.NewRegistry())
 	e.srv.Mount(e.svc.Routes())
 	return e
 }

@@ -316,13 +316,13 @@ func TestProperty8_BadTokensGet401(t *testing.T) {
 			}))
 		},
 		"not-yet-valid": func(rt *rapid.T) string {
-			ahead := time.Duration(rapid.IntRange(31, 100000).Draw(rt, "secondsAhead")) * time.Second
+			ahead := time.Duration(rapid.IntRange(120, 100000).Draw(rt, "secondsAhead")) * time.Second
 			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) {
 				c.NotBefore = jwt.NewNumericDate(now.Add(ahead))
 			}))
 		},
 		"issued-in-future": func(rt *rapid.T) string {
-			ahead := time.Duration(rapid.IntRange(31, 100000).Draw(rt, "secondsAhead")) * time.Second
+			ahead := time.Duration(rapid.IntRange(120, 100000).Draw(rt, "secondsAhead")) * time.Second
 			return sign(t, jose.EdDSA, key, kid, claims(func(c *accessClaims) { c.IssuedAt = jwt.NewNumericDate(now.Add(ahead)) }))
 		},
 		"type-refresh": func(*rapid.T) string {

@@ -1,0 +1,323 @@
+package auth_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/store"
+)
+
+// Passwords of the Supabase sample (bcrypt, cost 10) log in, and are
+// re-hashed to argon2id on the first login; the new hash works too.
+func TestSupabaseBcryptLogsInAndIsRehashed(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../../shared/fixtures/supabase/sample.sql")
+	if err != nil {
+		raw, err = os.ReadFile("/work/shared/fixtures/supabase/sample.sql")
+	}
+	if err != nil {
+		t.Skipf("Supabase sample not found: %v", err)
+	}
+	re := regexp.MustCompile(`'([^']+@example\.com)','(\$2[aby]\$\d\d\$[./A-Za-z0-9]{53})'`)
+	hashes := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(string(raw), -1) {
+		hashes[m[1]] = m[2]
+	}
+	passwords := map[string]string{
+		"alice@example.com": "correct horse battery staple",
+		"bob@example.com":   "Tr0ub4dor&3",
+		"zoë@example.com":   "pässwörd-ünïcode-🔑",
+	}
+	if hashes["alice@example.com"] == "" {
+		t.Fatalf("no bcrypt hash for alice in the sample (found %v)", hashes)
+	}
+	e := newEnv(t, testConfig())
+	ctx := context.Background()
+	for email, pw := range passwords {
+		h, ok := hashes[email]
+		if !ok {
+			continue
+		}
+		if _, err := e.db.CreateUser(ctx, store.NewUser{Email: email, PasswordHash: h}); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.do("POST", "/api/auth/login", map[string]string{"email": email, "password": pw + "x"}); r.Status != 401 {
+			t.Errorf("%s with a wrong password = %d, want 401", email, r.Status)
+		}
+		lr := e.login(email, pw)
+		u, err := e.db.UserByEmail(ctx, email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.PasswordHash == nil || !strings.HasPrefix(*u.PasswordHash, "$argon2id$") {
+			t.Fatalf("%s hash after first login = %v, want argon2id", email, u.PasswordHash)
+		}
+		if u.LastSignInAt == nil || lr.User.ID != u.ID {
+			t.Errorf("%s: last_sign_in_at not set or wrong user", email)
+		}
+		e.login(email, pw) // the argon2id hash works
+		if r := e.do("POST", "/api/auth/login", map[string]string{"email": strings.ToUpper(email), "password": pw}); r.Status != 200 {
+			t.Errorf("%s upper-cased = %d, want 200 (emails are case-insensitive)", email, r.Status)
+		}
+	}
+}
+
+// An unknown email and a wrong password get the same 401 (code and
+// message), and take about the same time: both run one argon2id verify.
+func TestUnknownEmailAndWrongPasswordLookTheSame(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Argon2 = auth.OWASPArgon2
+	e := newEnv(t, cfg)
+	e.register("known@example.com", "password-123")
+	// Interleave the two kinds so that load from parallel tests hits both alike.
+	var unknownTimes, wrongTimes []time.Duration
+	var ub, wb server.ErrorBody
+	for range 9 {
+		for _, email := range []string{"nobody@example.com", "known@example.com"} {
+			start := time.Now()
+			r := e.do("POST", "/api/auth/login", map[string]string{"email": email, "password": "wrong-password"})
+			d := time.Since(start)
+			if r.Status != 401 {
+				t.Fatalf("login %s = %d %s, want 401", email, r.Status, r.Body)
+			}
+			if email == "known@example.com" {
+				wrongTimes = append(wrongTimes, d)
+				r.json(t, &wb)
+			} else {
+				unknownTimes = append(unknownTimes, d)
+				r.json(t, &ub)
+			}
+		}
+	}
+	median := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
+	unknown, wrong := median(unknownTimes), median(wrongTimes)
+	if ub.Error != wb.Error || ub.Message != wb.Message {
+		t.Errorf("unknown email body %+v, wrong password body %+v: want the same code and message", ub, wb)
+	}
+	ratio := float64(unknown) / float64(wrong)
+	t.Logf("median unknown email %s, wrong password %s, ratio %.2f", unknown, wrong, ratio)
+	if ratio < 0.5 || ratio > 2 {
+		t.Errorf("unknown email takes %s, wrong password %s: want about the same time", unknown, wrong)
+	}
+}
+
+// Failed logins lock the account (even for the right password) and then the
+// IP, with 429 and Retry-After, audited; the counters live in the database,
+// so a second instance sees them.
+func TestFailedLoginsThrottled(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxFailuresPerAccount = 3
+	cfg.MaxFailuresPerIP = 6
+	e := newEnv(t, cfg)
+	other := newEnvOn(t, e.db, e.kr, cfg) // another instance on the same database
+	e.register("victim@example.com", "password-123")
+	e.register("bystander@example.com", "password-123")
+	bad := map[string]string{"email": "victim@example.com", "password": "guess-guess"}
+	for i := range 3 {
+		if r := e.do("POST", "/api/auth/login", bad); r.Status != 401 {
+			t.Fatalf("failure %d = %d, want 401", i+1, r.Status)
+		}
+	}
+	for _, inst := range []*env{e, other} {
+		r := inst.do("POST", "/api/auth/login", map[string]string{"email": "victim@example.com", "password": "password-123"})
+		if r.Status != 429 || r.code() != "RATE_LIMITED" {
+			t.Fatalf("right password after 3 failures = %d %s, want 429 RATE_LIMITED", r.Status, r.Body)
+		}
+		secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		if err != nil || secs < 1 || secs > int(cfg.FailureWindow/time.Second) {
+			t.Errorf("Retry-After = %q, want 1..%d seconds", r.Header.Get("Retry-After"), int(cfg.FailureWindow/time.Second))
+		}
+	}
+	// Another account from the same IP still works until the IP limit.
+	e.login("bystander@example.com", "password-123")
+	for i := range 3 {
+		r := e.do("POST", "/api/auth/login", map[string]string{"email": "nobody" + strconv.Itoa(i) + "@example.com", "password": "x-x-x-x-x"})
+		if r.Status != 401 {
+			t.Fatalf("IP failure %d = %d, want 401", i+4, r.Status)
+		}
+	}
+	if r := e.do("POST", "/api/auth/login", map[string]string{"email": "bystander@example.com", "password": "password-123"}); r.Status != 429 {
+		t.Fatalf("login from an IP past its failure limit = %d, want 429", r.Status)
+	}
+	if n := e.aud.count("auth.login_failed"); n != 6 {
+		t.Errorf("audit has %d auth.login_failed, want 6: %v", n, e.aud.actions())
+	}
+	if e.aud.count("auth.login_throttled")+other.aud.count("auth.login_throttled") < 3 {
+		t.Errorf("throttled logins not audited: %v / %v", e.aud.actions(), other.aud.actions())
+	}
+	// After the window, the account works again.
+	e.clock.advance(cfg.FailureWindow + time.Second)
+	e.login("victim@example.com", "password-123")
+}
+
+// Login and register are limited per IP whatever the outcome.
+func TestAttemptsPerIPLimited(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxAttemptsPerIP = 3
+	e := newEnv(t, cfg)
+	for i := range 3 {
+		e.register("r"+strconv.Itoa(i)+"@example.com", "password-123")
+	}
+	r := e.do("POST", "/api/auth/register", map[string]string{"email": "r9@example.com", "password": "password-123"})
+	if r.Status != 429 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th register in a minute = %d (Retry-After %q), want 429 with Retry-After", r.Status, r.Header.Get("Retry-After"))
+	}
+	for range 3 {
+		e.login("r0@example.com", "password-123")
+	}
+	if r := e.do("POST", "/api/auth/login", map[string]string{"email": "r0@example.com", "password": "password-123"}); r.Status != 429 {
+		t.Fatalf("4th login in a minute = %d, want 429", r.Status)
+	}
+	e.clock.advance(cfg.AttemptWindow + time.Second)
+	e.login("r0@example.com", "password-123")
+}
+
+func TestRegisterValidation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig())
+	cases := []struct {
+		body   any
+		status int
+		code   string
+	}{
+		{map[string]string{"email": "not-an-email", "password": "password-123"}, 400, "VALIDATION_FAILED"},
+		{map[string]string{"email": "a@b", "password": "password-123"}, 400, "VALIDATION_FAILED"},
+		{map[string]string{"email": "Name <a@b.co>", "password": "password-123"}, 400, "VALIDATION_FAILED"},
+		{map[string]string{"email": "ok@example.com", "password": "1234567"}, 400, "VALIDATION_FAILED"},
+		{map[string]string{"email": "ok@example.com", "password": strings.Repeat("p", 129)}, 400, "VALIDATION_FAILED"},
+		{map[string]string{"email": "ok@example.com", "password": "password-123", "role": "admin"}, 400, "BAD_REQUEST"},
+		{`{"email":`, 400, "BAD_REQUEST"},
+		{map[string]string{"email": "ok@example.com", "password": strings.Repeat("p", 128)}, 201, ""},
+		{map[string]string{"email": "OK@example.com", "password": "password-123"}, 409, "CONFLICT"},
+		{map[string]string{"email": "eight@example.com", "password": "ééééééé8"}, 201, ""},
+	}
+	for _, c := range cases {
+		r := e.do("POST", "/api/auth/register", c.body)
+		if r.Status != c.status || (c.code != "" && r.code() != c.code) {
+			t.Errorf("register %v = %d %s, want %d %s", c.body, r.Status, r.Body, c.status, c.code)
+		}
+	}
+	if r := e.do("POST", "/api/auth/login", map[string]string{"email": "", "password": ""}); r.Status != 400 {
+		t.Errorf("login with empty fields = %d, want 400", r.Status)
+	}
+	if r := e.do("POST", "/api/auth/register", map[string]string{"email": "big@example.com", "password": strings.Repeat("p", 10000)}); r.Status != 413 {
+		t.Errorf("register with a 10 KB body = %d, want 413", r.Status)
+	}
+}
+
+// A sign-in that cannot be audited does not happen (fail closed).
+func TestLoginFailsClosedWithoutAudit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig())
+	u := e.register("audit@example.com", "password-123")
+	e.aud.mu.Lock()
+	e.aud.fail = true
+	e.aud.mu.Unlock()
+	r := e.do("POST", "/api/auth/login", map[string]string{"email": "audit@example.com", "password": "password-123"})
+	if r.Status != 500 || r.code() != "INTERNAL" || strings.Contains(string(r.Body), "audit store") {
+		t.Fatalf("login with audit down = %d %s, want 500 INTERNAL without detail", r.Status, r.Body)
+	}
+	sessions, _ := e.db.SessionsOfUser(context.Background(), u.ID)
+	for _, s := range sessions {
+		if s.RevokedAt == nil {
+			t.Errorf("session %s left active after a login that could not be audited", s.ID)
+		}
+	}
+}
+
+// Passwords and tokens appear in no audit event and no log line.
+func TestSecretsStayOutOfAuditAndLogs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig())
+	const pw = "Sup3r-Secret-Pw!"
+	e.register("quiet@example.com", pw)
+	e.do("POST", "/api/auth/login", map[string]string{"email": "quiet@example.com", "password": pw + "-wrong"})
+	lr := e.login("quiet@example.com", pw)
+	_, rr := e.refresh(lr.RefreshToken)
+	e.refresh(lr.RefreshToken) // reuse
+	e.do("GET", "/api/auth/me", nil, bearer(rr.Token)...)
+	events, _ := json.Marshal(e.aud.events)
+	logs := e.logs.String()
+	for name, secret := range map[string]string{"password": pw, "access token": lr.Token, "refresh token": lr.RefreshToken,
+		"second refresh token": rr.RefreshToken, "token signature": lr.Token[strings.LastIndexByte(lr.Token, '.')+1:]} {
+		if strings.Contains(string(events), secret) {
+			t.Errorf("audit events contain the %s", name)
+		}
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain the %s", name)
+		}
+	}
+	for _, want := range []string{"auth.register:success", "auth.login_failed:failure", "auth.login:success", "auth.refresh_reuse:denied"} {
+		if !slices.Contains(e.aud.actions(), want) {
+			t.Errorf("audit lacks %s: %v", want, e.aud.actions())
+		}
+	}
+	if got := (auth.LoginResult{Token: lr.Token, RefreshToken: lr.RefreshToken}).String(); strings.Contains(got, lr.Token) || strings.Contains(got, lr.RefreshToken) {
+		t.Errorf("LoginResult.String() shows a token")
+	}
+	if got := (auth.Config{DiscordClientSecret: "discord-secret"}).String(); strings.Contains(got, "discord-secret") {
+		t.Errorf("Config.String() shows the Discord client secret")
+	}
+}
+
+// RequireAdmin reads the role on each request; OptionalUser lets anonymous
+// requests through but refuses a bad token.
+func TestAdminAndOptionalMiddleware(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig())
+	e.srv.Mount([]server.Route{
+		{Method: "GET", Path: "/test/admin", Auth: e.svc.RequireAdmin(), Handler: func(c *fiber.Ctx) error {
+			return c.JSON(fiber.Map{"user": auth.UserID(c), "role": auth.Role(c)})
+		}},
+		{Method: "GET", Path: "/test/optional", Auth: e.svc.OptionalUser(), Handler: func(c *fiber.Ctx) error {
+			return c.JSON(fiber.Map{"user": auth.UserID(c), "actor": server.ActorOf(c).Type})
+		}},
+	})
+	u := e.register("admin@example.com", "password-123")
+	lr := e.login("admin@example.com", "password-123")
+	if r := e.do("GET", "/test/admin", nil, bearer(lr.Token)...); r.Status != 403 || r.code() != "FORBIDDEN" {
+		t.Fatalf("admin route as user = %d %s, want 403", r.Status, r.Body)
+	}
+	if r := e.do("GET", "/test/admin", nil); r.Status != 401 {
+		t.Fatalf("admin route anonymous = %d, want 401", r.Status)
+	}
+	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE profiles SET role = 'admin' WHERE id = $1`, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("GET", "/test/admin", nil, bearer(lr.Token)...)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"role":"admin"`) {
+		t.Fatalf("admin route after promotion with the same token = %d %s, want 200", r.Status, r.Body)
+	}
+	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE profiles SET role = 'user' WHERE id = $1`, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("GET", "/test/admin", nil, bearer(lr.Token)...); r.Status != 403 {
+		t.Fatalf("admin route after demotion = %d, want 403 at once", r.Status)
+	}
+	if r := e.do("GET", "/test/optional", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"actor":"anonymous"`) {
+		t.Errorf("optional route anonymous = %d %s", r.Status, r.Body)
+	}
+	if r := e.do("GET", "/test/optional", nil, bearer(lr.Token)...); r.Status != 200 || !strings.Contains(string(r.Body), u.ID) {
+		t.Errorf("optional route with token = %d %s", r.Status, r.Body)
+	}
+	if r := e.do("GET", "/test/optional", nil, bearer("junk")...); r.Status != 401 {
+		t.Errorf("optional route with a bad token = %d, want 401", r.Status)
+	}
+	if r := e.do("GET", "/test/optional", nil, "Authorization", "Basic abc"); r.Status != 401 {
+		t.Errorf("optional route with Basic auth = %d, want 401", r.Status)
+	}
+}

@@ -1,0 +1,215 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// AuditRow is one row of audit_logs as stored. Details is the canonical
+// JSON text of the details object. Empty strings stand for NULL.
+type AuditRow struct {
+	ID           int64
+	OccurredAt   time.Time
+	ActorType    string
+	ActorID      string
+	Action       string
+	ResourceType string
+	ResourceID   string
+	Result       string
+	IP           string
+	RequestID    string
+	Details      []byte
+	PrevHash     []byte
+	Hash         []byte
+}
+
+// AuditHead is the row of audit_chain_head: where the chain ends, how many
+// rows it has, and a MAC over both (migration 00003_secrets.sql).
+type AuditHead struct {
+	LastID   int64
+	RowCount int64
+	LastHash []byte
+	MAC      []byte
+}
+
+// LockAuditHead returns the chain head locked FOR UPDATE until tx ends, so
+// audit writers of every server instance append one after another. On an
+// empty chain it creates a placeholder head (zero count, no MAC) that the
+// caller must overwrite with SaveAuditHead before committing.
+func LockAuditHead(ctx context.Context, tx pgx.Tx) (AuditHead, error) {
+	const sel = `SELECT last_id, row_count, last_hash, mac FROM audit_chain_head WHERE id = 1 FOR UPDATE`
+	var h AuditHead
+	err := tx.QueryRow(ctx, sel).Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	if err == nil {
+		return h, nil
+	}
+	if err != pgx.ErrNoRows {
+		return h, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO audit_chain_head (id, last_id, row_count, last_hash, mac)
+		VALUES (1, 0, 0, '', '') ON CONFLICT (id) DO NOTHING`); err != nil {
+		return h, err
+	}
+	err = tx.QueryRow(ctx, sel).Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	return h, err
+}
+
+// SaveAuditHead overwrites the chain head; call it in the transaction that
+// appended the rows it covers.
+func SaveAuditHead(ctx context.Context, tx pgx.Tx, h AuditHead) error {
+	_, err := tx.Exec(ctx, `UPDATE audit_chain_head
+		SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now() WHERE id = 1`,
+		h.LastID, h.RowCount, h.LastHash, h.MAC)
+	return err
+}
+
+// NextAuditIDs reserves n audit row ids, ascending. Called while holding the
+// head lock, the ids of successive batches increase in chain order.
+func NextAuditIDs(ctx context.Context, tx pgx.Tx, n int) ([]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('audit_logs', 'id')) FROM generate_series(1, $1)`, n)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("store: reserved %d audit ids, want %d", len(ids), n)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func inet(s string) any {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// InsertAuditRows appends rows (ids, hashes and all) with COPY.
+func InsertAuditRows(ctx context.Context, tx pgx.Tx, rows []AuditRow) error {
+	src := make([][]any, len(rows))
+	for i, r := range rows {
+		src[i] = []any{r.ID, r.OccurredAt, r.ActorType, nullable(r.ActorID), r.Action,
+			nullable(r.ResourceType), nullable(r.ResourceID), r.Result, inet(r.IP),
+			nullable(r.RequestID), string(r.Details), r.PrevHash, r.Hash}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_logs"},
+		[]string{"id", "occurred_at", "actor_type", "actor_id", "action", "resource_type", "resource_id",
+			"result", "ip_address", "request_id", "details", "prev_hash", "hash"},
+		pgx.CopyFromRows(src))
+	return err
+}
+
+const auditColumns = `id, occurred_at, actor_type, COALESCE(actor_id, ''), action,
+	COALESCE(resource_type, ''), COALESCE(resource_id, ''), result,
+	COALESCE(host(ip_address), ''), COALESCE(request_id, ''), details::text,
+	COALESCE(prev_hash, ''::bytea), COALESCE(hash, ''::bytea)`
+
+func scanAuditRow(row pgx.Row) (AuditRow, error) {
+	var r AuditRow
+	var details string
+	err := row.Scan(&r.ID, &r.OccurredAt, &r.ActorType, &r.ActorID, &r.Action, &r.ResourceType,
+		&r.ResourceID, &r.Result, &r.IP, &r.RequestID, &details, &r.PrevHash, &r.Hash)
+	r.Details = []byte(details)
+	return r, err
+}
+
+// WalkAuditChain reads the chain head (ok false when there is none) and then
+// every audit row in id order, all from one snapshot, so a walk racing with
+// writers sees a consistent chain. fn's error stops the walk and is returned.
+func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool) error, fn func(AuditRow) error) error {
+	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var h AuditHead
+	err = tx.QueryRow(ctx, `SELECT last_id, row_count, last_hash, mac FROM audit_chain_head WHERE id = 1`).
+		Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	found := err == nil
+	if err != nil && err != pgx.ErrNoRows {
+		return err
+	}
+	if err := head(h, found); err != nil {
+		return err
+	}
+	rows, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanAuditRow(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditFilter selects audit rows; zero fields match everything. Rows come
+// newest first; BeforeID (when > 0) continues a listing after its last row.
+type AuditFilter struct {
+	ActorType, ActorID, Action, ResourceType, ResourceID, Result string
+	Since, Until                                                 time.Time
+	BeforeID                                                     int64
+	Limit                                                        int
+}
+
+// QueryAuditLogs returns up to f.Limit rows matching f, newest first.
+func (db *DB) QueryAuditLogs(ctx context.Context, f AuditFilter) ([]AuditRow, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	for _, c := range []struct{ col, v string }{
+		{"actor_type", f.ActorType}, {"actor_id", f.ActorID}, {"action", f.Action},
+		{"resource_type", f.ResourceType}, {"resource_id", f.ResourceID}, {"result", f.Result},
+	} {
+		if c.v != "" {
+			add(c.col+" = $%d", c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		add("occurred_at >= $%d", f.Since)
+	}
+	if !f.Until.IsZero() {
+		add("occurred_at < $%d", f.Until)
+	}
+	if f.BeforeID > 0 {
+		add("id < $%d", f.BeforeID)
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_logs`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit)
+	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
+	rows, err := db.Pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditRow, error) { return scanAuditRow(r) })
+}

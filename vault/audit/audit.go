@@ -1,0 +1,344 @@
+// Package audit is Vectabase's audit trail: rows in audit_logs that form a
+// hash chain keyed by a keyring MAC key, written by group commit.
+//
+// Record returns only once the event's row is committed; callers fail
+// closed on its error (a secret read whose audit row could not be written
+// returns no value). One writer goroutine per Log takes queued events and
+// commits them in one transaction per batch, so concurrent accesses share a
+// commit and auditing does not cap throughput. Across server instances the
+// chain head row, locked FOR UPDATE in each batch, orders the writers.
+//
+// Verify walks the chain and names the first row that was changed, deleted,
+// inserted or reordered; the head row, MACed with the row count, catches the
+// deletion of the newest rows. Someone able to delete every row and the
+// head together leaves what looks like a fresh, empty trail: that case needs
+// an outside copy of the head, which this package does not keep.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
+)
+
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("audit: log is closed")
+
+// Recorder is what services that audit need: Record returns nil only once
+// the event is durably stored.
+type Recorder interface {
+	Record(ctx context.Context, ev vectabase.AuditEvent) error
+}
+
+var _ Recorder = (*Log)(nil)
+
+// Option configures New.
+type Option func(*Log)
+
+// WithLinger sets how long the writer waits for more events after the first
+// of a batch (default 200µs). Zero batches only what is already queued.
+func WithLinger(d time.Duration) Option { return func(l *Log) { l.linger = d } }
+
+// WithMaxBatch bounds the events per transaction (default 256).
+func WithMaxBatch(n int) Option {
+	return func(l *Log) {
+		if n > 0 {
+			l.maxBatch = n
+		}
+	}
+}
+
+// WithQueueSize bounds the events waiting for the writer (default 4096);
+// Record blocks, up to its context's deadline, while the queue is full.
+func WithQueueSize(n int) Option {
+	return func(l *Log) {
+		if n > 0 {
+			l.queueSize = n
+		}
+	}
+}
+
+// Log is the audit trail. It is safe for concurrent use.
+type Log struct {
+	db *store.DB
+	kr *keyring.Keyring
+	// wpool is the writer's own small pool: callers may hold every
+	// connection of the shared pool while they wait for their audit row
+	// (a write transaction commits only after it), so the writer must never
+	// queue behind them.
+	wpool *pgxpool.Pool
+	log   zerolog.Logger
+
+	linger    time.Duration
+	maxBatch  int
+	queueSize int
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	queue  chan *pending
+	done   chan struct{}
+
+	writeFailures prometheus.Counter
+}
+
+type pending struct {
+	row  store.AuditRow
+	done chan error
+}
+
+// New starts the audit writer. Close stops it after flushing what is queued.
+// reg may be nil; otherwise the Log counts failed writes on it as
+// vectabase_audit_write_failures_total.
+func New(db *store.DB, kr *keyring.Keyring, log zerolog.Logger, reg prometheus.Registerer, opts ...Option) *Log {
+	l := &Log{db: db, kr: kr, log: log, linger: 200 * time.Microsecond, maxBatch: 256, queueSize: 4096}
+	for _, o := range opts {
+		o(l)
+	}
+	l.writeFailures = registerCounter(reg, prometheus.CounterOpts{
+		Name: "vectabase_audit_write_failures_total",
+		Help: "Audit events whose row could not be written (the access they record failed closed).",
+	})
+	l.wpool = db.Pool
+	pcfg := db.Pool.Config()
+	pcfg.MaxConns, pcfg.MinConns = 2, 0
+	if p, err := pgxpool.NewWithConfig(context.Background(), pcfg); err == nil {
+		l.wpool = p
+	} else {
+		log.Warn().Str("error", err.Error()).Msg("audit: no dedicated writer pool; sharing the main pool")
+	}
+	l.queue = make(chan *pending, l.queueSize)
+	l.done = make(chan struct{})
+	go l.writer()
+	return l
+}
+
+// registerCounter registers c on reg, reusing a counter already registered
+// under the same name (two Logs on one registry in tests and benchmarks).
+func registerCounter(reg prometheus.Registerer, opts prometheus.CounterOpts) prometheus.Counter {
+	c := prometheus.NewCounter(opts)
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Record appends ev to the trail and returns once its row is committed. Any
+// error means the row may not be stored: the caller must fail closed. Time
+// defaults to now; strings are made storable (valid UTF-8, no NUL, at most
+// 1 KiB each); Details must marshal to a JSON object and must hold no
+// secret values.
+func (l *Log) Record(ctx context.Context, ev vectabase.AuditEvent) error {
+	row, err := prepare(ev)
+	if err != nil {
+		l.writeFailures.Inc()
+		return err
+	}
+	p := &pending{row: row, done: make(chan error, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		l.writeFailures.Inc()
+		return ErrClosed
+	}
+	select {
+	case l.queue <- p:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		l.writeFailures.Inc()
+		return fmt.Errorf("audit: queue full: %w", ctx.Err())
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		// The row may still be committed; the access fails anyway.
+		return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+	}
+}
+
+func prepare(ev vectabase.AuditEvent) (store.AuditRow, error) {
+	t := ev.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	var details []byte
+	if len(ev.Details) > 0 {
+		raw, err := json.Marshal(ev.Details)
+		if err != nil {
+			return store.AuditRow{}, fmt.Errorf("audit: details of %s: %w", ev.Action, err)
+		}
+		if details, err = canonicalJSON(raw); err != nil {
+			return store.AuditRow{}, err
+		}
+	} else {
+		details = []byte("{}")
+	}
+	ip := ""
+	if a, err := netip.ParseAddr(ev.IP); err == nil {
+		ip = a.Unmap().String()
+	}
+	if ev.ActorType == "" || ev.Action == "" || ev.Result == "" {
+		return store.AuditRow{}, errors.New("audit: an event needs an actor type, an action and a result")
+	}
+	return store.AuditRow{
+		// PostgreSQL keeps microseconds: hash what will be read back.
+		OccurredAt:   t.UTC().Truncate(time.Microsecond),
+		ActorType:    clip(ev.ActorType),
+		ActorID:      clip(ev.ActorID),
+		Action:       clip(ev.Action),
+		ResourceType: clip(ev.ResourceType),
+		ResourceID:   clip(ev.ResourceID),
+		Result:       clip(ev.Result),
+		IP:           ip,
+		RequestID:    clip(ev.RequestID),
+		Details:      details,
+	}, nil
+}
+
+// Close stops accepting events, commits those already queued and waits for
+// the writer to finish.
+func (l *Log) Close() {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.queue)
+	}
+	l.mu.Unlock()
+	<-l.done
+	if l.wpool != l.db.Pool {
+		l.wpool.Close()
+	}
+}
+
+// writer is the single goroutine that commits batches.
+func (l *Log) writer() {
+	defer close(l.done)
+	batch := make([]*pending, 0, l.maxBatch)
+	var timer *time.Timer
+	for first := range l.queue {
+		batch = append(batch[:0], first)
+		open := true
+		// Take whatever is already waiting, then linger briefly for more.
+	drain:
+		for len(batch) < l.maxBatch {
+			select {
+			case p, ok := <-l.queue:
+				if !ok {
+					open = false
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		if open && l.linger > 0 && len(batch) < l.maxBatch {
+			if timer == nil {
+				timer = time.NewTimer(l.linger)
+			} else {
+				timer.Reset(l.linger)
+			}
+		linger:
+			for len(batch) < l.maxBatch {
+				select {
+				case p, ok := <-l.queue:
+					if !ok {
+						break linger
+					}
+					batch = append(batch, p)
+				case <-timer.C:
+					break linger
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit writes batch in one transaction and tells each waiter the outcome.
+// When a batch fails, each event is retried alone, so one unstorable event
+// cannot fail the accesses it happened to share a batch with.
+func (l *Log) commit(batch []*pending) {
+	err := l.write(batch)
+	if err != nil && len(batch) > 1 {
+		for _, p := range batch {
+			l.finish([]*pending{p}, l.write([]*pending{p}))
+		}
+		return
+	}
+	l.finish(batch, err)
+}
+
+func (l *Log) finish(batch []*pending, err error) {
+	if err != nil {
+		l.writeFailures.Add(float64(len(batch)))
+		l.log.Error().Str("error", err.Error()).Int("events", len(batch)).Msg("audit write failed")
+		err = fmt.Errorf("audit: write: %w", err)
+	}
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+func (l *Log) write(batch []*pending) error {
+	// Not a request's context: a batch serves many requests.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pgx.BeginFunc(ctx, l.wpool, func(tx pgx.Tx) error {
+		head, err := store.LockAuditHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ids, err := store.NextAuditIDs(ctx, tx, len(batch))
+		if err != nil {
+			return err
+		}
+		rows := make([]store.AuditRow, len(batch))
+		prev := head.LastHash
+		for i, p := range batch {
+			r := p.row
+			r.ID = ids[i]
+			r.PrevHash = prev
+			if r.Hash, err = rowHash(l.kr, prev, r); err != nil {
+				return err
+			}
+			rows[i], prev = r, r.Hash
+		}
+		if err := store.InsertAuditRows(ctx, tx, rows); err != nil {
+			return err
+		}
+		next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
+		if next.MAC, err = headMAC(l.kr, next); err != nil {
+			return err
+		}
+		return store.SaveAuditHead(ctx, tx, next)
+	})
+}

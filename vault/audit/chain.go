@@ -1,0 +1,129 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
+)
+
+// MAC purposes. The row MAC chains rows; the head MAC seals where the chain
+// ends and how long it is, so deleting the newest rows is seen too.
+const (
+	purposeRow  = "audit"
+	purposeHead = "audit_head"
+)
+
+const encodingVersion = "vectabase/audit/v1\x00"
+
+// rowHash is MAC("audit", prev_hash || canonical row), each part length
+// prefixed so no two different rows encode alike. The stored prev_hash is
+// not trusted: callers pass the hash of the row before.
+func rowHash(kr *keyring.Keyring, prev []byte, r store.AuditRow) ([]byte, error) {
+	b := make([]byte, 0, 256+len(r.Details))
+	b = append(b, encodingVersion...)
+	b = appendBytes(b, prev)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.OccurredAt.UnixMicro()))
+	for _, f := range [...]string{r.ActorType, r.ActorID, r.Action, r.ResourceType, r.ResourceID,
+		r.Result, r.IP, r.RequestID} {
+		b = appendBytes(b, []byte(f))
+	}
+	b = appendBytes(b, r.Details)
+	return kr.MAC(purposeRow, b)
+}
+
+func headMAC(kr *keyring.Keyring, h store.AuditHead) ([]byte, error) {
+	b := make([]byte, 0, 64)
+	b = append(b, encodingVersion...)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.LastID))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.RowCount))
+	b = appendBytes(b, h.LastHash)
+	return kr.MAC(purposeHead, b)
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// canonicalJSON returns one fixed encoding of a JSON object, so the hash of
+// details written from Go matches the hash of the same details read back
+// from jsonb, which reorders keys, drops whitespace and normalises numbers.
+// It also removes NUL characters, which jsonb refuses.
+func canonicalJSON(raw []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return []byte("{}"), nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("audit: details are not JSON: %w", err)
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, fmt.Errorf("audit: details must be a JSON object")
+	}
+	return json.Marshal(normalise(v))
+}
+
+func normalise(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[cleanString(k)] = normalise(e)
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = normalise(x[i])
+		}
+		return x
+	case string:
+		return cleanString(x)
+	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return json.Number(strconv.FormatInt(i, 10))
+		}
+		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+		}
+		return string(x)
+	}
+	return v
+}
+
+// cleanString makes s storable in a text or jsonb column: valid UTF-8 and
+// no NUL characters.
+func cleanString(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	return s
+}
+
+// maxField bounds each text field of an audit row, so a huge resource name
+// in a refused request cannot bloat the trail.
+const maxField = 1024
+
+func clip(s string) string {
+	s = cleanString(s)
+	if len(s) <= maxField {
+		return s
+	}
+	s = s[:maxField]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,98 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+
+	"github.com/vectabase/vectabase/store"
+)
+
+// VerifyResult is the outcome of walking the chain. When OK is false,
+// FirstBroken is the id of the first row that does not verify (or, when the
+// newest rows were deleted, the id the chain head says the last row had)
+// and Reason says what is wrong in words fit for an operator.
+type VerifyResult struct {
+	OK          bool   `json:"ok"`
+	Rows        int    `json:"rows"`
+	FirstBroken int64  `json:"firstBroken,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// errBroken stops the walk at the first broken row.
+var errBroken = errors.New("broken")
+
+// Verify checks every row's MAC and its link to the row before, in id
+// order, then the chain head. It errors only when the check itself could
+// not run (database unreachable); a broken chain is OK false.
+func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
+	var (
+		res     VerifyResult
+		head    store.AuditHead
+		hasHead bool
+		prev    []byte
+		lastID  int64
+	)
+	broken := func(id int64, format string, args ...any) error {
+		res.FirstBroken, res.Reason = id, fmt.Sprintf(format, args...)
+		return errBroken
+	}
+	err := l.db.WalkAuditChain(ctx, func(h store.AuditHead, ok bool) error {
+		head, hasHead = h, ok
+		return nil
+	}, func(r store.AuditRow) error {
+		details, err := canonicalJSON(r.Details)
+		if err != nil {
+			return broken(r.ID, "row %d: its details are not a JSON object", r.ID)
+		}
+		r.Details = details
+		switch {
+		case !bytes.Equal(r.PrevHash, prev) && res.Rows == 0:
+			return broken(r.ID, "row %d: it links to an earlier row that is gone: rows before it were deleted", r.ID)
+		case !bytes.Equal(r.PrevHash, prev):
+			return broken(r.ID, "row %d: its link does not match row %d before it: a row between them was deleted, inserted or moved", r.ID, lastID)
+		}
+		want, err := rowHash(l.kr, prev, r)
+		if err != nil {
+			return err
+		}
+		if !hmac.Equal(want, r.Hash) {
+			return broken(r.ID, "row %d: its hash does not match its contents: the row was changed, inserted or moved", r.ID)
+		}
+		res.Rows++
+		prev, lastID = r.Hash, r.ID
+		return nil
+	})
+	if errors.Is(err, errBroken) {
+		return res, nil
+	}
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	if !hasHead {
+		if res.Rows > 0 {
+			_ = broken(lastID, "row %d: the chain head is missing although %d rows exist", lastID, res.Rows)
+			return res, nil
+		}
+		res.OK = true
+		return res, nil
+	}
+	wantMAC, err := headMAC(l.kr, head)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	switch {
+	case !hmac.Equal(wantMAC, head.MAC):
+		_ = broken(head.LastID, "row %d: the chain head that names it as the newest row was changed (rows after it may have been deleted)", head.LastID)
+	case head.LastID > lastID || head.RowCount > int64(res.Rows):
+		_ = broken(head.LastID, "row %d: the newest rows were deleted (the chain head names row %d and %d rows; the chain ends at row %d with %d rows)",
+			head.LastID, head.LastID, head.RowCount, lastID, res.Rows)
+	case head.LastID != lastID || head.RowCount != int64(res.Rows) || !bytes.Equal(head.LastHash, prev):
+		_ = broken(lastID, "row %d: the chain does not end where its head says (row %d, %d rows)", lastID, head.LastID, head.RowCount)
+	default:
+		res.OK = true
+	}
+	return res, nil
+}
