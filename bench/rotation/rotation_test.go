@@ -110,7 +110,13 @@ func BenchmarkRotation(b *testing.B) {
 	idle := load.Run(ctx, opts, call)
 
 	// The throttled worker as `serve` runs it (defaults), under the same load.
-	throttled := rotation.Config{BatchSize: 500, BatchPause: 10 * time.Millisecond, Settle: 0, PollInterval: 50 * time.Millisecond}
+	throttled := rotation.Config{BatchSize: 200, BatchPause: 20 * time.Millisecond, Settle: 0, PollInterval: 50 * time.Millisecond}
+	if s := os.Getenv("BENCH_ROTATION_BATCH"); s != "" {
+		throttled.BatchSize, _ = strconv.Atoi(s)
+	}
+	if s := os.Getenv("BENCH_ROTATION_PAUSE"); s != "" {
+		throttled.BatchPause, _ = time.ParseDuration(s)
+	}
 	done := make(chan struct{})
 	var trate, tpass1 float64
 	go func() {
@@ -123,8 +129,8 @@ func BenchmarkRotation(b *testing.B) {
 	load.Print(os.Stdout, "API during rotation", during, idle)
 	fmt.Printf("API p99 during rotation / idle: %.2f (p50 %.2f)\n",
 		float64(during.P99)/float64(idle.P99), float64(during.P50)/float64(idle.P50))
-	fmt.Printf("throttled re-encryption (batch 500, pause 10ms) beside the API: pass 1 %.0f values/s (%.0f%% of baseline), whole job %.0f values/s\n",
-		tpass1, 100*tpass1/baseRate, trate)
+	fmt.Printf("throttled re-encryption (batch %d, pause %v) beside the API: pass 1 %.0f values/s (%.0f%% of baseline), whole job %.0f values/s\n",
+		throttled.BatchSize, throttled.BatchPause, tpass1, 100*tpass1/baseRate, trate)
 
 	b.ReportMetric(baseRate, "baseline-rows/s")
 	b.ReportMetric(pass1, "reencrypt-values/s")

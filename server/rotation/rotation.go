@@ -31,10 +31,10 @@ import (
 // Config tunes the worker. It is filled from the environment in cmd/.
 type Config struct {
 	// BatchSize is how many values one transaction re-encrypts.
-	BatchSize int `env:"ROTATION_BATCH_SIZE" envDefault:"500"`
+	BatchSize int `env:"ROTATION_BATCH_SIZE" envDefault:"200"`
 	// BatchPause is the worker's pause between batches, so the API keeps
 	// its latency while a rotation runs.
-	BatchPause time.Duration `env:"ROTATION_BATCH_PAUSE" envDefault:"10ms"`
+	BatchPause time.Duration `env:"ROTATION_BATCH_PAUSE" envDefault:"20ms"`
 	// ReloadInterval is how often a serving instance re-reads the keysets,
 	// so it picks up a rotation made by another instance.
 	ReloadInterval time.Duration `env:"ROTATION_RELOAD_INTERVAL" envDefault:"10s"`
@@ -51,7 +51,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = 200
 	}
 	if c.ReloadInterval <= 0 {
 		c.ReloadInterval = 10 * time.Second
@@ -119,6 +119,12 @@ func New(cfg Config, db *store.DB, kr *keyring.Keyring, aud Auditor, log zerolog
 		log: log.With().Str("component", "rotation").Logger(), metrics: m}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.cfg.Settle < s.cfg.ReloadInterval {
+		// A job could then end while an instance still writes with the
+		// old primary; the next `keys reencrypt` would have to catch it.
+		s.log.Warn().Dur("settle", s.cfg.Settle).Dur("reloadInterval", s.cfg.ReloadInterval).
+			Msg("ROTATION_SETTLE is below ROTATION_RELOAD_INTERVAL: a rotation may end before every instance writes under the new key")
 	}
 	return s, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
@@ -59,6 +60,7 @@ type env struct {
 	kr      *keyring.Keyring
 	aud     *memAuditor
 	svc     *rotation.Service
+	reg     *prometheus.Registry
 }
 
 var testConfig = rotation.Config{BatchSize: 200, PollInterval: 20 * time.Millisecond, ReloadInterval: 50 * time.Millisecond}
@@ -99,7 +101,12 @@ func setup(t *testing.T, cfg rotation.Config) *env {
 	e := &env{db: pgtest.New(t), aud: &memAuditor{}}
 	e.keyFile, e.kek = newKEK(t)
 	e.kr = openKeyring(t, e.db, e.kek)
-	e.svc = newService(t, e.db, e.kr, e.aud, cfg)
+	e.reg = prometheus.NewRegistry()
+	svc, err := rotation.New(cfg, e.db, e.kr, e.aud, zerolog.Nop(), e.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
 	return e
 }
 
@@ -147,6 +154,12 @@ func TestRotateDEKReencryptsEverything(t *testing.T) {
 	p, err := e.svc.Progress(ctx)
 	if err != nil || p.Job == nil || p.Job.State != store.JobDone || p.PendingValues != 0 || p.PercentDone != 100 {
 		t.Errorf("Progress = %+v, %v", p, err)
+	}
+	if got := metricValue(t, e.reg, "vectabase_rotation_reencrypted_total"); got != float64(before.Values) {
+		t.Errorf("vectabase_rotation_reencrypted_total = %v, want %d", got, before.Values)
+	}
+	if got := metricValue(t, e.reg, "vectabase_rotation_pending_values"); got != 0 {
+		t.Errorf("vectabase_rotation_pending_values = %v, want 0", got)
 	}
 	got := strings.Join(e.aud.actions(), " ")
 	for _, want := range []string{"keys.rotate_dek:success", "keys.reencrypt_done:success"} {
@@ -468,4 +481,88 @@ func dataHash(t *testing.T, db *store.DB) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// Property: whatever the values (empty to a few KiB), their number and the
+// batch size, a DEK rotation leaves every value decrypting to what it was
+// and every value under the new primary key.
+func TestProperty_RotationPreservesEveryValueUnderTheNewKey(t *testing.T) {
+	t.Parallel()
+	e := setup(t, testConfig)
+	ctx := ctxT(t)
+	var storeID string
+	if err := e.db.Pool.QueryRow(ctx, `WITH u AS (INSERT INTO users (email) VALUES ('prop@example.com') RETURNING id)
+		INSERT INTO stores (owner_id, name, slug) SELECT id, 's', 'prop' FROM u RETURNING id::text`).Scan(&storeID); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	rapid.Check(t, func(rt *rapid.T) {
+		for range rapid.IntRange(0, 12).Draw(rt, "new values") {
+			var id string
+			if err := e.db.Pool.QueryRow(ctx, `INSERT INTO products (store_id, name, price_cents) VALUES ($1, 'p', 1) RETURNING id::text`,
+				storeID).Scan(&id); err != nil {
+				rt.Fatal(err)
+			}
+			v := rapid.SliceOfN(rapid.Byte(), 0, 3000).Draw(rt, "value")
+			ct, err := e.kr.Encrypt(ctx, keyring.Location{Table: "products", Column: "download_url", RowID: id}, v)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			if _, err := e.db.Pool.Exec(ctx, `UPDATE products SET download_url = $1 WHERE id = $2`, ct, id); err != nil {
+				rt.Fatal(err)
+			}
+			want[id] = v
+		}
+		cfg := testConfig
+		cfg.BatchSize = rapid.IntRange(1, 20).Draw(rt, "batch size")
+		svc := newService(t, e.db, e.kr, e.aud, cfg)
+		job, err := svc.RotateDEK(ctx, rotation.LocalOperator)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if done, err := svc.RunJob(ctx, job.ID, nil); err != nil || done.State != store.JobDone {
+			rt.Fatalf("RunJob = %s, %v", done.State, err)
+		}
+		rows, err := e.db.Pool.Query(ctx, `SELECT id::text, download_url FROM products`)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer rows.Close()
+		seen := 0
+		for rows.Next() {
+			var id string
+			var ct []byte
+			if err := rows.Scan(&id, &ct); err != nil {
+				rt.Fatal(err)
+			}
+			if k, _ := keyring.KeyIDOf(ct); k != job.TargetKeyID {
+				rt.Fatalf("row %s under key %d, want %d", id, k, job.TargetKeyID)
+			}
+			pt, err := e.kr.Decrypt(ctx, keyring.Location{Table: "products", Column: "download_url", RowID: id}, ct)
+			if err != nil || string(pt) != string(want[id]) {
+				rt.Fatalf("row %s decrypts to %d bytes (%v), want %d bytes", id, len(pt), err, len(want[id]))
+			}
+			seen++
+		}
+		if rows.Err() != nil || seen != len(want) {
+			rt.Fatalf("saw %d rows (%v), want %d", seen, rows.Err(), len(want))
+		}
+	})
+}
+
+// metricValue gathers one unlabelled counter or gauge from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
