@@ -196,6 +196,13 @@ func Open(ctx context.Context, st Store, kek KEK, opts ...Option) (*Keyring, err
 	for _, s := range stored {
 		have[s.Name] = true
 	}
+	if len(stored) > 0 && len(stored) < len(keysetSpecs) {
+		// A start that crashed between creating keysets: make sure this
+		// KEK is the one that wrapped the others before adding any under it.
+		if _, err := unwrap(ctx, kek, stored[0]); err != nil {
+			return nil, err
+		}
+	}
 	created := false
 	for _, spec := range keysetSpecs {
 		if have[spec.name] {

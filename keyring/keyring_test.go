@@ -576,3 +576,20 @@ func TestCheckKEK(t *testing.T) {
 		t.Fatalf("Decrypt with the KEK down err = %v, want nil", err)
 	}
 }
+
+// TestPartialKeysetsWrongKEK: after a start that created only some keysets,
+// a wrong KEK fails without adding keysets under itself.
+func TestPartialKeysetsWrongKEK(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, st, _ := openKeyring(t)
+	full := kektest.NewMemStore()
+	data, _ := st.Get(keyring.KeysetData)
+	full.Set(data)
+	if _, err := keyring.Open(ctx, full, testKEK(t)); !errors.Is(err, keyring.ErrUnwrap) {
+		t.Fatalf("Open(partial store, wrong KEK) err = %v, want ErrUnwrap", err)
+	}
+	if kss, _ := full.Keysets(ctx); len(kss) != 1 {
+		t.Errorf("store holds %d keysets after a refused Open, want 1 (nothing added)", len(kss))
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase/keyring"
@@ -427,7 +428,7 @@ func TestCountCiphertextsByKeyID(t *testing.T) {
 		cols := append(r.cols, column)
 		vals := append(r.vals, ct)
 		if table == "whitelist_users" {
-			cols, vals = append(cols, "license_key_bidx"), append(vals, []byte{0})
+			cols, vals = append(cols, "license_key_bidx"), append(vals, make([]byte, 32))
 		}
 		ph := make([]string, len(cols))
 		for i := range ph {
@@ -489,5 +490,57 @@ func TestKeyringOpenWithWrongKEKOnDatabase(t *testing.T) {
 	const want = `keyring: KEK cannot unwrap keyset "data": wrong master key or passphrase`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Open with another key err = %v, want %q", err, want)
+	}
+}
+
+// TestSensitiveColumnsRefusePlaintext: every listed column has a check
+// constraint (migration 00002) that refuses a value the keyring did not
+// make, so a plaintext write that bypasses the keyring fails.
+func TestSensitiveColumnsRefusePlaintext(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	for _, c := range sensitiveColumns(t) {
+		var n int
+		name := c.Table + "_" + c.Column + "_is_ciphertext"
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conname = $1 AND contype = 'c'`, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("%s has no check constraint %s; add it to a migration", c, name)
+			continue
+		}
+		for _, plaintext := range [][]byte{
+			[]byte("pi_3NxYzPlaintextPaymentIntentIdentifier"),
+			append([]byte{0x01}, []byte("short")...),
+		} {
+			err := db.InTx(ctx, func(tx pgx.Tx) error {
+				r := fixtures(t, ctx, tx)(c.Table)
+				cols, vals := append(r.cols, c.Column), append(r.vals, plaintext)
+				// Siblings in the same table get well-formed values, so only
+				// c's constraint can refuse the row.
+				for _, o := range sensitiveColumns(t) {
+					if o.Table != c.Table {
+						continue
+					}
+					if o.Column != c.Column {
+						cols, vals = append(cols, o.Column), append(vals, append([]byte{0x01}, make([]byte, 40)...))
+					}
+					if o.BlindIndex != "" {
+						cols, vals = append(cols, o.BlindIndex), append(vals, make([]byte, 32))
+					}
+				}
+				ph := make([]string, len(cols))
+				for i := range ph {
+					ph[i] = fmt.Sprintf("$%d", i+1)
+				}
+				_, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", c.Table, strings.Join(cols, ", "), strings.Join(ph, ", ")), vals...)
+				return err
+			})
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "23514" || pgErr.ConstraintName != name {
+				t.Errorf("writing %d plaintext bytes to %s err = %v, want a check violation of %s", len(plaintext), c, err, name)
+			}
+		}
 	}
 }

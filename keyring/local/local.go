@@ -170,3 +170,6 @@ func (k *KEK) KEKKeyID() string { return k.keyID }
 
 // String names the KEK without key material.
 func (k *KEK) String() string { return "local KEK " + k.keyID }
+
+// GoString is String, so %#v shows no internals either.
+func (k *KEK) GoString() string { return k.String() }
