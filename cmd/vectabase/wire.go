@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -121,7 +120,7 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 	d.kek = kek
 	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
 	if err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
+		return nil, err // already "keyring: ...", naming the cause
 	}
 	return kr, nil
 }
