@@ -29,10 +29,17 @@ CREATE TABLE rotation_jobs (
 CREATE UNIQUE INDEX rotation_jobs_one_running ON rotation_jobs (kind) WHERE state = 'running';
 CREATE INDEX rotation_jobs_created_at_idx ON rotation_jobs (created_at DESC);
 
+-- A unit is one key range of one column: a large table is split into
+-- shards by the first byte of its uuid key, so several workers can
+-- re-encrypt it at once; range_lo is inclusive, range_hi exclusive, NULL
+-- unbounded.
 CREATE TABLE rotation_progress (
   job_id            uuid NOT NULL REFERENCES rotation_jobs(id) ON DELETE CASCADE,
   table_name        text NOT NULL,
   column_name       text NOT NULL,
+  shard             integer NOT NULL DEFAULT 0,
+  range_lo          uuid,
+  range_hi          uuid,
   -- The key of the last row handled in this pass, as text (id, or
   -- secret_id and version for secret_versions); NULL at the start of a pass.
   last_key          text[],
@@ -44,7 +51,7 @@ CREATE TABLE rotation_progress (
   -- corrupt data): left as they are, counted, and reported.
   failed            bigint NOT NULL DEFAULT 0,
   updated_at        timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (job_id, table_name, column_name)
+  PRIMARY KEY (job_id, table_name, column_name, shard)
 );
 
 -- +goose Down

@@ -54,6 +54,9 @@ type RotationJob struct {
 type RotationUnit struct {
 	Table           string   `json:"table"`
 	Column          string   `json:"column"`
+	Shard           int      `json:"shard"`
+	RangeLo         *string  `json:"-"`
+	RangeHi         *string  `json:"-"`
 	LastKey         []string `json:"-"`
 	Pass            int      `json:"pass"`
 	Done            bool     `json:"done"`
@@ -150,14 +153,14 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // Units returns the units of job, ordered by table and column.
 func (r *Rotations) Units(ctx context.Context, jobID string) ([]RotationUnit, error) {
 	rows, err := r.pool.Query(ctx, `
-		SELECT table_name, column_name, last_key, pass, done, pass_reencrypted, reencrypted, failed
-		FROM rotation_progress WHERE job_id = $1::uuid ORDER BY table_name, column_name`, jobID)
+		SELECT table_name, column_name, shard, last_key, pass, done, pass_reencrypted, reencrypted, failed
+		FROM rotation_progress WHERE job_id = $1::uuid ORDER BY table_name, column_name, shard`, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("store: rotation units: %w", err)
 	}
 	units, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RotationUnit, error) {
 		var u RotationUnit
-		err := row.Scan(&u.Table, &u.Column, &u.LastKey, &u.Pass, &u.Done, &u.PassReencrypted, &u.Reencrypted, &u.Failed)
+		err := row.Scan(&u.Table, &u.Column, &u.Shard, &u.LastKey, &u.Pass, &u.Done, &u.PassReencrypted, &u.Reencrypted, &u.Failed)
 		return u, err
 	})
 	if err != nil {
@@ -166,12 +169,17 @@ func (r *Rotations) Units(ctx context.Context, jobID string) ([]RotationUnit, er
 	return units, nil
 }
 
+// MaxShards bounds how many key ranges one column is split into.
+const MaxShards = 16
+
 // CreateDEKJob starts re-encryption to target over cols: it supersedes a
 // running DEK job (whose work the new job repeats, to the newer key) and
-// records one unit per column, in one transaction. Its last pass may not
-// start before settle has passed, the time every instance needs to reload
-// its keysets and write under target.
-func (r *Rotations) CreateDEKJob(ctx context.Context, target uint32, requestedBy string, pending int64, settle time.Duration, cols []policies.Column) (RotationJob, error) {
+// records the units, in one transaction. A column whose table is keyed by
+// uuid and holds more than rowsPerShard rows (planner estimate) is split
+// into up to MaxShards key ranges, so several workers share it; others are
+// one unit. Its last pass may not start before settle has passed, the time
+// every instance needs to reload its keysets and write under target.
+func (r *Rotations) CreateDEKJob(ctx context.Context, target uint32, requestedBy string, pending int64, settle time.Duration, cols []policies.Column, rowsPerShard int) (RotationJob, error) {
 	var id string
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE rotation_jobs SET state = 'superseded', finished_at = now()
@@ -186,9 +194,15 @@ func (r *Rotations) CreateDEKJob(ctx context.Context, target uint32, requestedBy
 			return err
 		}
 		for _, c := range cols {
-			if _, err := tx.Exec(ctx, `INSERT INTO rotation_progress (job_id, table_name, column_name) VALUES ($1::uuid, $2, $3)`,
-				id, c.Table, c.Column); err != nil {
+			n, err := shardsOf(ctx, tx, c.Table, rowsPerShard)
+			if err != nil {
 				return err
+			}
+			for i, b := range shardRanges(n) {
+				if _, err := tx.Exec(ctx, `INSERT INTO rotation_progress (job_id, table_name, column_name, shard, range_lo, range_hi)
+					VALUES ($1::uuid, $2, $3, $4, $5::uuid, $6::uuid)`, id, c.Table, c.Column, i, b[0], b[1]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -197,6 +211,45 @@ func (r *Rotations) CreateDEKJob(ctx context.Context, target uint32, requestedBy
 		return RotationJob{}, fmt.Errorf("store: create rotation job: %w", err)
 	}
 	return r.Job(ctx, id)
+}
+
+// shardsOf decides how many key ranges table's units get: one per
+// rowsPerShard rows by the planner's estimate, at most MaxShards, and one
+// for a table not keyed by uuid.
+func shardsOf(ctx context.Context, tx pgx.Tx, table string, rowsPerShard int) (int, error) {
+	key := "id"
+	if table == "secret_versions" {
+		key = "secret_id"
+	}
+	var typ string
+	var rows float64
+	err := tx.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), c.reltuples::float8
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE c.oid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped`, "public."+table, key).Scan(&typ, &rows)
+	if err != nil {
+		return 0, fmt.Errorf("key of %s: %w", table, err)
+	}
+	if typ != "uuid" || rowsPerShard <= 0 || rows <= float64(rowsPerShard) {
+		return 1, nil
+	}
+	return min(MaxShards, int(rows)/rowsPerShard+1), nil
+}
+
+// shardRanges splits the uuid space into n ranges by the key's first byte:
+// [lo, hi) with nil for unbounded.
+func shardRanges(n int) [][2]*string {
+	out := make([][2]*string, n)
+	bound := func(i int) *string {
+		if i == 0 || i == n {
+			return nil
+		}
+		s := fmt.Sprintf("%02x000000-0000-0000-0000-000000000000", i*256/n)
+		return &s
+	}
+	for i := range n {
+		out[i] = [2]*string{bound(i), bound(i + 1)}
+	}
+	return out
 }
 
 // RecordJob records a job that ran to its end at once (a KEK rotation):
@@ -252,9 +305,9 @@ func (r *Rotations) ReencryptBatch(ctx context.Context, jobID string, target uin
 		}
 		var u RotationUnit
 		err := tx.QueryRow(ctx, `
-			SELECT table_name, column_name, last_key, pass
+			SELECT table_name, column_name, shard, range_lo::text, range_hi::text, last_key, pass
 			FROM rotation_progress WHERE job_id = $1::uuid AND NOT done
-			ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED`, jobID).Scan(&u.Table, &u.Column, &u.LastKey, &u.Pass)
+			ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED`, jobID).Scan(&u.Table, &u.Column, &u.Shard, &u.RangeLo, &u.RangeHi, &u.LastKey, &u.Pass)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -264,9 +317,9 @@ func (r *Rotations) ReencryptBatch(ctx context.Context, jobID string, target uin
 		res.Claimed, res.Table, res.Column = true, u.Table, u.Column
 		var vals []rowValue
 		if u.Table == "secret_versions" && u.Column == "value" {
-			vals, err = readSecretVersions(ctx, tx, u.LastKey, target, n)
+			vals, err = readSecretVersions(ctx, tx, u, target, n)
 		} else {
-			vals, err = readColumn(ctx, tx, u.Table, u.Column, u.LastKey, target, n)
+			vals, err = readColumn(ctx, tx, u, target, n)
 		}
 		if err != nil {
 			return err
@@ -275,7 +328,7 @@ func (r *Rotations) ReencryptBatch(ctx context.Context, jobID string, target uin
 		if len(vals) == 0 {
 			res.UnitDone = true
 			_, err := tx.Exec(ctx, `UPDATE rotation_progress SET done = true, updated_at = now()
-				WHERE job_id = $1::uuid AND table_name = $2 AND column_name = $3`, jobID, u.Table, u.Column)
+				WHERE job_id = $1::uuid AND table_name = $2 AND column_name = $3 AND shard = $4`, jobID, u.Table, u.Column, u.Shard)
 			return err
 		}
 		var ok []rowValue
@@ -310,8 +363,8 @@ func (r *Rotations) ReencryptBatch(ctx context.Context, jobID string, target uin
 		_, err = tx.Exec(ctx, `UPDATE rotation_progress
 			SET last_key = $4, pass_reencrypted = pass_reencrypted + $5, reencrypted = reencrypted + $5,
 			    failed = failed + $6, updated_at = now()
-			WHERE job_id = $1::uuid AND table_name = $2 AND column_name = $3`,
-			jobID, u.Table, u.Column, last, res.Reencrypted, res.Failed)
+			WHERE job_id = $1::uuid AND table_name = $2 AND column_name = $3 AND shard = $7`,
+			jobID, u.Table, u.Column, last, res.Reencrypted, res.Failed, u.Shard)
 		return err
 	})
 	if err != nil {
@@ -343,7 +396,8 @@ func idType(ctx context.Context, tx pgx.Tx, table string) (string, error) {
 	return typ, nil
 }
 
-func readColumn(ctx context.Context, tx pgx.Tx, table, column string, last []string, target uint32, n int) ([]rowValue, error) {
+func readColumn(ctx context.Context, tx pgx.Tx, u RotationUnit, target uint32, n int) ([]rowValue, error) {
+	table, column, last := u.Table, u.Column, u.LastKey
 	typ, err := idType(ctx, tx, table)
 	if err != nil {
 		return nil, err
@@ -354,8 +408,16 @@ func readColumn(ctx context.Context, tx pgx.Tx, table, column string, last []str
 	where := fmt.Sprintf(`t.%[1]s IS NOT NULL AND substring(t.%[1]s FROM 1 FOR 5) <> $1`, c)
 	args := []any{TinkPrefix(target), n}
 	if len(last) == 1 {
-		where = fmt.Sprintf(`t.id > $3::text::%s AND `, typ) + where
 		args = append(args, last[0])
+		where = fmt.Sprintf(`t.id > $%d::text::%s AND `, len(args), typ) + where
+	}
+	if u.RangeLo != nil {
+		args = append(args, *u.RangeLo)
+		where = fmt.Sprintf(`t.id >= $%d::uuid AND `, len(args)) + where
+	}
+	if u.RangeHi != nil {
+		args = append(args, *u.RangeHi)
+		where = fmt.Sprintf(`t.id < $%d::uuid AND `, len(args)) + where
 	}
 	// ORDER BY t.id, not id: the output column id::text would sort as text.
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT t.id::text, t.%s FROM %s AS t WHERE %s ORDER BY t.id LIMIT $2`, c, t, where), args...)
@@ -392,16 +454,24 @@ func writeColumn(ctx context.Context, tx pgx.Tx, table, column string, vals []ro
 
 // Secret versions have no id: their key is (secret_id, version) and their
 // associated data's row id is "<secret name>@<version>".
-func readSecretVersions(ctx context.Context, tx pgx.Tx, last []string, target uint32, n int) ([]rowValue, error) {
+func readSecretVersions(ctx context.Context, tx pgx.Tx, u RotationUnit, target uint32, n int) ([]rowValue, error) {
 	where := `substring(v.value FROM 1 FOR 5) <> $1`
 	args := []any{TinkPrefix(target), n}
-	if len(last) == 2 {
+	if last := u.LastKey; len(last) == 2 {
 		ver, err := strconv.Atoi(last[1])
 		if err != nil {
 			return nil, fmt.Errorf("bad cursor %q", last)
 		}
 		where = `(v.secret_id, v.version) > ($3::uuid, $4::integer) AND ` + where
 		args = append(args, last[0], ver)
+	}
+	if u.RangeLo != nil {
+		args = append(args, *u.RangeLo)
+		where = fmt.Sprintf(`v.secret_id >= $%d::uuid AND `, len(args)) + where
+	}
+	if u.RangeHi != nil {
+		args = append(args, *u.RangeHi)
+		where = fmt.Sprintf(`v.secret_id < $%d::uuid AND `, len(args)) + where
 	}
 	rows, err := tx.Query(ctx, `SELECT v.secret_id::text, v.version, s.name, v.value
 		FROM secret_versions v JOIN secrets s ON s.id = v.secret_id

@@ -56,7 +56,7 @@ func TestReencryptSurvivesSIGKILL(t *testing.T) {
 	dir := tempDir(t)
 	keyFile := filepath.Join(dir, "master.key")
 	url := pgtest.URL(t)
-	env := keysEnv(url, keyFile, "ROTATION_BATCH_SIZE=250")
+	env := keysEnv(url, keyFile, "ROTATION_BATCH_SIZE=250", "ROTATION_WORKERS=2", "ROTATION_SHARD_ROWS=20000")
 
 	if r := run(t, dir, env, "keys", "init"); r.code != 0 {
 		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,12 @@ type Config struct {
 	Settle time.Duration `env:"ROTATION_SETTLE" envDefault:"30s"`
 	// PollInterval is how often an idle worker looks for a job.
 	PollInterval time.Duration `env:"ROTATION_POLL_INTERVAL" envDefault:"5s"`
+	// Workers is how many batches this process runs at once (each on its
+	// own unit, so on different columns or key ranges).
+	Workers int `env:"ROTATION_WORKERS" envDefault:"1"`
+	// ShardRows splits a column into one key range per this many rows (at
+	// most store.MaxShards), so several workers can share a large table.
+	ShardRows int `env:"ROTATION_SHARD_ROWS" envDefault:"50000"`
 	// Disabled keeps `serve` from running the worker (keys reencrypt still
 	// works).
 	Disabled bool `env:"ROTATION_WORKER_DISABLED" envDefault:"false"`
@@ -61,6 +68,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Settle < 0 {
 		c.Settle = 0
+	}
+	if c.Workers <= 0 {
+		c.Workers = 1
 	}
 	return c
 }
@@ -203,7 +213,7 @@ func (s *Service) startJob(ctx context.Context, a Actor, target uint32) (store.R
 			pending += n
 		}
 	}
-	job, err := s.rot.CreateDEKJob(ctx, target, a.String(), pending, s.cfg.Settle, cols)
+	job, err := s.rot.CreateDEKJob(ctx, target, a.String(), pending, s.cfg.Settle, cols, s.cfg.ShardRows)
 	if err != nil {
 		return store.RotationJob{}, err
 	}
@@ -293,9 +303,47 @@ func (s *Service) progressOf(ctx context.Context, job store.RotationJob) (Progre
 	return p, nil
 }
 
-// RunJob works on job until it is done, failed or superseded, or ctx ends.
-// onBatch, when not nil, is told the progress after each batch.
+// RunJob works on job with Config.Workers workers until it is done,
+// failed or superseded, or ctx ends. onBatch, when not nil, is told the
+// progress after each batch (never by two workers at once).
 func (s *Service) RunJob(ctx context.Context, jobID string, onBatch func(Progress)) (store.RotationJob, error) {
+	if onBatch != nil {
+		var mu sync.Mutex
+		inner := onBatch
+		onBatch = func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			inner(p)
+		}
+	}
+	if s.cfg.Workers == 1 {
+		return s.runJob(ctx, jobID, onBatch)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, s.cfg.Workers)
+	for range s.cfg.Workers {
+		go func() {
+			_, err := s.runJob(wctx, jobID, onBatch)
+			if err != nil {
+				cancel() // one worker failing stops the others
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range s.cfg.Workers {
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	if first != nil {
+		return store.RotationJob{}, first
+	}
+	return s.rot.Job(ctx, jobID)
+}
+
+func (s *Service) runJob(ctx context.Context, jobID string, onBatch func(Progress)) (store.RotationJob, error) {
 	for {
 		job, err := s.rot.Job(ctx, jobID)
 		if err != nil {

@@ -183,6 +183,8 @@ func TestConcurrentWritesAndTwoWorkers(t *testing.T) {
 	cfg := testConfig
 	cfg.BatchSize = 100
 	cfg.Settle = 1500 * time.Millisecond
+	// Products get several key ranges, and one instance runs two workers.
+	cfg.ShardRows, cfg.Workers = 500, 2
 	e := setup(t, cfg)
 	ctx := ctxT(t)
 	const n = 3000
@@ -198,6 +200,19 @@ func TestConcurrentWritesAndTwoWorkers(t *testing.T) {
 	job, err := e.svc.RotateDEK(ctx, rotation.LocalOperator)
 	if err != nil {
 		t.Fatal(err)
+	}
+	units, err := store.NewRotations(e.db.Pool).Units(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards := 0
+	for _, u := range units {
+		if u.Table == "products" {
+			shards++
+		}
+	}
+	if shards < 2 {
+		t.Fatalf("products split into %d key ranges, want several", shards)
 	}
 
 	expected := make([][]byte, n)
