@@ -8,8 +8,12 @@
 CREATE TABLE jwt_signing_keys (
   id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   algorithm    text NOT NULL DEFAULT 'EdDSA' CHECK (algorithm = 'EdDSA'),
-  public_key   bytea NOT NULL,  -- raw Ed25519 public key (32 bytes): public by design
-  private_key  bytea NOT NULL,  -- keyring ciphertext of the Ed25519 seed, bound to (jwt_signing_keys, private_key, id)
+  public_key   bytea NOT NULL CHECK (length(public_key) = 32),  -- raw Ed25519 public key: public by design
+  -- Keyring ciphertext of the Ed25519 seed, bound to (jwt_signing_keys,
+  -- private_key, id); like every sensitive column it refuses anything
+  -- without Tink's prefix (0x01, key id) and room for nonce and tag.
+  private_key  bytea NOT NULL CONSTRAINT jwt_signing_keys_private_key_is_ciphertext
+                 CHECK (length(private_key) >= 33 AND substring(private_key FROM 1 FOR 1) = '\x01'::bytea),
   created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX jwt_signing_keys_created_at_idx ON jwt_signing_keys (created_at DESC);

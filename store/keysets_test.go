@@ -246,6 +246,8 @@ func fixtures(t testing.TB, ctx context.Context, tx pgx.Tx) func(table string) r
 			}
 			// A secret version's associated data row id is "<name>@<version>".
 			return row{name + "@1", []string{"secret_id", "version", "created_by"}, []any{sid, 1, "test"}, table}
+		case "jwt_signing_keys":
+			return row{rid, []string{"id", "public_key"}, []any{rid, make([]byte, 32)}, table}
 		}
 		t.Fatalf("no fixture for table %q of the sensitive column list; add one", table)
 		return row{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,10 +38,12 @@ type NewSession struct {
 	ExpiresAt time.Time
 }
 
-// SessionWithUser is a session together with what a token needs of its user.
+// SessionWithUser is a session together with its user (what a token and
+// the refresh answer need).
 type SessionWithUser struct {
 	Session
 	Email *string
+	User  User
 }
 
 func ipArg(ip string) *string {
@@ -63,14 +66,37 @@ func scanSession(row pgx.Row, extra ...any) (Session, error) {
 	return s, MapError(err)
 }
 
+// SignIn is what a login records beside its new session: last_sign_in_at,
+// a replacement password hash (NewHash, only if the stored one is still
+// OldHash: the re-hash of an imported bcrypt hash), and a throttle counter
+// to clear (the account's failures).
+type SignIn struct {
+	NewHash, OldHash string
+	ResetBucket      string
+}
+
 // CreateSession inserts the first session of a new chain (a login): its
-// family id is its own id.
-func (db *DB) CreateSession(ctx context.Context, ns NewSession) (Session, error) {
+// family id is its own id. With si, it also records the sign-in, in the same
+// statement.
+func (db *DB) CreateSession(ctx context.Context, ns NewSession, si *SignIn) (Session, error) {
 	ua := truncateUA(ns.UserAgent)
-	return scanSession(db.Pool.QueryRow(ctx, `WITH ids AS (SELECT gen_random_uuid() AS id)
+	record := si != nil
+	if si == nil {
+		si = &SignIn{}
+	}
+	// Data-modifying CTEs run whether or not the outer query reads them.
+	return scanSession(db.Pool.QueryRow(ctx, `WITH ids AS (SELECT gen_random_uuid() AS id),
+		signin AS (
+			UPDATE users SET last_sign_in_at = now(),
+				password_hash = CASE WHEN $8 <> '' AND password_hash = $9 THEN $8 ELSE password_hash END,
+				updated_at = CASE WHEN $8 <> '' THEN now() ELSE updated_at END
+			WHERE id = $1 AND $7
+		),
+		reset AS (DELETE FROM auth_throttle WHERE bucket = $10 AND $7)
 		INSERT INTO sessions AS s (id, user_id, family_id, refresh_token_hash, ip_address, user_agent, created_at, expires_at)
 		SELECT ids.id, $1, ids.id, $2, $3::inet, $4, $5, $6 FROM ids
-		RETURNING `+sessionColumns, ns.UserID, ns.TokenHash, ipArg(ns.IP), ua, ns.CreatedAt, ns.ExpiresAt))
+		RETURNING `+sessionColumns, ns.UserID, ns.TokenHash, ipArg(ns.IP), ua, ns.CreatedAt, ns.ExpiresAt,
+		record, si.NewHash, si.OldHash, si.ResetBucket))
 }
 
 // truncateUA keeps user agents to a sane length: the column is free text
@@ -82,6 +108,8 @@ func truncateUA(ua string) *string {
 	if len(ua) > 512 {
 		ua = ua[:512]
 	}
+	// PostgreSQL text holds neither NUL nor invalid UTF-8 (a cut may split a rune).
+	ua = strings.ToValidUTF8(strings.ReplaceAll(ua, "\x00", ""), "")
 	return &ua
 }
 
@@ -93,6 +121,8 @@ func truncateUA(ua string) *string {
 // the caller then looks closer with SessionForRefresh).
 func (db *DB) RotateSession(ctx context.Context, oldHash []byte, ns NewSession) (SessionWithUser, error) {
 	var out SessionWithUser
+	u := &out.User
+	// One statement, so the common refresh is one round trip.
 	s, err := scanSession(db.Pool.QueryRow(ctx, `WITH old AS (
 			UPDATE sessions SET used_at = $3
 			WHERE refresh_token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3
@@ -102,9 +132,13 @@ func (db *DB) RotateSession(ctx context.Context, oldHash []byte, ns NewSession) 
 			SELECT user_id, family_id, id, $2, $4::inet, $5, $3, $6 FROM old
 			RETURNING *
 		)
-		SELECT `+sessionColumns+`, u.email FROM s JOIN users u ON u.id = s.user_id`,
-		oldHash, ns.TokenHash, ns.CreatedAt, ipArg(ns.IP), truncateUA(ns.UserAgent), ns.ExpiresAt), &out.Email)
+		SELECT `+sessionColumns+`, `+userColumns+`
+		FROM s JOIN users u ON u.id = s.user_id LEFT JOIN profiles p ON p.id = u.id`,
+		oldHash, ns.TokenHash, ns.CreatedAt, ipArg(ns.IP), truncateUA(ns.UserAgent), ns.ExpiresAt),
+		&u.ID, &u.Email, &u.PasswordHash, &u.DiscordID, &u.DiscordUsername, &u.Role, &u.LastSignInAt, &u.CreatedAt, &u.UpdatedAt)
 	out.Session = s
+	out.Email = u.Email
+	u.PasswordHash = nil // not needed beyond this layer
 	return out, err
 }
 
@@ -254,4 +288,12 @@ func (db *DB) SessionsOfUser(ctx context.Context, userID string) ([]Session, err
 		out = append(out, s)
 	}
 	return out, MapError(rows.Err())
+}
+
+// PruneSessions deletes sessions that expired before cutoff, in bounded
+// batches so one call never holds many locks.
+func (db *DB) PruneSessions(ctx context.Context, cutoff time.Time) error {
+	_, err := db.Pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+		SELECT id FROM sessions WHERE expires_at < $1 LIMIT 1000)`, cutoff)
+	return MapError(err)
 }

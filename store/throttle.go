@@ -12,63 +12,68 @@ type ThrottleHit struct {
 	WindowStart time.Time
 }
 
+// ThrottleInc is one counter to bump (Inc 0: just read it) in the fixed
+// window starting at WindowStart.
+type ThrottleInc struct {
+	Bucket      string
+	Inc         int32
+	WindowStart time.Time
+}
+
 // ThrottleHit adds n (0: just read) to each bucket's counter for the window
-// starting at windowStart (fixed windows: a counter from an older window
-// starts over) and returns the counters, in the order of buckets. One
-// statement, so every server instance sharing the database sees the same
-// counts.
+// starting at windowStart and returns the counters, in the order of
+// buckets. See ThrottleAdd.
 func (db *DB) ThrottleHit(ctx context.Context, buckets []string, windowStart time.Time, n int) ([]ThrottleHit, error) {
-	if n == 0 {
-		rows, err := db.Pool.Query(ctx, `SELECT b.bucket,
-				CASE WHEN t.window_start = $2 THEN t.hits ELSE 0 END
-			FROM unnest($1::text[]) WITH ORDINALITY AS b(bucket, ord)
-			LEFT JOIN auth_throttle t ON t.bucket = b.bucket ORDER BY b.ord`, buckets, windowStart)
-		return collectHits(rows, err, windowStart)
-	}
-	rows, err := db.Pool.Query(ctx, `INSERT INTO auth_throttle AS t (bucket, window_start, hits)
-		SELECT b, $2, $3 FROM unnest($1::text[]) AS b
-		ON CONFLICT (bucket) DO UPDATE SET
-			hits = CASE WHEN t.window_start = EXCLUDED.window_start THEN t.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
-			window_start = EXCLUDED.window_start
-		RETURNING bucket, hits`, buckets, windowStart, n)
-	hits, err := collectHits(rows, err, windowStart)
-	if err != nil {
-		return nil, err
-	}
-	// RETURNING order is not guaranteed: put them back in the caller's order.
-	byName := make(map[string]ThrottleHit, len(hits))
-	for _, h := range hits {
-		byName[h.Bucket] = h
-	}
-	out := make([]ThrottleHit, len(buckets))
+	incs := make([]ThrottleInc, len(buckets))
 	for i, b := range buckets {
-		out[i] = byName[b]
-		out[i].Bucket = b
+		incs[i] = ThrottleInc{Bucket: b, Inc: int32(n), WindowStart: windowStart}
 	}
-	return out, nil
+	return db.ThrottleAdd(ctx, incs)
 }
 
-type rowsLike interface {
-	Next() bool
-	Scan(...any) error
-	Err() error
-	Close()
-}
-
-func collectHits[R rowsLike](rows R, err error, windowStart time.Time) ([]ThrottleHit, error) {
+// ThrottleAdd bumps each counter in its window (fixed windows: a counter
+// from an older window starts over) and returns the counters in the order
+// given. Buckets must be distinct. One statement, so every server instance
+// sharing the database sees the same counts.
+func (db *DB) ThrottleAdd(ctx context.Context, incs []ThrottleInc) ([]ThrottleHit, error) {
+	buckets := make([]string, len(incs))
+	ns := make([]int32, len(incs))
+	windows := make([]time.Time, len(incs))
+	for i, in := range incs {
+		buckets[i], ns[i], windows[i] = in.Bucket, in.Inc, in.WindowStart
+	}
+	// Counters only read still get a row (with 0 hits) so that one
+	// statement serves all; a row from an older window is left as it is.
+	rows, err := db.Pool.Query(ctx, `INSERT INTO auth_throttle AS t (bucket, window_start, hits)
+		SELECT b, w, n FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS x(b, n, w)
+		ON CONFLICT (bucket) DO UPDATE SET
+			hits = CASE WHEN t.window_start = EXCLUDED.window_start THEN t.hits + EXCLUDED.hits
+				WHEN EXCLUDED.hits = 0 THEN t.hits ELSE EXCLUDED.hits END,
+			window_start = CASE WHEN EXCLUDED.hits = 0 THEN t.window_start ELSE EXCLUDED.window_start END
+		RETURNING bucket, CASE WHEN t.window_start = (SELECT w FROM unnest($1::text[], $3::timestamptz[]) AS y(b, w) WHERE y.b = t.bucket)
+			THEN t.hits ELSE 0 END`, buckets, ns, windows)
 	if err != nil {
 		return nil, MapError(err)
 	}
 	defer rows.Close()
-	var out []ThrottleHit
+	byName := make(map[string]int, len(incs))
 	for rows.Next() {
-		h := ThrottleHit{WindowStart: windowStart}
-		if err := rows.Scan(&h.Bucket, &h.Hits); err != nil {
+		var b string
+		var n int
+		if err := rows.Scan(&b, &n); err != nil {
 			return nil, MapError(err)
 		}
-		out = append(out, h)
+		byName[b] = n
 	}
-	return out, MapError(rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, MapError(err)
+	}
+	// RETURNING order is not guaranteed: put them back in the caller's order.
+	out := make([]ThrottleHit, len(incs))
+	for i, in := range incs {
+		out[i] = ThrottleHit{Bucket: in.Bucket, Hits: byName[in.Bucket], WindowStart: in.WindowStart}
+	}
+	return out, nil
 }
 
 // ThrottleReset forgets a bucket (an account's failures after a successful login).

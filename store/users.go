@@ -140,22 +140,6 @@ func (db *DB) UserByDiscordID(ctx context.Context, discordID string) (User, erro
 		FROM users u LEFT JOIN profiles p ON p.id = u.id WHERE u.discord_id = $1`, discordID))
 }
 
-// RecordSignIn sets last_sign_in_at and, when newHash is not empty, replaces
-// the password hash (the re-hash of an imported bcrypt hash on first login).
-// The hash is replaced only if it is still oldHash, so two logins at once
-// do not overwrite a password changed in between.
-func (db *DB) RecordSignIn(ctx context.Context, userID, oldHash, newHash string) error {
-	var err error
-	if newHash != "" {
-		_, err = db.Pool.Exec(ctx, `UPDATE users SET last_sign_in_at = now(),
-			password_hash = CASE WHEN password_hash = $2 THEN $3 ELSE password_hash END,
-			updated_at = now() WHERE id = $1`, userID, oldHash, newHash)
-	} else {
-		_, err = db.Pool.Exec(ctx, `UPDATE users SET last_sign_in_at = now() WHERE id = $1`, userID)
-	}
-	return MapError(err)
-}
-
 // LinkDiscord links a Discord account to an existing user and records the
 // sign-in. A Discord id already linked to another user is ErrConflict.
 func (db *DB) LinkDiscord(ctx context.Context, userID, discordID, discordUsername string) (User, error) {

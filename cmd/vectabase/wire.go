@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/hcvault"
-	"github.com/vectabase/vectabase/keyring/local"
+	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
@@ -68,6 +68,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 	d.auth = a
+	go a.RunKeyRotation(ctx)
 	srv.Mount(a.Routes())
 	if err := mountSecrets(d, srv); err != nil {
 		return err
@@ -86,36 +87,13 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 // openKeyring builds the KEK the configuration names (local key file,
 // local passphrase, or Vault transit) and opens the keyring on it.
 func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
-	kc := d.cfg.Keyring
-	if err := kc.Validate(); err != nil {
+	st := store.NewKeysets(d.db.Pool)
+	kek, err := kekconfig.New(ctx, d.cfg.Keyring, st)
+	if err != nil {
 		return nil, err
 	}
-	st := store.NewKeysets(d.db.Pool)
-	var kek keyring.KEK
-	switch {
-	case kc.Backend == "vault":
-		v, err := hcvault.New(ctx, hcvault.Config{Mount: kc.TransitMount, Key: kc.TransitKey})
-		if err != nil {
-			return nil, err
-		}
-		d.closers = append(d.closers, func() { _ = v.Close() })
-		kek = v
-	case kc.MasterKeyFile != "":
-		k, err := local.NewFromFile(kc.MasterKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		kek = k
-	default:
-		salt, err := keyring.PassphraseSalt(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		k, err := local.NewFromPassphrase(kc.Passphrase, salt)
-		if err != nil {
-			return nil, err
-		}
-		kek = k
+	if c, ok := kek.(io.Closer); ok {
+		d.closers = append(d.closers, func() { _ = c.Close() })
 	}
 	d.kek = kek
 	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))

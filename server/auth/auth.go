@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config, db *store.DB, kr *keyring.Keyring, aud
 	if s.dummy, err = HashPassword(pw, cfg.Argon2); err != nil {
 		return nil, err
 	}
-	if s.keys, err = newKeySet(ctx, db, kr, cfg.SigningKeyReload); err != nil {
+	if s.keys, err = newKeySet(ctx, db, kr, cfg.SigningKeyReload, s.now); err != nil {
 		return nil, err
 	}
 	s.discord = newDiscordClient(cfg)
@@ -112,6 +112,40 @@ func New(ctx context.Context, cfg Config, db *store.DB, kr *keyring.Keyring, aud
 // tokens it signed keep working until they expire. It returns the new kid.
 func (s *Service) RotateSigningKey(ctx context.Context) (string, error) {
 	return s.keys.rotate(ctx)
+}
+
+// RotateSigningKeyIfDue rotates the signing key when the newest one is
+// older than SigningKeyRotateEvery (instances doing this at once make one
+// key). It reports whether it rotated.
+func (s *Service) RotateSigningKeyIfDue(ctx context.Context) (bool, error) {
+	if s.cfg.SigningKeyRotateEvery <= 0 {
+		return false, nil
+	}
+	return s.keys.rotateIfOlder(ctx, s.now().Add(-s.cfg.SigningKeyRotateEvery))
+}
+
+// RunKeyRotation rotates the signing key on schedule until ctx ends. Run it
+// in its own goroutine; failures are logged and retried at the next tick.
+func (s *Service) RunKeyRotation(ctx context.Context) {
+	if s.cfg.SigningKeyRotateEvery <= 0 {
+		return
+	}
+	tick := time.NewTicker(min(s.cfg.SigningKeyRotateEvery/10, time.Hour))
+	defer tick.Stop()
+	for {
+		rotated, err := s.RotateSigningKeyIfDue(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error().Str("error", err.Error()).Msg("rotate JWT signing key")
+		case rotated:
+			s.log.Info().Msg("rotated the JWT signing key")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // JWKS returns the public keys that verify access tokens.
@@ -138,7 +172,7 @@ func validEmail(email string) bool {
 // characters, CONFLICT for a taken email, RATE_LIMITED past the per-IP limit.
 func (s *Service) Register(ctx context.Context, email, password string, meta RequestMeta) (store.User, error) {
 	email = normalizeEmail(email)
-	if !validEmail(email) {
+	if !validEmail(email) || strings.ContainsRune(email, 0) {
 		return store.User{}, vectabase.Errorf(vectabase.EVALIDATION, "email: must be a valid address")
 	}
 	if n := utf8.RuneCountInString(password); n < minPasswordLen || n > maxPasswordLen || !utf8.ValidString(password) {
@@ -177,15 +211,12 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 	if email == "" || password == "" {
 		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "email and password are required")
 	}
-	if len(email) > maxEmailLen || len(password) > 4*maxPasswordLen {
+	if len(email) > maxEmailLen || len(password) > 4*maxPasswordLen || !utf8.ValidString(email) || strings.ContainsRune(email, 0) {
 		// Too long to be a registered email or password; refuse before hashing.
 		return LoginResult{}, errInvalidCredentials
 	}
-	if err := s.checkAttempts(ctx, "login", meta); err != nil {
-		return LoginResult{}, err
-	}
 	acct := s.accountBucket(email)
-	if err := s.checkFailures(ctx, acct, meta); err != nil {
+	if err := s.checkLogin(ctx, acct, meta); err != nil {
 		return LoginResult{}, err
 	}
 
@@ -210,7 +241,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 			reason = "unusable_hash"
 			s.log.Warn().Str("userId", u.ID).Msg("password hash in an unknown format")
 		}
-		return LoginResult{}, s.loginFailed(ctx, acct, u.ID, reason, meta)
+		return LoginResult{}, s.loginFailed(ctx, u.ID, reason, meta)
 	}
 
 	var newHash, oldHash string
@@ -220,26 +251,20 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 		}
 		oldHash = hash
 	}
-	if err := s.db.RecordSignIn(ctx, u.ID, oldHash, newHash); err != nil {
-		return LoginResult{}, err
-	}
 	signedIn := s.now().UTC()
 	u.LastSignInAt = &signedIn
-	if err := s.db.ThrottleReset(ctx, acct); err != nil {
-		return LoginResult{}, err
-	}
 	details := map[string]any{"method": "password"}
 	if rehash {
 		details["rehashed"] = true
 	}
-	return s.startSession(ctx, u, "auth.login", details, meta)
+	return s.startSession(ctx, u, &store.SignIn{NewHash: newHash, OldHash: oldHash, ResetBucket: acct}, "auth.login", details, meta)
 }
 
-// loginFailed counts a failure against the account and the IP, audits it
-// and returns the uniform UNAUTHORIZED.
-func (s *Service) loginFailed(ctx context.Context, acct, userID, reason string, meta RequestMeta) error {
+// loginFailed counts a failure against the IP (the account counted it up
+// front), audits it and returns the uniform UNAUTHORIZED.
+func (s *Service) loginFailed(ctx context.Context, userID, reason string, meta RequestMeta) error {
 	s.metrics.logins.WithLabelValues("failure").Inc()
-	if err := s.countFailure(ctx, acct, meta); err != nil {
+	if err := s.countFailure(ctx, meta); err != nil {
 		return err
 	}
 	ev := vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_failed",
@@ -251,9 +276,9 @@ func (s *Service) loginFailed(ctx context.Context, acct, userID, reason string, 
 	return errInvalidCredentials
 }
 
-// startSession audits a sign-in, creates the first session of a new chain
-// and issues its token pair.
-func (s *Service) startSession(ctx context.Context, u store.User, action string, details map[string]any, meta RequestMeta) (LoginResult, error) {
+// startSession creates the first session of a new chain (recording the
+// sign-in si in the same statement), audits it and issues its token pair.
+func (s *Service) startSession(ctx context.Context, u store.User, si *store.SignIn, action string, details map[string]any, meta RequestMeta) (LoginResult, error) {
 	token, err := newRefreshToken()
 	if err != nil {
 		return LoginResult{}, err
@@ -264,7 +289,7 @@ func (s *Service) startSession(ctx context.Context, u store.User, action string,
 	}
 	now := s.now().Truncate(time.Microsecond)
 	sess, err := s.db.CreateSession(ctx, store.NewSession{UserID: u.ID, TokenHash: h, IP: meta.IP,
-		UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)})
+		UserAgent: meta.UserAgent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)}, si)
 	if err != nil {
 		return LoginResult{}, err
 	}
@@ -386,16 +411,16 @@ func (s *Service) Refresh(ctx context.Context, token string, meta RequestMeta) (
 }
 
 func (s *Service) refreshed(ctx context.Context, succ store.SessionWithUser, token string) (LoginResult, error) {
-	u := store.User{ID: succ.UserID, Email: succ.Email}
-	res, err := s.pair(ctx, succ.UserID, derefString(succ.Email), succ.ID, succ.CreatedAt, token, u)
-	if err != nil {
-		return res, err
+	u := succ.User
+	if u.ID == "" {
+		full, err := s.db.UserByID(ctx, succ.UserID)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		u = full
 	}
-	full, err := s.db.UserByID(ctx, succ.UserID)
-	if err == nil {
-		res.User = full
-	}
-	return res, nil
+	u.PasswordHash = nil
+	return s.pair(ctx, succ.UserID, derefString(succ.Email), succ.ID, succ.CreatedAt, token, u)
 }
 
 // Logout ends the caller's current session chain, or every session of the

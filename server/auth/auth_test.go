@@ -1,7 +1,11 @@
 package auth_test
 
 import (
+	"context"
+	"strings"
 	"testing"
+
+	"github.com/vectabase/vectabase"
 )
 
 func TestRegisterLoginMeRefreshLogout(t *testing.T) {
@@ -51,5 +55,23 @@ func TestRegisterLoginMeRefreshLogout(t *testing.T) {
 	}
 	if r := e.do("POST", "/api/auth/refresh", map[string]string{"refreshToken": rr.RefreshToken}); r.Status != 401 {
 		t.Fatalf("refresh after logout = %d %s, want 401", r.Status, r.Body)
+	}
+}
+
+// Authenticate (for tokens that do not come in a header) agrees with the
+// middleware.
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig())
+	u := e.register("ws@example.com", "password-123")
+	lr := e.login("ws@example.com", "password-123")
+	p, err := e.svc.Authenticate(context.Background(), lr.Token)
+	if err != nil || p.UserID != u.ID || p.Role != "user" || p.Email != "ws@example.com" || p.SessionID == "" {
+		t.Fatalf("Authenticate(good) = %+v, %v, want user %s", p, err, u.ID)
+	}
+	for _, bad := range []string{"", lr.RefreshToken, lr.Token + "x", strings.Repeat("a", 5000)} {
+		if _, err := e.svc.Authenticate(context.Background(), bad); vectabase.ErrorCode(err) != vectabase.EUNAUTHORIZED {
+			t.Errorf("Authenticate(bad) err = %v, want UNAUTHORIZED", err)
+		}
 	}
 }

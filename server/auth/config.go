@@ -27,16 +27,24 @@ type Config struct {
 	// Throttling against password guessing, counted in the database so the
 	// limits hold across instances. Failures lock an account (by email) or
 	// an IP for the rest of the window; attempts bound login and register
-	// calls per IP whatever their outcome.
+	// calls per IP whatever their outcome. The per-IP limits are generous
+	// because tripping one blocks every user behind that address (offices,
+	// NAT, a test suite on loopback); guessing a given account is held to
+	// MaxFailuresPerAccount per window whatever the source.
 	MaxFailuresPerAccount int           `env:"AUTH_MAX_FAILURES_PER_ACCOUNT" envDefault:"10"`
-	MaxFailuresPerIP      int           `env:"AUTH_MAX_FAILURES_PER_IP" envDefault:"100"`
+	MaxFailuresPerIP      int           `env:"AUTH_MAX_FAILURES_PER_IP" envDefault:"200"`
 	FailureWindow         time.Duration `env:"AUTH_FAILURE_WINDOW" envDefault:"15m"`
-	MaxAttemptsPerIP      int           `env:"AUTH_MAX_ATTEMPTS_PER_IP" envDefault:"300"`
+	MaxAttemptsPerIP      int           `env:"AUTH_MAX_ATTEMPTS_PER_IP" envDefault:"1000"`
 	AttemptWindow         time.Duration `env:"AUTH_ATTEMPT_WINDOW" envDefault:"1m"`
 
 	// SigningKeyReload is how often an instance re-reads the signing keys,
 	// to pick up a rotation made by another instance.
 	SigningKeyReload time.Duration `env:"JWT_SIGNING_KEY_RELOAD" envDefault:"1m"`
+	// SigningKeyRotateEvery makes a new signing key when the newest is this
+	// old (0: only on demand, RotateSigningKey). It is raised to more than
+	// the access-token lifetime, since a token must outlive at most one
+	// rotation to stay verifiable.
+	SigningKeyRotateEvery time.Duration `env:"JWT_SIGNING_KEY_ROTATE_EVERY" envDefault:"720h"`
 
 	// Argon2 are the password hashing parameters; zero: OWASPArgon2.
 	Argon2 Argon2Params
@@ -72,19 +80,24 @@ func (c Config) withDefaults() Config {
 		c.MaxFailuresPerAccount = 10
 	}
 	if c.MaxFailuresPerIP == 0 {
-		c.MaxFailuresPerIP = 100
+		c.MaxFailuresPerIP = 200
 	}
 	if c.FailureWindow == 0 {
 		c.FailureWindow = 15 * time.Minute
 	}
 	if c.MaxAttemptsPerIP == 0 {
-		c.MaxAttemptsPerIP = 300
+		c.MaxAttemptsPerIP = 1000
 	}
 	if c.AttemptWindow == 0 {
 		c.AttemptWindow = time.Minute
 	}
 	if c.SigningKeyReload == 0 {
 		c.SigningKeyReload = time.Minute
+	}
+	if c.SigningKeyRotateEvery > 0 {
+		// The previous key is accepted until the next rotation, so a token
+		// must not outlive two rotations: rotate less often than tokens live.
+		c.SigningKeyRotateEvery = max(c.SigningKeyRotateEvery, c.AccessTTL+c.SigningKeyReload+tokenLeeway+time.Minute)
 	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = OWASPArgon2
@@ -103,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshReuseInterval < 0 {
 		return fmt.Errorf("auth: JWT_REFRESH_REUSE_INTERVAL %s is negative", c.RefreshReuseInterval)
+	}
+	if c.SigningKeyRotateEvery < 0 {
+		return fmt.Errorf("auth: JWT_SIGNING_KEY_ROTATE_EVERY %s is negative", c.SigningKeyRotateEvery)
 	}
 	if c.MaxFailuresPerAccount < 0 || c.MaxFailuresPerIP < 0 || c.MaxAttemptsPerIP < 0 {
 		return fmt.Errorf("auth: throttling limits must not be negative")

@@ -204,7 +204,6 @@ func (s *Service) DiscordAuthorizeURL() (string, error) {
 		"scope":         {"identify email"},
 		"redirect_uri":  {s.discord.redirect},
 		"state":         {state},
-		"prompt":        {"consent"},
 	}
 	return s.discord.authorize + "?" + q.Encode(), nil
 }
@@ -262,13 +261,10 @@ func (s *Service) DiscordCallback(ctx context.Context, code, state string, meta 
 			return LoginResult{}, err
 		}
 		details["created"] = true
-		if err := s.db.RecordSignIn(ctx, u.ID, "", ""); err != nil {
-			return LoginResult{}, err
-		}
 	default:
 		return LoginResult{}, err
 	}
-	return s.startSession(ctx, u, "auth.login", details, meta)
+	return s.startSession(ctx, u, &store.SignIn{}, "auth.login", details, meta)
 }
 
 func (s *Service) handleDiscord(c *fiber.Ctx) error {

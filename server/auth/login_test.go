@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,5 +320,40 @@ func TestAdminAndOptionalMiddleware(t *testing.T) {
 	}
 	if r := e.do("GET", "/test/optional", nil, "Authorization", "Basic abc"); r.Status != 401 {
 		t.Errorf("optional route with Basic auth = %d, want 401", r.Status)
+	}
+}
+
+// Parallel guesses at one account cannot exceed the limit: attempts are
+// counted before the password is checked.
+func TestParallelGuessesHeldToTheLimit(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxFailuresPerAccount = 3
+	e := newEnv(t, cfg)
+	e.register("target@example.com", "password-123")
+	const n = 12
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.Login(context.Background(), "target@example.com", "guess-"+strconv.Itoa(i), authMeta())
+			if _, limited := auth.RetryAfterOf(err); limited {
+				codes[i] = 429
+			} else if err != nil {
+				codes[i] = 401
+			}
+		}()
+	}
+	wg.Wait()
+	wrong := 0
+	for _, c := range codes {
+		if c == 401 {
+			wrong++
+		}
+	}
+	if wrong > cfg.MaxFailuresPerAccount {
+		t.Errorf("%d of %d parallel guesses were checked, want at most %d", wrong, n, cfg.MaxFailuresPerAccount)
 	}
 }

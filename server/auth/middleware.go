@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -37,34 +38,53 @@ func bearer(c *fiber.Ctx) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-// authenticate verifies the request's bearer token and checks that its
-// session still stands (logout and refresh-token reuse revoke it), reading
-// the user's role in the same primary-key look-up. On success it records
-// the user on the context.
-func (s *Service) authenticate(c *fiber.Ctx, raw string) error {
-	if raw == "" || len(raw) > 4096 {
-		return errUnauthorized
+// Principal is who an access token speaks for, as checked just now.
+type Principal struct {
+	UserID    string
+	Email     string
+	Role      string // profiles.role, read at verification time
+	SessionID string
+}
+
+// Authenticate verifies an access token and checks that its session still
+// stands (logout and refresh-token reuse revoke it), reading the user's
+// current role in the same primary-key look-up. For callers that get a
+// token other than from the Authorization header (the realtime socket's
+// access_token query or first message). Any failure of the token is
+// UNAUTHORIZED.
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	if token == "" || len(token) > 4096 {
+		return Principal{}, errUnauthorized
 	}
-	ctx := c.UserContext()
-	claims, err := s.keys.verifyAccess(ctx, raw, s.cfg.Issuer, s.now())
+	claims, err := s.keys.verifyAccess(ctx, token, s.cfg.Issuer, s.now())
 	if err != nil {
-		return errUnauthorized
+		return Principal{}, errUnauthorized
 	}
 	st, err := s.db.SessionStateByID(ctx, claims.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errUnauthorized
+		return Principal{}, errUnauthorized
 	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if !st.Active || st.UserID != claims.Subject {
+		return Principal{}, errUnauthorized
+	}
+	return Principal{UserID: claims.Subject, Email: claims.Email, Role: st.Role, SessionID: claims.SessionID}, nil
+}
+
+// authenticate runs Authenticate on the request's bearer token and records
+// the user on the context.
+func (s *Service) authenticate(c *fiber.Ctx, raw string) error {
+	p, err := s.Authenticate(c.UserContext(), raw)
 	if err != nil {
 		return err
 	}
-	if !st.Active || st.UserID != claims.Subject {
-		return errUnauthorized
-	}
-	c.Locals(localUserID, utils.CopyString(claims.Subject))
-	c.Locals(localRole, st.Role)
-	c.Locals(localSessionID, utils.CopyString(claims.SessionID))
-	c.Locals(localEmail, utils.CopyString(claims.Email))
-	server.SetActor(c, server.Actor{Type: vectabase.ActorUser, ID: claims.Subject})
+	c.Locals(localUserID, utils.CopyString(p.UserID))
+	c.Locals(localRole, p.Role)
+	c.Locals(localSessionID, utils.CopyString(p.SessionID))
+	c.Locals(localEmail, utils.CopyString(p.Email))
+	server.SetActor(c, server.Actor{Type: vectabase.ActorUser, ID: p.UserID})
 	return nil
 }
 

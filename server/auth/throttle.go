@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/store"
 )
 
 // RetryAfter is in the chain of a RATE_LIMITED error: how long the caller
@@ -68,41 +69,59 @@ func windowStart(now time.Time, window time.Duration) time.Time {
 	return now.Truncate(window)
 }
 
-// checkAttempts counts one login or register call from meta's IP and
-// refuses it past MaxAttemptsPerIP in the attempt window.
+func attemptBucket(op string, meta RequestMeta) string {
+	return "attempt:" + op + ":ip:" + ipKey(meta.IP)
+}
+
+// checkAttempts counts one register call from meta's IP and refuses it past
+// MaxAttemptsPerIP in the attempt window.
 func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta) error {
 	if s.cfg.MaxAttemptsPerIP <= 0 {
 		return nil
 	}
 	now := s.now()
 	ws := windowStart(now, s.cfg.AttemptWindow)
-	hits, err := s.db.ThrottleHit(ctx, []string{"attempt:" + op + ":ip:" + ipKey(meta.IP)}, ws, 1)
+	hits, err := s.db.ThrottleHit(ctx, []string{attemptBucket(op, meta)}, ws, 1)
 	if err != nil {
 		return err
 	}
 	s.maybePrune(ctx, now)
-	if hits[0].Hits > s.cfg.MaxAttemptsPerIP {
+	return s.attemptsExceeded(op, hits[0].Hits, ws, now)
+}
+
+func (s *Service) attemptsExceeded(op string, hits int, ws, now time.Time) error {
+	if s.cfg.MaxAttemptsPerIP > 0 && hits > s.cfg.MaxAttemptsPerIP {
 		s.metrics.rejected.WithLabelValues(op + "_ip").Inc()
 		return rateLimited("too many attempts from this address; try again later", ws.Add(s.cfg.AttemptWindow).Sub(now))
 	}
 	return nil
 }
 
-// checkFailures refuses a login when the account or the IP has had too
-// many failures in the failure window. The refusal is audited.
-func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMeta) error {
+// checkLogin throttles a login, in one statement: it counts the call
+// against the IP's attempts, and against the account's failures up front (a
+// successful login clears the account's counter), so parallel guesses
+// cannot slip past the limit while password hashes are being computed; and
+// it reads the IP's failures. A refusal for failures is audited.
+func (s *Service) checkLogin(ctx context.Context, acct string, meta RequestMeta) error {
 	now := s.now()
-	ws := windowStart(now, s.cfg.FailureWindow)
-	ipBucket := "fail:ip:" + ipKey(meta.IP)
-	hits, err := s.db.ThrottleHit(ctx, []string{acct, ipBucket}, ws, 0)
+	aws, fws := windowStart(now, s.cfg.AttemptWindow), windowStart(now, s.cfg.FailureWindow)
+	hits, err := s.db.ThrottleAdd(ctx, []store.ThrottleInc{
+		{Bucket: attemptBucket("login", meta), Inc: 1, WindowStart: aws},
+		{Bucket: acct, Inc: 1, WindowStart: fws},
+		{Bucket: ipFailBucket(meta), Inc: 0, WindowStart: fws},
+	})
 	if err != nil {
+		return err
+	}
+	s.maybePrune(ctx, now)
+	if err := s.attemptsExceeded("login", hits[0].Hits, aws, now); err != nil {
 		return err
 	}
 	var which string
 	switch {
-	case s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits >= s.cfg.MaxFailuresPerAccount:
+	case s.cfg.MaxFailuresPerAccount > 0 && hits[1].Hits > s.cfg.MaxFailuresPerAccount:
 		which = "account"
-	case s.cfg.MaxFailuresPerIP > 0 && hits[1].Hits >= s.cfg.MaxFailuresPerIP:
+	case s.cfg.MaxFailuresPerIP > 0 && hits[2].Hits >= s.cfg.MaxFailuresPerIP:
 		which = "ip"
 	default:
 		return nil
@@ -112,17 +131,21 @@ func (s *Service) checkFailures(ctx context.Context, acct string, meta RequestMe
 		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
 		return err
 	}
-	return rateLimited("too many failed logins; try again later", ws.Add(s.cfg.FailureWindow).Sub(now))
+	return rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
 }
 
-// countFailure adds a failed login to the account's and the IP's counters.
-func (s *Service) countFailure(ctx context.Context, acct string, meta RequestMeta) error {
+func ipFailBucket(meta RequestMeta) string { return "fail:ip:" + ipKey(meta.IP) }
+
+// countFailure adds a failed login to the IP's counter (the account's was
+// counted by checkLogin).
+func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	ws := windowStart(s.now(), s.cfg.FailureWindow)
-	_, err := s.db.ThrottleHit(ctx, []string{acct, "fail:ip:" + ipKey(meta.IP)}, ws, 1)
+	_, err := s.db.ThrottleHit(ctx, []string{ipFailBucket(meta)}, ws, 1)
 	return err
 }
 
-// maybePrune deletes stale counters and used OAuth states now and then
+// maybePrune deletes stale counters, used OAuth states and long-expired
+// sessions now and then
 // (about one call in 500), so the tables stay small without a worker.
 func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	if rand.IntN(500) != 0 {
@@ -134,5 +157,10 @@ func (s *Service) maybePrune(ctx context.Context, now time.Time) {
 	}
 	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
 		s.log.Warn().Err(err).Msg("prune OAuth states")
+	}
+	// Sessions a day past expiry can neither be refreshed nor help detect
+	// reuse (an expired token is refused anyway).
+	if err := s.db.PruneSessions(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.Warn().Err(err).Msg("prune expired sessions")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -52,6 +53,7 @@ type keySet struct {
 	db     *store.DB
 	kr     *keyring.Keyring
 	reload time.Duration
+	now    func() time.Time
 
 	mu       sync.RWMutex
 	keys     []signingKey // newest first; keys[0] signs
@@ -67,8 +69,8 @@ func signingKeyLocation(id string) keyring.Location {
 // ErrNoSigningKey: the keys could not be loaded.
 var errNoSigningKey = errors.New("auth: no signing key")
 
-func newKeySet(ctx context.Context, db *store.DB, kr *keyring.Keyring, reload time.Duration) (*keySet, error) {
-	ks := &keySet{db: db, kr: kr, reload: reload}
+func newKeySet(ctx context.Context, db *store.DB, kr *keyring.Keyring, reload time.Duration, now func() time.Time) (*keySet, error) {
+	ks := &keySet{db: db, kr: kr, reload: reload, now: now}
 	if _, err := ks.create(ctx, true); err != nil {
 		return nil, err
 	}
@@ -90,7 +92,7 @@ func (ks *keySet) create(ctx context.Context, onlyIfNone bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: encrypt signing key: %w", err)
 	}
-	added, err := ks.db.AddSigningKey(ctx, id, pub, sealed, onlyIfNone)
+	added, err := ks.db.AddSigningKey(ctx, id, pub, sealed, ks.now(), onlyIfNone)
 	if err != nil {
 		return "", fmt.Errorf("auth: store signing key: %w", err)
 	}
@@ -167,6 +169,28 @@ func (ks *keySet) rotate(ctx context.Context) (string, error) {
 	return id, ks.load(ctx)
 }
 
+// rotateIfOlder adds a new signing key when the newest was created before
+// cutoff.
+func (ks *keySet) rotateIfOlder(ctx context.Context, cutoff time.Time) (bool, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return false, fmt.Errorf("auth: generate signing key: %w", err)
+	}
+	id := uuid.NewString()
+	sealed, err := ks.kr.Encrypt(ctx, signingKeyLocation(id), priv.Seed())
+	if err != nil {
+		return false, fmt.Errorf("auth: encrypt signing key: %w", err)
+	}
+	added, err := ks.db.AddSigningKeyIfNewestBefore(ctx, id, pub, sealed, ks.now(), cutoff)
+	if err != nil {
+		return false, fmt.Errorf("auth: store signing key: %w", err)
+	}
+	if !added {
+		return false, nil
+	}
+	return true, ks.load(ctx)
+}
+
 // refreshIfStale reloads the keys when they are older than the reload
 // interval. A failed reload keeps the keys in hand: they are still valid.
 func (ks *keySet) refreshIfStale(ctx context.Context) {
@@ -225,7 +249,17 @@ func (ks *keySet) issueAccess(ctx context.Context, issuer string, ttl time.Durat
 		Type:      tokenTypeAccess,
 		SessionID: sessionID,
 	}
-	tok, err := jwt.Signed(ks.currentSigner()).Claims(c).Serialize()
+	// Sign the marshalled claims directly: jwt.Signed's builder would
+	// round-trip them through a map first, which costs on every refresh.
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("auth: access token claims: %w", err)
+	}
+	obj, err := ks.currentSigner().Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign access token: %w", err)
+	}
+	tok, err := obj.CompactSerialize()
 	if err != nil {
 		return "", fmt.Errorf("auth: sign access token: %w", err)
 	}

@@ -367,3 +367,37 @@ func TestProperty8_BadTokensGet401(t *testing.T) {
 		t.Fatalf("me with the good token after the bad ones = %d, want 200", r.Status)
 	}
 }
+
+// Scheduled rotation makes one new key once the newest is old enough, never
+// more often than tokens live, and tokens of the previous key still work.
+func TestScheduledSigningKeyRotation(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.AccessTTL = time.Minute
+	cfg.SigningKeyRotateEvery = time.Second // raised to more than the token lifetime
+	e := newEnv(t, cfg)
+	e.register("sched@example.com", "password-123")
+	before := e.login("sched@example.com", "password-123").Token
+	ctx := context.Background()
+	if rotated, err := e.svc.RotateSigningKeyIfDue(ctx); err != nil || rotated {
+		t.Fatalf("RotateSigningKeyIfDue on a new key = %v, %v, want false", rotated, err)
+	}
+	e.clock.advance(time.Minute) // past 1 s, short of the token lifetime plus margins
+	if rotated, _ := e.svc.RotateSigningKeyIfDue(ctx); rotated {
+		t.Fatal("rotated sooner than the access-token lifetime")
+	}
+	e.clock.advance(5 * time.Minute)
+	if rotated, err := e.svc.RotateSigningKeyIfDue(ctx); err != nil || !rotated {
+		t.Fatalf("RotateSigningKeyIfDue when due = %v, %v, want true", rotated, err)
+	}
+	if rotated, _ := e.svc.RotateSigningKeyIfDue(ctx); rotated {
+		t.Fatal("rotated twice in a row")
+	}
+	after := e.login("sched@example.com", "password-123").Token
+	if kidOf(t, before) == kidOf(t, after) {
+		t.Fatal("token after scheduled rotation has the old kid")
+	}
+	if kids := jwksKIDs(t, e); len(kids) != 2 {
+		t.Errorf("JWKS after a scheduled rotation has %d keys, want 2", len(kids))
+	}
+}

@@ -1,0 +1,91 @@
+package auth_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// fuzzEnv is one service for all inputs of a fuzz target: a database per
+// input would make fuzzing crawl.
+func fuzzEnv(f *testing.F) *env {
+	cfg := testConfig()
+	cfg.MaxAttemptsPerIP = 1 << 30
+	cfg.MaxFailuresPerAccount = 1 << 30
+	cfg.MaxFailuresPerIP = 1 << 30
+	e := newEnv(f, cfg)
+	e.register("fuzz@example.com", "password-123")
+	return e
+}
+
+var jsonSeeds = []string{
+	`{"email":"fuzz@example.com","password":"password-123"}`,
+	`{"email":"fuzz@example.com","password":"wrong"}`,
+	`{"refreshToken":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`,
+	`{"email":1,"password":null}`,
+	`{"email":"a@b.co","password":"12345678","extra":true}`,
+	`[]`, `null`, `""`, `{`, `{"email":"\u0000@x.io","password":"\ud800xxxxxxxx"}`,
+	`{"email":"a@b.co"}{"email":"c@d.co"}`,
+	strings.Repeat(`{"a":`, 1000),
+	`{"refreshToken":"` + strings.Repeat("A", 5000) + `"}`,
+}
+
+// fuzzRoute posts arbitrary bodies to a JSON handler: the answer is never a
+// 5xx and always the contract's error body when it is a failure.
+func fuzzRoute(f *testing.F, path string) {
+	e := fuzzEnv(f)
+	for _, s := range jsonSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		e.t = t
+		r := e.do("POST", path, body)
+		if r.Status >= 500 {
+			t.Fatalf("POST %s %q = %d %s, want < 500", path, body, r.Status, r.Body)
+		}
+		if r.Status >= 400 && r.code() == "" {
+			t.Fatalf("POST %s %q = %d with body %q, want the contract's error body", path, body, r.Status, r.Body)
+		}
+	})
+}
+
+func FuzzLoginHandler(f *testing.F)    { fuzzRoute(f, "/api/auth/login") }
+func FuzzRegisterHandler(f *testing.F) { fuzzRoute(f, "/api/auth/register") }
+func FuzzRefreshHandler(f *testing.F)  { fuzzRoute(f, "/api/auth/refresh") }
+
+// FuzzBearer: whatever the Authorization header, /api/auth/me answers 401
+// (or 200 for the one real token), never a 5xx.
+func FuzzBearer(f *testing.F) {
+	e := fuzzEnv(f)
+	for _, s := range []string{"Bearer ", "Bearer a.b.c", "bearer eyJhbGciOiJub25lIn0.e30.", "Basic Zm9vOmJhcg==", "Bearer " + strings.Repeat("x", 5000)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		e.t = t
+		if strings.ContainsAny(h, "\r\n\x00") {
+			return // not representable in a header
+		}
+		r := e.do("GET", "/api/auth/me", nil, "Authorization", h)
+		if r.Status != 401 && r.Status != 400 && r.Status != 431 {
+			t.Fatalf("me with Authorization %q = %d %s, want 401", h, r.Status, r.Body)
+		}
+	})
+}
+
+// FuzzDiscordCallback: arbitrary code and state never reach Discord
+// without a genuine state, and never give a 5xx other than Discord's absence.
+func FuzzDiscordCallback(f *testing.F) {
+	e := fuzzEnv(f)
+	f.Add("code", "state")
+	f.Add("", "a.b")
+	f.Add("x", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, code, state string) {
+		e.t = t
+		r := e.do("GET", "/api/auth/discord?code="+urlQueryEscape(code)+"&state="+urlQueryEscape(state), nil)
+		if r.Status >= 500 && r.Status != 503 {
+			t.Fatalf("discord callback (%q, %q) = %d %s", code, state, r.Status, r.Body)
+		}
+	})
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
