@@ -236,8 +236,6 @@ func fixtures(t testing.TB, ctx context.Context, tx pgx.Tx) func(table string) r
 			return row{rid, []string{"id", "developer_id", "plan", "status"}, []any{rid, user, "pro", "active"}, table}
 		case "whitelist_entries":
 			return row{rid, []string{"id", "developer_product_id", "roblox_user_id"}, []any{rid, devProduct, n}, table}
-		case "jwt_signing_keys":
-			return row{rid, []string{"id", "public_key"}, []any{rid, make([]byte, 32)}, table}
 		case "secret_versions":
 			name := "secret-" + rid
 			var sid string
