@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -255,7 +256,7 @@ func (s *Service) get(ctx context.Context, c Caller, name string, version int) (
 	if err := ValidName(name); err != nil {
 		return Value{}, err
 	}
-	if version < 0 {
+	if version < 0 || version > math.MaxInt32 {
 		return Value{}, vectabase.Errorf(vectabase.EVALIDATION, "version: must be a positive integer")
 	}
 	role, err := s.role(ctx, c)
@@ -308,7 +309,7 @@ func (s *Service) put(ctx context.Context, c Caller, name string, value []byte, 
 	if len(value) > MaxValueBytes {
 		return vectabase.Errorf(vectabase.EVALIDATION, "value: must be at most %d bytes", MaxValueBytes)
 	}
-	if expected != nil && *expected < 0 {
+	if expected != nil && (*expected < 0 || *expected > math.MaxInt32) {
 		return vectabase.Errorf(vectabase.EVALIDATION, "expectedVersion: must be 0 or more")
 	}
 	role, err := s.role(ctx, c)

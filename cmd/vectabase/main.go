@@ -83,6 +83,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newSecretsCmd(),
 		newAuditCmd(),
+		newImportSupabaseCmd(),
 		newKeysCmd(),
 	)
 	return root

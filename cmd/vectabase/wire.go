@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -12,6 +13,8 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/marketplace"
+	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
@@ -73,6 +76,20 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := mountSecrets(d, srv); err != nil {
 		return err
 	}
+
+	mk := marketplace.New(d.db, d.kr, d.cfg.Marketplace, d.log, d.reg)
+	// Runs after the HTTP server has drained, so every request's log row
+	// is queued before the final flush.
+	d.closers = append(d.closers, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := mk.Close(cctx); err != nil {
+			d.log.Error().Str("error", err.Error()).Msg("flush api request logs")
+		}
+	})
+	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
+
+	srv.Mount(openapi.Routes())
 
 	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK})
 	rot, err := newRotationService(d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -63,6 +64,8 @@ func newEnv(t testing.TB) *env {
 }
 
 type resp = canarytest.Response
+
+func resp2(status int, body []byte) resp { return resp{Status: status, Body: body} }
 
 func (e *env) do(method, target string, body any, headers ...string) resp {
 	e.t.Helper()
@@ -392,4 +395,49 @@ func TestProperty16_NoCanaryLeaks(t *testing.T) {
 	e.do("DELETE", "/api/secrets/canary_0", nil, admin...)
 	e.h.Check(nil)
 	e.h.CheckTables(e.db, "audit_logs", "secret_versions", "secrets", "users", "sessions")
+}
+
+// FuzzSecretsRoutes: whatever the method, path and body, a secrets route
+// answers in the contract's format with a status below 500 and never
+// panics.
+func FuzzSecretsRoutes(f *testing.F) {
+	for _, s := range []struct{ method, path, body string }{
+		{"GET", "", ""}, {"PUT", "/a", `{"value":"v"}`}, {"PUT", "/a%2Fb", `{"value":"v","expectedVersion":0}`},
+		{"GET", "/a/versions", ""}, {"DELETE", "/a", ""}, {"POST", "", `{"name":"n","value":"v"}`},
+		{"GET", "?limit=-1&cursor=%FF", ""}, {"PUT", "/%00", `{"value":1}`}, {"GET", "/a?version=99999999999999999999", ""},
+		{"PUT", "/" + strings.Repeat("x", 300), `{"value":"v"}`}, {"PUT", "/a/../b", `{"value":"v"}`},
+	} {
+		f.Add(s.method, s.path, s.body)
+	}
+	e := newEnv(f)
+	_, admin := e.user("admin", "fuzz-password-1")
+	f.Fuzz(func(t *testing.T, method, path, body string) {
+		switch method {
+		case "GET", "PUT", "POST", "DELETE":
+		default:
+			return
+		}
+		target := "/api/secrets" + path
+		u, err := url.ParseRequestURI(target)
+		if err != nil || u.Host != "" || strings.ContainsAny(path, " \t\r\n#") {
+			return
+		}
+		var b any
+		if body != "" {
+			b = body
+		}
+		resp, err := e.srv.App().Test(canarytest.Request(method, target, b, admin...), -1)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, target, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := resp2(resp.StatusCode, raw)
+		if r.Status >= 500 {
+			t.Fatalf("%s %s %q = %d %s", method, target, body, r.Status, r.Body)
+		}
+		if r.Status >= 400 && errCode(r) == "" {
+			t.Fatalf("%s %s = %d without the contract error body: %s", method, target, r.Status, r.Body)
+		}
+	})
 }

@@ -139,8 +139,15 @@ func (c *Cluster) Init(ctx context.Context) error {
 	} else {
 		args = append(args, "--auth=trust")
 	}
-	_, err := c.run(ctx, "initdb", args...)
-	return err
+	if _, err := c.run(ctx, "initdb", args...); err != nil {
+		// A half-made cluster would be taken for a made one next time.
+		entries, _ := os.ReadDir(c.DataDir)
+		for _, e := range entries {
+			_ = os.RemoveAll(filepath.Join(c.DataDir, e.Name()))
+		}
+		return err
+	}
+	return nil
 }
 
 // Start starts the server and waits until it accepts connections.

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,9 @@ func event(i int) vectabase.AuditEvent {
 		ActorType: vectabase.ActorUser, ActorID: fmt.Sprintf("user-%d", i),
 		Action: "secret.read", ResourceType: "secret", ResourceID: fmt.Sprintf("s%d", i),
 		Result: vectabase.ResultAllowed, IP: "10.0.0.1", RequestID: "req",
-		Details: map[string]any{"version": i, "ratio": 0.25, "note": "x\x00y", "big": 1e21},
+		Details: map[string]any{"version": i, "ratio": 0.25, "note": "x\x00y\xff ü <&>", "big": 1e21,
+			"tiny": 1.5e-7, "negzero": math.Copysign(0, -1), "huge": uint64(12345678901234567890),
+			"nested": []any{map[string]any{"b": 2.50, "a": nil}, true}},
 	}
 }
 
@@ -306,5 +309,38 @@ func TestQueryFiltersAndPages(t *testing.T) {
 	}
 	if _, err := l.Query(ctx, audit.Filter{Limit: 100000}); vectabase.ErrorCode(err) != vectabase.EVALIDATION {
 		t.Errorf("Query(huge limit) err = %v, want VALIDATION_FAILED", err)
+	}
+}
+
+// TestTwoInstancesShareOneChain: two server instances (two Logs with their
+// own pools and writers) on one database append to one intact chain.
+func TestTwoInstancesShareOneChain(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	db1, db2 := pgtest.Open(t, url), pgtest.Open(t, url)
+	kr1 := keyringtest.New(t, db1.Pool)
+	// The second instance loads the same keysets with the same KEK: reuse
+	// the first's keyring, as both would after Open on one store.
+	l1 := audit.New(db1, kr1, zerolog.Nop(), nil)
+	l2 := audit.New(db2, kr1, zerolog.Nop(), nil)
+	t.Cleanup(l1.Close)
+	t.Cleanup(l2.Close)
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := l1
+			if i%2 == 1 {
+				l = l2
+			}
+			if err := l.Record(context.Background(), event(i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if res := verify(t, l2); !res.OK || res.Rows != 100 {
+		t.Fatalf("Verify() = %+v, want OK with 100 rows", res)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -89,13 +90,18 @@ func normalise(v any) any {
 	case string:
 		return cleanString(x)
 	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return json.Number(strconv.FormatInt(i, 10))
+		// Every number becomes its float64 value, written as an integer
+		// when it is one that float64 holds exactly, so the text Go wrote
+		// and the text jsonb gives back (which drops -0, trailing zeros
+		// and exponents) both land on the same spelling.
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return string(x)
 		}
-		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
-			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+		if f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
+			return json.Number(strconv.FormatInt(int64(f), 10))
 		}
-		return string(x)
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
 	}
 	return v
 }

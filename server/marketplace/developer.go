@@ -1,0 +1,451 @@
+package marketplace
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/store"
+)
+
+// API key shape: "vb_live_" and 32 random bytes in base62, always 43
+// characters (zero-padded), so a key's length alone rules out junk.
+const (
+	keyTag        = "vb_live_"
+	keyBodyLen    = 43
+	keyPrefixLen  = 12
+	base62Digits  = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	headerAPIKey  = "X-API-Key"
+	defaultRate   = 60
+	maxRate       = 1_000_000
+	maxKeyNameLen = 100
+
+	minImportedKeyBody = 16
+	maxImportedKeyBody = 64
+)
+
+// ScopeWLRead is the scope /api/whitelist/check needs.
+const ScopeWLRead = "whitelist:read"
+
+// localKeyUse is the Fiber local holding the request's store.KeyUse; a
+// private type, so no other package's local can collide with it.
+type localKeyUseKey struct{}
+
+var localKeyUse = localKeyUseKey{}
+
+// knownScopes are the scopes a key may carry. /api/developer/verify needs
+// none; /api/whitelist/check needs whitelist:read.
+var knownScopes = []string{ScopeWLRead}
+
+// newAPIKey returns a fresh key.
+func newAPIKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	s := new(big.Int).SetBytes(b).Text(62)
+	return keyTag + strings.Repeat("0", keyBodyLen-len(s)) + s
+}
+
+// wellFormedKey reports whether k has the shape of a key, so junk is
+// refused without a database round trip. Keys imported from Supabase keep
+// working (contract section 6) and have other lengths (vb_live_ and 32 hex
+// digits in the old project), so any base62 body of 16 to 64 characters is
+// looked up; only its keyed hash can match.
+func wellFormedKey(k string) bool {
+	if len(k) < len(keyTag)+minImportedKeyBody || len(k) > len(keyTag)+maxImportedKeyBody || !strings.HasPrefix(k, keyTag) {
+		return false
+	}
+	for i := len(keyTag); i < len(k); i++ {
+		if strings.IndexByte(base62Digits, k[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// APIKeyResource is a developer API key. Key is present only in the
+// response that created it.
+type APIKeyResource struct {
+	ID                 string     `json:"id"`
+	Key                string     `json:"key,omitempty"`
+	Prefix             string     `json:"prefix"`
+	Name               string     `json:"name"`
+	Scopes             []string   `json:"scopes"`
+	RateLimitPerMinute int        `json:"rateLimitPerMinute"`
+	LastUsedAt         *time.Time `json:"lastUsedAt"`
+	CreatedAt          time.Time  `json:"createdAt"`
+}
+
+func apiKeyResource(k store.APIKey) APIKeyResource {
+	scopes := k.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return APIKeyResource{ID: k.ID, Prefix: k.Prefix, Name: k.Name, Scopes: scopes,
+		RateLimitPerMinute: k.RateLimitPerMinute, LastUsedAt: k.LastUsedAt, CreatedAt: k.CreatedAt}
+}
+
+// APIKeyInput is the body of POST and PATCH /api/developer/keys.
+type APIKeyInput struct {
+	Name               *string  `json:"name"`
+	Scopes             []string `json:"scopes"`
+	RateLimitPerMinute *int     `json:"rateLimitPerMinute"`
+}
+
+func (in *APIKeyInput) validate(create bool) error {
+	if create {
+		if err := required("name", in.Name); err != nil {
+			return err
+		}
+	}
+	if err := checkText("name", in.Name, 1, maxKeyNameLen); err != nil {
+		return err
+	}
+	for i, sc := range in.Scopes {
+		if !slices.Contains(knownScopes, sc) {
+			return invalid("scopes["+strconv.Itoa(i)+"]", "unknown scope; known scopes: "+strings.Join(knownScopes, ", "))
+		}
+	}
+	if in.Scopes != nil {
+		slices.Sort(in.Scopes)
+		in.Scopes = slices.Compact(in.Scopes)
+	}
+	return checkRange("rateLimitPerMinute", in.RateLimitPerMinute, 1, maxRate)
+}
+
+// CreateAPIKey makes a key for developer userID. The key is in the result
+// and nowhere else: the database keeps only its keyed hash and prefix.
+func (s *Service) CreateAPIKey(ctx context.Context, userID string, in APIKeyInput) (APIKeyResource, error) {
+	if err := in.validate(true); err != nil {
+		return APIKeyResource{}, err
+	}
+	rate := defaultRate
+	if in.RateLimitPerMinute != nil {
+		rate = *in.RateLimitPerMinute
+	}
+	key := newAPIKey()
+	hash, err := s.kr.MAC("api_key", []byte(key))
+	if err != nil {
+		return APIKeyResource{}, err
+	}
+	k, err := s.repo.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: userID, Name: *in.Name, Hash: hash,
+		Prefix: key[:keyPrefixLen], Scopes: in.Scopes, RateLimitPerMinute: rate})
+	if err != nil {
+		return APIKeyResource{}, err
+	}
+	r := apiKeyResource(k)
+	r.Key = key
+	return r, nil
+}
+
+// UpdateAPIKey renames a live key of userID or changes its scopes or limit.
+func (s *Service) UpdateAPIKey(ctx context.Context, userID, id string, in APIKeyInput) (APIKeyResource, error) {
+	if err := in.validate(false); err != nil {
+		return APIKeyResource{}, err
+	}
+	k, err := s.repo.UpdateAPIKey(ctx, userID, id, in.Name, in.Scopes, in.RateLimitPerMinute)
+	return apiKeyResource(k), mapErr(err, "API key")
+}
+
+// keyUse is what the API-key middleware leaves for the handler.
+func keyUseOf(c *fiber.Ctx) store.KeyUse {
+	u, _ := c.Locals(localKeyUse).(store.KeyUse)
+	return u
+}
+
+// APIKeyRoute wraps every API-key route: after the handler has answered
+// (errors included, through the app's error handler, so the logged status
+// is the one sent) it queues the request's api_request_logs row, with the
+// key's id when the handler authenticated one. The handlers authenticate
+// themselves (useKey), so that /api/whitelist/check can pipeline the key
+// look-up with its own query in one round trip.
+func (s *Service) APIKeyRoute() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		if err := c.Next(); err != nil {
+			if herr := c.App().ErrorHandler(c, err); herr != nil {
+				_ = c.SendStatus(fiber.StatusInternalServerError)
+			}
+		}
+		s.logs.Add(c.UserContext(), store.RequestLog{
+			RequestID: server.RequestID(c),
+			APIKeyID:  keyUseOf(c).KeyID,
+			Method:    utils.CopyString(c.Method()), // Fiber's method string points into the request buffer
+			Path:      utils.CopyString(c.Path()),
+			Status:    c.Response().StatusCode(),
+			Latency:   time.Since(start),
+			IP:        utils.CopyString(c.IP()),
+			At:        time.Now(),
+		})
+		return nil
+	}
+}
+
+// keyHash reads X-API-Key and returns its keyed hash. A missing or
+// malformed key is 401 without a database round trip.
+func (s *Service) keyHash(c *fiber.Ctx) ([]byte, error) {
+	raw := c.Get(headerAPIKey)
+	if raw == "" {
+		return nil, vectabase.Errorf(vectabase.EUNAUTHORIZED, "X-API-Key header is required")
+	}
+	if !wellFormedKey(raw) {
+		return nil, errBadKey
+	}
+	return s.kr.MAC("api_key", []byte(raw))
+}
+
+var errBadKey = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid or revoked API key")
+
+// useKey authenticates X-API-Key and counts the request against the key's
+// per-minute limit.
+func (s *Service) useKey(c *fiber.Ctx, scope string) (store.KeyUse, error) {
+	hash, err := s.keyHash(c)
+	if err != nil {
+		return store.KeyUse{}, err
+	}
+	u, err := s.repo.UseAPIKey(c.UserContext(), hash)
+	return u, s.admit(c, u, err, scope)
+}
+
+// admit acts on a key look-up: unknown and revoked keys get 401, a key over
+// its limit 429 with Retry-After, a key without scope (when scope is not
+// "") 403. Every response for a known key carries the X-RateLimit headers.
+func (s *Service) admit(c *fiber.Ctx, u store.KeyUse, err error, scope string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errBadKey
+	}
+	if err != nil {
+		return err
+	}
+	c.Locals(localKeyUse, u)
+	server.SetActor(c, server.Actor{Type: "api_key", ID: u.KeyID})
+	c.Set("X-RateLimit-Limit", strconv.Itoa(u.Limit))
+	c.Set("X-RateLimit-Remaining", strconv.Itoa(u.Remaining()))
+	c.Set("X-RateLimit-Reset", strconv.FormatInt(u.ResetAt.Unix(), 10))
+	if !u.Allowed() {
+		s.rejected.Inc()
+		wait := int(u.ResetAt.Sub(u.Now).Seconds() + 0.999)
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(wait, 1)))
+		return vectabase.Errorf(vectabase.ERATELIMITED, "rate limit of %d requests per minute reached", u.Limit)
+	}
+	if scope != "" && !slices.Contains(u.Scopes, scope) {
+		return vectabase.Errorf(vectabase.EFORBIDDEN, "API key lacks scope %s", scope)
+	}
+	return nil
+}
+
+// checkBodySize refuses bodies over tinyBody on the API-key routes.
+func checkBodySize(c *fiber.Ctx) error {
+	if len(c.Body()) > tinyBody {
+		return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than %d bytes", tinyBody)
+	}
+	return nil
+}
+
+// VerifyResult is the body of POST /api/developer/verify.
+type VerifyResult struct {
+	Valid       bool      `json:"valid"`
+	KeyID       string    `json:"keyId"`
+	DeveloperID string    `json:"developerId"`
+	Scopes      []string  `json:"scopes"`
+	RateLimit   RateLimit `json:"rateLimit"`
+}
+
+// RateLimit is the state of a key's current window.
+type RateLimit struct {
+	Limit     int       `json:"limit"`
+	Remaining int       `json:"remaining"`
+	ResetAt   time.Time `json:"resetAt"`
+}
+
+// verifyBody is the body of verify: an empty object (or none).
+type verifyBody struct{}
+
+func (s *Service) handleVerify(c *fiber.Ctx) error {
+	u, err := s.useKey(c, "")
+	if err != nil {
+		return err
+	}
+	if err := checkBodySize(c); err != nil {
+		return err
+	}
+	if len(c.Body()) > 0 {
+		var in verifyBody
+		if err := server.DecodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	scopes := u.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return c.JSON(VerifyResult{Valid: true, KeyID: u.KeyID, DeveloperID: u.DeveloperID, Scopes: scopes,
+		RateLimit: RateLimit{Limit: u.Limit, Remaining: u.Remaining(), ResetAt: u.ResetAt.UTC()}})
+}
+
+// CheckInput is the body of POST /api/whitelist/check: either systemId and
+// robloxUserId, or licenseKey.
+type CheckInput struct {
+	SystemID     *string   `json:"systemId"`
+	RobloxUserID *RobloxID `json:"robloxUserId"`
+	LicenseKey   *string   `json:"licenseKey"`
+}
+
+// CheckResult is the answer of POST /api/whitelist/check.
+type CheckResult struct {
+	Whitelisted bool       `json:"whitelisted"`
+	ExpiresAt   *time.Time `json:"expiresAt"`
+}
+
+// query validates a check body into a store query.
+func (s *Service) query(in CheckInput) (store.CheckQuery, error) {
+	switch {
+	case in.LicenseKey != nil:
+		if in.SystemID != nil || in.RobloxUserID != nil {
+			return store.CheckQuery{}, invalid("licenseKey", "give either licenseKey or systemId and robloxUserId, not both")
+		}
+		key := normalizeLicenseKey(*in.LicenseKey)
+		if key == "" || len(key) > 128 {
+			return store.CheckQuery{}, invalid("licenseKey", "must be a license key")
+		}
+		idx, err := s.repo.LicenseKeyIndex(key)
+		return store.CheckQuery{LicenseIndex: idx}, err
+	case in.SystemID != nil || in.RobloxUserID != nil:
+		if err := required("systemId", in.SystemID); err != nil {
+			return store.CheckQuery{}, err
+		}
+		if err := required("robloxUserId", in.RobloxUserID); err != nil {
+			return store.CheckQuery{}, err
+		}
+		sys, err := parseUUID("systemId", *in.SystemID)
+		if err != nil {
+			return store.CheckQuery{}, err
+		}
+		if err := checkPositive64("robloxUserId", in.RobloxUserID.int64Ptr()); err != nil {
+			return store.CheckQuery{}, err
+		}
+		return store.CheckQuery{SystemID: sys, RobloxUserID: int64(*in.RobloxUserID)}, nil
+	}
+	return store.CheckQuery{}, invalid("systemId", "give systemId and robloxUserId, or licenseKey")
+}
+
+// handleCheck answers a whitelist check over the key's own developer's
+// systems. The key look-up, its rate-limit count and the check travel in
+// one round trip; the answer is shown only once the key is admitted. A bad
+// body is still refused after the key (401 and 429 come first).
+func (s *Service) handleCheck(c *fiber.Ctx) error {
+	hash, err := s.keyHash(c)
+	if err != nil {
+		return err
+	}
+	var in CheckInput
+	q, bad := store.CheckQuery{}, checkBodySize(c)
+	if bad == nil {
+		bad = server.DecodeJSON(c, &in)
+	}
+	if bad == nil {
+		q, bad = s.query(in)
+	}
+	if bad != nil {
+		u, err := s.repo.UseAPIKey(c.UserContext(), hash)
+		if err := s.admit(c, u, err, ScopeWLRead); err != nil {
+			return err
+		}
+		return bad
+	}
+	u, r, err := s.repo.UseAPIKeyAndCheck(c.UserContext(), hash, q)
+	if err := s.admit(c, u, err, ScopeWLRead); err != nil {
+		return err
+	}
+	out := CheckResult{Whitelisted: r.Whitelisted, ExpiresAt: r.ExpiresAt}
+	if out.ExpiresAt != nil {
+		t := out.ExpiresAt.UTC()
+		out.ExpiresAt = &t
+	}
+	return c.JSON(out)
+}
+
+func (s *Service) handleCreateKey(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		var in APIKeyInput
+		if err := server.DecodeJSON(c, &in); err != nil {
+			return err
+		}
+		r, err := s.CreateAPIKey(c.UserContext(), a.UserID(c), in)
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(r)
+	}
+}
+
+func (s *Service) handleListKeys(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p, err := pageOf(c)
+		if err != nil {
+			return err
+		}
+		rows, next, err := s.repo.ListAPIKeys(c.UserContext(), a.UserID(c), p)
+		if err != nil {
+			return err
+		}
+		return c.JSON(listOf(rows, next, apiKeyResource))
+	}
+}
+
+func (s *Service) handleGetKey(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c, "id")
+		if err != nil {
+			return err
+		}
+		k, err := s.repo.GetAPIKey(c.UserContext(), a.UserID(c), id)
+		if err == nil && k.RevokedAt != nil {
+			err = store.ErrNotFound // a revoked key is gone for its owner too
+		}
+		if err != nil {
+			return mapErr(err, "API key")
+		}
+		return c.JSON(apiKeyResource(k))
+	}
+}
+
+func (s *Service) handleUpdateKey(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c, "id")
+		if err != nil {
+			return err
+		}
+		var in APIKeyInput
+		if err := server.DecodeJSON(c, &in); err != nil {
+			return err
+		}
+		r, err := s.UpdateAPIKey(c.UserContext(), a.UserID(c), id, in)
+		if err != nil {
+			return err
+		}
+		return c.JSON(r)
+	}
+}
+
+func (s *Service) handleDeleteKey(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := idParam(c, "id")
+		if err != nil {
+			return err
+		}
+		if err := s.repo.RevokeAPIKey(c.UserContext(), a.UserID(c), id); err != nil {
+			return mapErr(err, "API key")
+		}
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RateLimitWindow is the length of a rate-limit window.
+const RateLimitWindow = time.Minute
+
+// KeyUse is the result of presenting an API key: the live key it belongs to
+// and the state of its rate-limit window after counting this request.
+type KeyUse struct {
+	KeyID       string
+	DeveloperID string
+	Scopes      []string
+	Limit       int
+	Count       int       // requests in this window, this one included
+	ResetAt     time.Time // end of the window
+	Now         time.Time // the database's clock, shared by every instance
+}
+
+// Allowed reports whether this request is within the key's limit.
+func (u KeyUse) Allowed() bool { return u.Count <= u.Limit }
+
+// Remaining is how many more requests the window allows.
+func (u KeyUse) Remaining() int { return max(u.Limit-u.Count, 0) }
+
+// UseAPIKey finds the live (not revoked) key whose hash is keyHash and
+// counts one request against its current window, in one statement and one
+// round trip: the counter row is upserted atomically, so every server
+// instance on the database shares it, and the window is taken from the
+// database's clock. An unknown or revoked key is ErrNotFound.
+func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, error) {
+	return scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+` SELECT `+useKeyColumns+` FROM k, c`, keyHash))
+}
+
+// useKeyCTEs find the live key whose hash is $1 (k) and count one request
+// in its current window (c), for statements that build on them.
+const useKeyCTEs = `k AS (
+			SELECT id, developer_id, scopes, rate_limit_per_minute
+			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+		), c AS (
+			INSERT INTO api_rate_limits AS r (api_key_id, window_start, count)
+			SELECT id, date_trunc('minute', now()), 1 FROM k
+			ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = r.count + 1
+			RETURNING count, window_start
+		)`
+
+const useKeyColumns = `k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now()`
+
+// scanKeyUse scans useKeyColumns and then extra.
+func scanKeyUse(row pgx.Row, extra ...any) (KeyUse, error) {
+	var u KeyUse
+	var start time.Time
+	err := row.Scan(append([]any{&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now}, extra...)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, ErrNotFound
+	}
+	if err != nil {
+		return u, err
+	}
+	u.ResetAt = start.Add(RateLimitWindow)
+	return u, nil
+}
+
+// PruneRateLimits deletes the counters of windows that have ended.
+func (m *Marketplace) PruneRateLimits(ctx context.Context) error {
+	_, err := m.db.Pool.Exec(ctx, `DELETE FROM api_rate_limits WHERE window_start < now() - interval '2 minutes'`)
+	return err
+}
