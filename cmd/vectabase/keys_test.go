@@ -249,3 +249,29 @@ func TestKeysCommands(t *testing.T) {
 		t.Fatalf("status with the new passphrase: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestKeysUsage(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"keys", "-h"}, 0},
+		{[]string{"keys", "rotate-kek", "-h"}, 0},
+		{[]string{"keys"}, 2},
+		{[]string{"keys", "sideways"}, 2},
+		{[]string{"keys", "status", "extra"}, 2},
+		{[]string{"keys", "reencrypt", "--no-such-flag"}, 2},
+	} {
+		r := run(t, dir, baseEnv(), tc.args...)
+		if r.code != tc.code {
+			t.Errorf("vectabase %v: exit %d, want %d (stderr %q)", tc.args, r.code, tc.code, r.stderr)
+		}
+	}
+	// No keyring configured: one clear line naming what is missing.
+	r := run(t, dir, baseEnv("DATABASE_URL="+pgtest.URL(t)), "keys", "status")
+	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "KEYRING_MASTER_KEY_FILE") {
+		t.Errorf("keys status without a KEK: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
