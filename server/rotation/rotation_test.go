@@ -585,3 +585,43 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+// The in-place KEK rotation (the Vault backend's: a new transit key version,
+// then a re-wrap) through a rotator: success re-wraps under what the
+// rotator returns; a rotator that fails leaves the keysets as they were.
+func TestRotateKEKInPlace(t *testing.T) {
+	t.Parallel()
+	e := setup(t, testConfig)
+	ctx := ctxT(t)
+	rotationtest.Seed(t, e.db.Pool, e.kr, 50, 64, 1)
+	before := rotationtest.Checksum(t, e.db.Pool, e.kr)
+
+	failing := newServiceWith(t, e, rotation.WithKEKRotator(func(context.Context) (keyring.KEK, error) {
+		return nil, errors.New("vault: permission denied")
+	}))
+	if job, err := failing.RotateKEKInPlace(ctx, rotation.LocalOperator); err == nil || job.State != store.JobFailed {
+		t.Fatalf("RotateKEKInPlace with a failing rotator = %+v, %v; want a failed job", job, err)
+	}
+	if after := rotationtest.Checksum(t, e.db.Pool, openKeyring(t, e.db, e.kek)); after.Digest != before.Digest {
+		t.Fatal("values differ after a failed in-place KEK rotation")
+	}
+
+	_, next := newKEK(t)
+	svc := newServiceWith(t, e, rotation.WithKEKRotator(func(context.Context) (keyring.KEK, error) { return next, nil }))
+	job, err := svc.RotateKEKInPlace(ctx, rotation.LocalOperator)
+	if err != nil || job.State != store.JobDone {
+		t.Fatalf("RotateKEKInPlace = %+v, %v", job, err)
+	}
+	if after := rotationtest.Checksum(t, e.db.Pool, openKeyring(t, e.db, next)); after.Digest != before.Digest {
+		t.Fatal("values differ after a restart with the rotated KEK")
+	}
+}
+
+func newServiceWith(t *testing.T, e *env, opts ...rotation.Option) *rotation.Service {
+	t.Helper()
+	svc, err := rotation.New(testConfig, e.db, e.kr, e.aud, zerolog.Nop(), prometheus.NewRegistry(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
