@@ -275,3 +275,40 @@ func TestKeysUsage(t *testing.T) {
 		t.Errorf("keys status without a KEK: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// Long work shows a progress bar on a terminal (a pseudo-terminal from
+// script(1)) and plain lines otherwise.
+func TestReencryptProgress(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	keyFile := filepath.Join(dir, "master.key")
+	url := pgtest.URL(t)
+	env := keysEnv(url, keyFile, "ROTATION_BATCH_SIZE=200")
+	if r := run(t, dir, env, "keys", "init"); r.code != 0 {
+		t.Fatalf("keys init: %q", r.stderr)
+	}
+	db := pgtest.Open(t, url)
+	rotationtest.Seed(t, db.Pool, openTestKeyring(t, db, keyFile), 3000, 64, 1)
+
+	if r := run(t, dir, env, "keys", "rotate-dek"); r.code != 0 {
+		t.Fatalf("keys rotate-dek: %q", r.stderr)
+	}
+	r := run(t, dir, env, "keys", "reencrypt")
+	if r.code != 0 || !strings.Contains(r.stderr, "re-encrypt: ") || strings.Contains(r.stderr, "█") {
+		t.Fatalf("reencrypt without a terminal: exit %d, stderr %q; want plain progress lines", r.code, r.stderr)
+	}
+
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed: no pseudo-terminal for the progress bar")
+	}
+	if r := run(t, dir, env, "keys", "rotate-dek"); r.code != 0 {
+		t.Fatalf("keys rotate-dek: %q", r.stderr)
+	}
+	cmd := exec.Command(script, "-qec", binary+" keys reencrypt", "/dev/null")
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "re-encrypting 100%") || !strings.Contains(string(out), "█") {
+		t.Fatalf("reencrypt on a terminal: %v, output %q; want a progress bar reaching 100%%", err, out)
+	}
+}
