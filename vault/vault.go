@@ -85,19 +85,28 @@ func New(db *store.DB, kr *keyring.Keyring, rec audit.Recorder, pol *policies.Ac
 	return &Service{db: db, kr: kr, audit: rec, policy: pol, cfg: cfg, access: cv}
 }
 
-// Metadata describes a secret without its value.
+// Metadata describes a secret without its value: the columns of secrets
+// under camelCase names, with Version the current version.
 type Metadata struct {
-	Name      string    `json:"name"`
-	Version   int       `json:"version"`
-	CreatedBy string    `json:"createdBy"`
-	UpdatedBy string    `json:"updatedBy"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	OwnerID     *string   `json:"ownerId"`
+	Version     int       `json:"version"`
+	CreatedBy   string    `json:"createdBy"`
+	UpdatedBy   string    `json:"updatedBy"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
 func metadataOf(s store.Secret) Metadata {
-	return Metadata{Name: s.Name, Version: s.CurrentVersion, CreatedBy: s.CreatedBy, UpdatedBy: s.UpdatedBy,
-		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC()}
+	m := Metadata{ID: s.ID, Name: s.Name, Description: s.Description, Version: s.CurrentVersion,
+		CreatedBy: s.CreatedBy, UpdatedBy: s.UpdatedBy, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC()}
+	if s.OwnerID != "" {
+		owner := s.OwnerID
+		m.OwnerID = &owner
+	}
+	return m
 }
 
 // Value is one version of a secret with its plaintext. String and GoString

@@ -19,6 +19,7 @@ import (
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	Server   server.Config
 	Log      LogConfig
 	Keyring  keyring.Config
+	Backup   backup.Config
 	Auth     auth.Config
 	Secrets  vault.Config
 	Rotation rotation.Config

@@ -81,6 +81,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newMigrateCmd(),
 		newVersionCmd(),
+		newBackupCmd(),
 		newSecretsCmd(),
 		newAuditCmd(),
 		newImportSupabaseCmd(),

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/keyringtest"
+	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/openapi"
+	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
@@ -22,7 +26,13 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	db := pgtest.New(t)
 	reg := prometheus.NewRegistry()
 	srv := server.New(server.Config{}, zerolog.Nop(), reg)
-	d := &deps{log: zerolog.Nop(), reg: reg, db: db, kr: keyringtest.New(t, db.Pool)}
+	// Backups build their own KEK from the configuration.
+	keyFile := filepath.Join(t.TempDir(), "master.key")
+	if err := local.GenerateKeyFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Keyring: keyring.Config{Backend: "local", MasterKeyFile: keyFile}, Backup: backup.Config{Dir: t.TempDir()}}
+	d := &deps{cfg: cfg, log: zerolog.Nop(), reg: reg, db: db, kr: keyringtest.New(t, db.Pool)}
 	t.Cleanup(d.close)
 	if err := mountAreas(context.Background(), d, srv); err != nil {
 		t.Fatalf("mountAreas err = %v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
 	"github.com/vectabase/vectabase/vault/audit"
 )
@@ -29,6 +30,7 @@ type deps struct {
 	reg *prometheus.Registry
 	db  *store.DB
 
+	backups  *backup.Service
 	kr       *keyring.Keyring
 	kek      keyring.KEK
 	audit    auth.Auditor
@@ -49,6 +51,10 @@ func (d *deps) close() {
 // mountAreas builds each area's service and mounts its route table, in
 // dependency order: keyring, audit, auth, then the areas that use them.
 func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
+	// Configuration errors first, before any area starts a worker.
+	if err := d.cfg.Backup.Validate(); err != nil {
+		return err
+	}
 	if d.kr == nil {
 		kr, err := openKeyring(ctx, d)
 		if err != nil {
@@ -74,6 +80,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	go a.RunKeyRotation(ctx)
 	srv.Mount(a.Routes())
 	if err := mountSecrets(d, srv); err != nil {
+		return err
+	}
+	if err := mountBackups(ctx, d, srv); err != nil {
 		return err
 	}
 

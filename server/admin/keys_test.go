@@ -25,27 +25,25 @@ import (
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
-type memAuditor struct {
+type keyAuditor struct {
 	mu     sync.Mutex
 	events []vectabase.AuditEvent
 }
 
-func (a *memAuditor) Record(_ context.Context, ev vectabase.AuditEvent) error {
+func (a *keyAuditor) Record(_ context.Context, ev vectabase.AuditEvent) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = append(a.events, ev)
 	return nil
 }
 
-type env struct {
+type keyEnv struct {
 	t   *testing.T
 	srv *server.Server
-	aud *memAuditor
+	aud *keyAuditor
 }
 
-func (e *env) do(method, path, body, token string) (int, map[string]any) {
+func (e *keyEnv) do(method, path, body, token string) (int, map[string]any) {
 	e.t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -76,7 +74,7 @@ func TestKeyRoutes(t *testing.T) {
 	db := pgtest.New(t)
 	kr := keyringtest.New(t, db.Pool)
 	rotationtest.Seed(t, db.Pool, kr, 300, 64, 2)
-	aud := &memAuditor{}
+	aud := &keyAuditor{}
 	fast := auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	authSvc, err := auth.New(ctx, auth.Config{AccessTTL: time.Hour, RefreshTTL: time.Hour, Issuer: "vectabase", Argon2: fast},
 		db, kr, aud, zerolog.Nop(), prometheus.NewRegistry())
@@ -87,7 +85,7 @@ func TestKeyRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, srv: server.New(server.Config{}, zerolog.Nop(), prometheus.NewRegistry()), aud: aud}
+	e := &keyEnv{t: t, srv: server.New(server.Config{}, zerolog.Nop(), prometheus.NewRegistry()), aud: aud}
 	e.srv.Mount(admin.KeyRoutes(rot, authSvc.RequireAdmin()))
 
 	token := func(email, role string) string {

@@ -43,8 +43,10 @@ func newDiscordClient(cfg Config) *discordClient {
 		http: &http.Client{Timeout: 10 * time.Second}}
 }
 
+// configured reports whether sign-in can work: the redirect URI may be left
+// out when the Discord application registers exactly one.
 func (d *discordClient) configured() bool {
-	return d.clientID != "" && d.secret != "" && d.redirect != ""
+	return d.clientID != "" && d.secret != ""
 }
 
 // DiscordUser is what /users/@me answers (the fields auth uses).
@@ -66,9 +68,11 @@ func (d *discordClient) exchange(ctx context.Context, code string) (DiscordUser,
 	form := url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
-		"redirect_uri":  {d.redirect},
 		"client_id":     {d.clientID},
 		"client_secret": {d.secret},
+	}
+	if d.redirect != "" {
+		form.Set("redirect_uri", d.redirect)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/oauth2/token", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -202,8 +206,10 @@ func (s *Service) DiscordAuthorizeURL() (string, error) {
 		"response_type": {"code"},
 		"client_id":     {s.discord.clientID},
 		"scope":         {"identify email"},
-		"redirect_uri":  {s.discord.redirect},
 		"state":         {state},
+	}
+	if s.discord.redirect != "" {
+		q.Set("redirect_uri", s.discord.redirect)
 	}
 	return s.discord.authorize + "?" + q.Encode(), nil
 }

@@ -1,11 +1,13 @@
 package auth
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
 
+	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server"
 )
 
@@ -84,7 +86,10 @@ func (s *Service) handleRefresh(c *fiber.Ctx) error {
 }
 
 func (s *Service) handleLogout(c *fiber.Ctx) error {
-	all := c.Query("all") == "true"
+	all, err := strconv.ParseBool(c.Query("all", "false"))
+	if err != nil {
+		return vectabase.Errorf(vectabase.EVALIDATION, "all: must be true or false")
+	}
 	if err := s.Logout(c.UserContext(), UserID(c), SessionID(c), all, meta(c)); err != nil {
 		return err
 	}
@@ -100,6 +105,8 @@ func (s *Service) handleMe(c *fiber.Ctx) error {
 }
 
 func (s *Service) handleJWKS(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	// Short, so verifiers that cache it see a rotation's new key soon (those
+	// that refetch on an unknown kid see it at once).
+	c.Set(fiber.HeaderCacheControl, "public, max-age=60")
 	return c.JSON(s.keys.jwks())
 }

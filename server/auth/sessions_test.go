@@ -246,6 +246,9 @@ func TestLogoutAll(t *testing.T) {
 	if r := e.do("GET", "/api/auth/me", nil, bearer(b.Token)...); r.Status != 200 {
 		t.Fatalf("other session after logout = %d, want 200", r.Status)
 	}
+	if r := e.do("POST", "/api/auth/logout?all=maybe", nil, bearer(b.Token)...); r.Status != 400 {
+		t.Fatalf("logout all=maybe = %d, want 400", r.Status)
+	}
 	if r := e.do("POST", "/api/auth/logout?all=true", nil, bearer(b.Token)...); r.Status != 204 {
 		t.Fatalf("logout all = %d", r.Status)
 	}

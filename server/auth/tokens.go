@@ -66,7 +66,7 @@ func signingKeyLocation(id string) keyring.Location {
 	return keyring.Location{Table: "jwt_signing_keys", Column: "private_key", RowID: id}
 }
 
-// ErrNoSigningKey: the keys could not be loaded.
+// errNoSigningKey: the table holds no signing key (New creates the first).
 var errNoSigningKey = errors.New("auth: no signing key")
 
 func newKeySet(ctx context.Context, db *store.DB, kr *keyring.Keyring, reload time.Duration, now func() time.Time) (*keySet, error) {
@@ -80,17 +80,27 @@ func newKeySet(ctx context.Context, db *store.DB, kr *keyring.Keyring, reload ti
 	return ks, nil
 }
 
-// create makes a new Ed25519 key and stores it, the private key encrypted by
-// the keyring; with onlyIfNone, only when there is no key yet.
-func (ks *keySet) create(ctx context.Context, onlyIfNone bool) (string, error) {
+// sealedKey makes a new Ed25519 key and its id, the private key (seed)
+// encrypted by the keyring and bound to the row it will be stored in.
+func (ks *keySet) sealedKey(ctx context.Context) (id string, pub ed25519.PublicKey, sealed []byte, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return "", fmt.Errorf("auth: generate signing key: %w", err)
+		return "", nil, nil, fmt.Errorf("auth: generate signing key: %w", err)
 	}
-	id := uuid.NewString()
-	sealed, err := ks.kr.Encrypt(ctx, signingKeyLocation(id), priv.Seed())
+	id = uuid.NewString()
+	sealed, err = ks.kr.Encrypt(ctx, signingKeyLocation(id), priv.Seed())
 	if err != nil {
-		return "", fmt.Errorf("auth: encrypt signing key: %w", err)
+		return "", nil, nil, fmt.Errorf("auth: encrypt signing key: %w", err)
+	}
+	return id, pub, sealed, nil
+}
+
+// create stores a new signing key; with onlyIfNone, only when there is no
+// key yet. It returns the new kid, or "" when it added none.
+func (ks *keySet) create(ctx context.Context, onlyIfNone bool) (string, error) {
+	id, pub, sealed, err := ks.sealedKey(ctx)
+	if err != nil {
+		return "", err
 	}
 	added, err := ks.db.AddSigningKey(ctx, id, pub, sealed, ks.now(), onlyIfNone)
 	if err != nil {
@@ -172,14 +182,9 @@ func (ks *keySet) rotate(ctx context.Context) (string, error) {
 // rotateIfOlder adds a new signing key when the newest was created before
 // cutoff.
 func (ks *keySet) rotateIfOlder(ctx context.Context, cutoff time.Time) (bool, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	id, pub, sealed, err := ks.sealedKey(ctx)
 	if err != nil {
-		return false, fmt.Errorf("auth: generate signing key: %w", err)
-	}
-	id := uuid.NewString()
-	sealed, err := ks.kr.Encrypt(ctx, signingKeyLocation(id), priv.Seed())
-	if err != nil {
-		return false, fmt.Errorf("auth: encrypt signing key: %w", err)
+		return false, err
 	}
 	added, err := ks.db.AddSigningKeyIfNewestBefore(ctx, id, pub, sealed, ks.now(), cutoff)
 	if err != nil {

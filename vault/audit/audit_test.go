@@ -301,7 +301,7 @@ func TestQueryFiltersAndPages(t *testing.T) {
 		}
 	}
 	p, err := l.Query(ctx, audit.Filter{ActorID: "user-3", Since: time.Now().Add(-time.Hour)})
-	if err != nil || len(p.Items) != 1 || p.Items[0].ResourceID != "s3" || p.Items[0].IP != "10.0.0.1" {
+	if err != nil || len(p.Items) != 1 || p.Items[0].ResourceID != "s3" || p.Items[0].IPAddress != "10.0.0.1" {
 		t.Fatalf("Query(actor user-3) = %+v, %v; want one entry on s3", p, err)
 	}
 	if _, err := l.Query(ctx, audit.Filter{Cursor: "garbage!"}); vectabase.ErrorCode(err) != vectabase.EVALIDATION {

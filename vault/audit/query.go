@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -28,20 +29,23 @@ type Filter struct {
 	Cursor       string
 }
 
-// Entry is one audit row as the admin API shows it. Hashes are left out:
-// they are for Verify.
+// Entry is one audit row as the admin API shows it: the columns of
+// audit_logs under camelCase names.
 type Entry struct {
 	ID           int64          `json:"id"`
-	Time         time.Time      `json:"time"`
+	OccurredAt   time.Time      `json:"occurredAt"`
 	ActorType    string         `json:"actorType"`
 	ActorID      string         `json:"actorId,omitempty"`
 	Action       string         `json:"action"`
 	ResourceType string         `json:"resourceType,omitempty"`
 	ResourceID   string         `json:"resourceId,omitempty"`
 	Result       string         `json:"result"`
-	IP           string         `json:"ip,omitempty"`
+	IPAddress    string         `json:"ipAddress,omitempty"`
 	RequestID    string         `json:"requestId,omitempty"`
 	Details      map[string]any `json:"details"`
+	// PrevHash and Hash are the chain links, hex; Verify checks them.
+	PrevHash string `json:"prevHash"`
+	Hash     string `json:"hash"`
 }
 
 // Page is one page of entries, newest first. NextCursor is nil on the last
@@ -91,9 +95,10 @@ func (l *Log) Query(ctx context.Context, f Filter) (Page, error) {
 			page.NextCursor = &c
 			break
 		}
-		e := Entry{ID: r.ID, Time: r.OccurredAt.UTC(), ActorType: r.ActorType, ActorID: r.ActorID,
+		e := Entry{ID: r.ID, OccurredAt: r.OccurredAt.UTC(), ActorType: r.ActorType, ActorID: r.ActorID,
 			Action: r.Action, ResourceType: r.ResourceType, ResourceID: r.ResourceID, Result: r.Result,
-			IP: r.IP, RequestID: r.RequestID, Details: map[string]any{}}
+			IPAddress: r.IP, RequestID: r.RequestID, Details: map[string]any{},
+			PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}
 		_ = json.Unmarshal(r.Details, &e.Details)
 		page.Items = append(page.Items, e)
 	}
