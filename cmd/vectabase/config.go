@@ -18,6 +18,7 @@ import (
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
+	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
@@ -38,6 +39,7 @@ type Config struct {
 	// Realtime is the /api/realtime change feed.
 	Realtime realtime.Config
 	Secrets  vault.Config
+	Rotation rotation.Config
 
 	Marketplace marketplace.Config
 
