@@ -183,18 +183,42 @@ CREATE TRIGGER vectabase_realtime_parent BEFORE DELETE ON stores
   FOR EACH ROW EXECUTE FUNCTION vectabase_note_deleted_parent();
 CREATE TRIGGER vectabase_realtime_parent BEFORE DELETE ON whitelist_systems
   FOR EACH ROW EXECUTE FUNCTION vectabase_note_deleted_parent();
-CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON stores
+-- An UPDATE that changes only sensitive columns (the key rotation worker
+-- re-encrypting them, which leaves the plaintext as it was) announces
+-- nothing: no subscriber could see a difference, and a rotation would
+-- otherwise send one notification per re-encrypted row.
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR DELETE ON stores
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_stores();
-CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON products
+CREATE TRIGGER vectabase_realtime_update AFTER UPDATE ON stores
+  FOR EACH ROW WHEN ((to_jsonb(OLD) - 'stripe_account_id') IS DISTINCT FROM (to_jsonb(NEW) - 'stripe_account_id'))
+  EXECUTE FUNCTION vectabase_notify_stores();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR DELETE ON products
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_products();
-CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON sales
+CREATE TRIGGER vectabase_realtime_update AFTER UPDATE ON products
+  FOR EACH ROW WHEN ((to_jsonb(OLD) - 'download_url') IS DISTINCT FROM (to_jsonb(NEW) - 'download_url'))
+  EXECUTE FUNCTION vectabase_notify_products();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR DELETE ON sales
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_sales();
-CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON whitelist_systems
+CREATE TRIGGER vectabase_realtime_update AFTER UPDATE ON sales
+  FOR EACH ROW WHEN ((to_jsonb(OLD) - 'stripe_payment_intent_id') IS DISTINCT FROM (to_jsonb(NEW) - 'stripe_payment_intent_id'))
+  EXECUTE FUNCTION vectabase_notify_sales();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR DELETE ON whitelist_systems
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_whitelist_systems();
-CREATE TRIGGER vectabase_realtime AFTER INSERT OR UPDATE OR DELETE ON whitelist_users
+CREATE TRIGGER vectabase_realtime_update AFTER UPDATE ON whitelist_systems
+  FOR EACH ROW WHEN (OLD IS DISTINCT FROM NEW)
+  EXECUTE FUNCTION vectabase_notify_whitelist_systems();
+CREATE TRIGGER vectabase_realtime AFTER INSERT OR DELETE ON whitelist_users
   FOR EACH ROW EXECUTE FUNCTION vectabase_notify_whitelist_users();
+CREATE TRIGGER vectabase_realtime_update AFTER UPDATE ON whitelist_users
+  FOR EACH ROW WHEN ((to_jsonb(OLD) - 'license_key' - 'license_key_bidx' - 'hwid') IS DISTINCT FROM (to_jsonb(NEW) - 'license_key' - 'license_key_bidx' - 'hwid'))
+  EXECUTE FUNCTION vectabase_notify_whitelist_users();
 
 -- +goose Down
+DROP TRIGGER vectabase_realtime_update ON whitelist_users;
+DROP TRIGGER vectabase_realtime_update ON whitelist_systems;
+DROP TRIGGER vectabase_realtime_update ON sales;
+DROP TRIGGER vectabase_realtime_update ON products;
+DROP TRIGGER vectabase_realtime_update ON stores;
 DROP TRIGGER vectabase_realtime ON whitelist_users;
 DROP TRIGGER vectabase_realtime ON whitelist_systems;
 DROP TRIGGER vectabase_realtime ON sales;
