@@ -95,6 +95,10 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	})
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 
+	if err := mountDiscord(ctx, d, srv); err != nil {
+		return err
+	}
+
 	srv.Mount(openapi.Routes())
 	return nil
 }
