@@ -273,14 +273,20 @@ func (s *Service) permitted(ctx context.Context, c *call) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return decide(rules, c.in.Member.Permissions), nil
+}
+
+// decide is the permission rule over the rules that match the caller: any
+// deny wins, then any allow, then ADMINISTRATOR.
+func decide(rules []store.CommandPermission, permissions string) bool {
 	allowed := false
 	for _, r := range rules {
 		if !r.Allowed {
-			return false, nil
+			return false
 		}
 		allowed = true
 	}
-	return allowed || isAdministrator(c.in.Member.Permissions), nil
+	return allowed || isAdministrator(permissions)
 }
 
 // product picks the bot product a command is for: the one named, or the
