@@ -60,7 +60,7 @@ type discordDouble struct {
 	status int
 }
 
-func newDiscordDouble(t *testing.T) *discordDouble {
+func newDiscordDouble(t testing.TB) *discordDouble {
 	d := &discordDouble{status: http.StatusNoContent}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -105,7 +105,7 @@ type robloxDouble struct {
 	reqs []recorded
 }
 
-func newRobloxDouble(t *testing.T, users map[string]int64) *robloxDouble {
+func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
 	d := &robloxDouble{}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -179,7 +179,7 @@ func (a *recordingAuditor) all() []vectabase.AuditEvent {
 
 // env is one bot on its own database, with doubles for Discord and Roblox.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	db      *store.DB
 	kr      *keyring.Keyring
 	repo    *store.Bot
@@ -198,7 +198,7 @@ type env struct {
 
 // newEnv registers guild guildID with a whitelist system and one product
 // whose role is buyerRole.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
