@@ -200,6 +200,24 @@ type env struct {
 // whose role is buyerRole.
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	logs := &bytes.Buffer{}
+	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, webhook: "https://discord.com/api/webhooks/1/secret-webhook-token"})
+}
+
+// envOptions are what a leak test plants or watches.
+type envOptions struct {
+	log     zerolog.Logger
+	logs    *bytes.Buffer // may be nil
+	reg     *prometheus.Registry
+	token   string
+	webhook string
+}
+
+func newEnvWith(t testing.TB, o envOptions) *env {
+	t.Helper()
+	if o.logs == nil {
+		o.logs = &bytes.Buffer{}
+	}
 	ctx := context.Background()
 	db := pgtest.New(t)
 	kr := keyringtest.New(t, db.Pool)
@@ -210,7 +228,7 @@ func newEnv(t testing.TB) *env {
 	e := &env{t: t, db: db, kr: kr, repo: store.NewBot(db, kr), priv: priv,
 		now:     time.Unix(1_790_000_000, 0),
 		discord: newDiscordDouble(t), roblox: newRobloxDouble(t, map[string]int64{robloxName: robloxID}),
-		audit: &recordingAuditor{}, logs: &bytes.Buffer{}}
+		audit: &recordingAuditor{}, logs: o.logs}
 	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +244,7 @@ func newEnv(t testing.TB) *env {
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'Main') RETURNING id`, e.owner, storeID).Scan(&e.system); err != nil {
 		t.Fatal(err)
 	}
-	e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, WhitelistSystemID: &e.system, WebhookURL: "https://discord.com/api/webhooks/1/secret-webhook-token"})
+	e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,20 +254,24 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	bot, err := discord.New(discord.Config{
-		PublicKey: hex.EncodeToString(pub), BotToken: botToken,
+		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
 		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
-	}, e.repo, e.audit, zerolog.New(e.logs), discord.WithClock(func() time.Time { return e.now }))
+	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = server.New(server.Config{}, zerolog.New(e.logs), prometheus.NewRegistry())
+	e.srv = server.New(server.Config{}, o.log, o.reg)
 	e.srv.Mount(bot.Routes())
 	return e
 }
 
-// post sends body signed with the bot's key at timestamp ts.
-func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.Response {
-	e.t.Helper()
+// signedRequest is body signed with the bot's key, timestamped now.
+func signedRequest(e *env, body []byte) *http.Request {
+	return e.signedAt(body, e.now, nil)
+}
+
+// signedAt is body with timestamp ts, signed by sign (nil: the bot's key).
+func (e *env) signedAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.Request {
 	tsStr := strconv.FormatInt(ts.Unix(), 10)
 	req := httptest.NewRequest(http.MethodPost, "/api/discord/interactions", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -258,7 +280,13 @@ func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.
 		sign = func(msg []byte) []byte { return ed25519.Sign(e.priv, msg) }
 	}
 	req.Header.Set("X-Signature-Ed25519", hex.EncodeToString(sign(append([]byte(tsStr), body...))))
-	res, err := e.srv.App().Test(req, -1)
+	return req
+}
+
+// postAt sends body signed by sign at timestamp ts.
+func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.Response {
+	e.t.Helper()
+	res, err := e.srv.App().Test(e.signedAt(body, ts, sign), -1)
 	if err != nil {
 		e.t.Fatal(err)
 	}
