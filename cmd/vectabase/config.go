@@ -17,7 +17,9 @@ import (
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
+	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
+	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
@@ -35,7 +37,10 @@ type Config struct {
 	Keyring keyring.Config
 	Backup  backup.Config
 	Auth    auth.Config
-	Secrets vault.Config
+	// Realtime is the /api/realtime change feed.
+	Realtime realtime.Config
+	Secrets  vault.Config
+	Rotation rotation.Config
 
 	Marketplace marketplace.Config
 	Discord     discord.Config
