@@ -192,51 +192,62 @@ type BotWhitelistAdd struct {
 	RobloxUserID   int64
 	RobloxUsername string
 	WhitelistedBy  string // the Discord id of the member who ran the command
-	LicenseKey     string // normalized; stored encrypted with its blind index
+	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
 }
 
-// AddBotWhitelist records in.DiscordUserID in bot_whitelisted_users and
-// creates their entry in the guild's whitelist system, then calls
-// beforeCommit (which grants the Discord role) inside the same transaction:
-// when it fails nothing is kept. A server with no whitelist system is
-// ErrNotFound, a full system ErrFull, a member or Roblox account already
-// whitelisted ErrConflict.
-func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCommit func(context.Context) error) (WhitelistUser, error) {
-	if in.Server.WhitelistSystemID == nil {
-		return WhitelistUser{}, ErrNotFound
-	}
-	systemID := *in.Server.WhitelistSystemID
+// AddBotWhitelist records in.DiscordUserID in bot_whitelisted_users and,
+// when the guild has a whitelist system, creates their entry there; then it
+// calls beforeCommit (which grants the Discord role) inside the same
+// transaction: when it fails nothing is kept. A full system is ErrFull, a
+// member already recorded in the guild (or a Roblox account already in the
+// system) ErrConflict, a guild deleted meanwhile ErrNotFound.
+func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCommit func(context.Context) error) (*WhitelistUser, error) {
 	id := uuid.NewString()
-	ct, err := b.kr.Encrypt(ctx, licenseLoc(id), []byte(in.LicenseKey))
-	if err != nil {
-		return WhitelistUser{}, err
-	}
-	bidx, err := b.mk.LicenseKeyIndex(in.LicenseKey)
-	if err != nil {
-		return WhitelistUser{}, err
+	var ct, bidx []byte
+	if in.Server.WhitelistSystemID != nil {
+		var err error
+		if ct, err = b.kr.Encrypt(ctx, licenseLoc(id), []byte(in.LicenseKey)); err != nil {
+			return nil, err
+		}
+		if bidx, err = b.mk.LicenseKeyIndex(in.LicenseKey); err != nil {
+			return nil, err
+		}
 	}
 	var productID *string
 	if in.Product != nil {
 		productID = &in.Product.ID
 	}
-	var u WhitelistUser
-	err = b.db.InTx(ctx, func(tx pgx.Tx) error {
-		if err := lockSystemForInsert(ctx, tx, systemID); err != nil {
+	var u *WhitelistUser
+	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		// The guild row is locked so that two adds of one member cannot both
+		// pass the check below (NULL products never collide in the unique key).
+		if err := tx.QueryRow(ctx, `SELECT id FROM discord_servers WHERE id = $1 FOR UPDATE`, in.Server.ID).Scan(new(string)); err != nil {
 			return err
 		}
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM whitelist_users WHERE system_id = $1 AND discord_id = $2`, systemID, in.DiscordUserID).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_whitelisted_users WHERE discord_server_id = $1 AND discord_user_id = $2`, in.Server.ID, in.DiscordUserID).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
 			return ErrConflict
 		}
-		var err error
-		u, err = scanWLUser(tx.QueryRow(ctx, `INSERT INTO whitelist_users AS u (id, system_id, roblox_user_id, roblox_username, discord_id, license_key, license_key_bidx)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+wlUserColumns,
-			id, systemID, in.RobloxUserID, in.RobloxUsername, in.DiscordUserID, ct, bidx))
-		if err != nil {
-			return err
+		if sys := in.Server.WhitelistSystemID; sys != nil {
+			if err := lockSystemForInsert(ctx, tx, *sys); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM whitelist_users WHERE system_id = $1 AND discord_id = $2`, *sys, in.DiscordUserID).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return ErrConflict
+			}
+			w, err := scanWLUser(tx.QueryRow(ctx, `INSERT INTO whitelist_users AS u (id, system_id, roblox_user_id, roblox_username, discord_id, license_key, license_key_bidx)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+wlUserColumns,
+				id, *sys, in.RobloxUserID, in.RobloxUsername, in.DiscordUserID, ct, bidx))
+			if err != nil {
+				return err
+			}
+			u = &w
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
 			VALUES ($1, $2, $3, $4, $5)`, in.Server.ID, productID, in.DiscordUserID, in.RobloxUserID, in.WhitelistedBy); err != nil {
@@ -244,7 +255,10 @@ func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCom
 		}
 		return beforeCommit(ctx)
 	})
-	return u, MapError(err)
+	if err != nil {
+		return nil, MapError(err)
+	}
+	return u, nil
 }
 
 // lockSystemForInsert locks whitelist system id so that concurrent adds

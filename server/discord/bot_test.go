@@ -220,8 +220,9 @@ func TestWhitelistAddPermissions(t *testing.T) {
 	if evs := e.audit.all(); len(evs) != 1 || evs[0].Result != vectabase.ResultDenied {
 		t.Errorf("audit = %+v, want one denial", evs)
 	}
-	// A rule for the group allows the staff role.
-	if err := e.repo.SetCommandPermission(ctx, e.server.ID, "whitelist", staffRole, true); err != nil {
+	// A rule for the group (written as typed, with its slash) allows the
+	// staff role.
+	if err := e.repo.SetCommandPermission(ctx, e.server.ID, "/whitelist", staffRole, true); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.add(memberID, plainPerms, []string{staffRole}, buyerID, robloxName); refused(r) {
@@ -460,14 +461,32 @@ func TestUnknownGuildCommandAndDM(t *testing.T) {
 	}
 }
 
+// TestServerWithoutWhitelistSystem: a guild that only hands out roles
+// still records members and their Roblox accounts; /redeem needs a system.
 func TestServerWithoutWhitelistSystem(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE discord_servers SET whitelist_system_id = NULL`); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.add(adminID, adminPerms, nil, buyerID, robloxName); !strings.Contains(r.content(), "no whitelist system") {
-		t.Errorf("add: %q", r.content())
+	if r := e.add(adminID, adminPerms, nil, buyerID, robloxName); !strings.Contains(r.content(), "Whitelisted") {
+		t.Fatalf("add: %q", r.content())
+	}
+	if e.count(`SELECT count(*) FROM bot_whitelisted_users WHERE roblox_user_id = $1`, robloxID) != 1 || e.count(`SELECT count(*) FROM whitelist_users`) != 0 {
+		t.Fatal("want a bot_whitelisted_users row and no whitelist entry")
+	}
+	if r := e.add(adminID, adminPerms, nil, buyerID, robloxName); !strings.Contains(r.content(), "already whitelisted") {
+		t.Errorf("second add: %q", r.content())
+	}
+	r := e.run(command(guildID, adminID, adminPerms, nil, "whitelist", sub("check", userOpt(buyerID))))
+	if !strings.Contains(r.content(), "is whitelisted as Roblox user (1234567)") {
+		t.Errorf("check: %q", r.content())
+	}
+	if r := e.run(command(guildID, buyerID, adminPerms, nil, "redeem", []opt{strOpt("key", "VB-X")})); !strings.Contains(r.content(), "no whitelist system") {
+		t.Errorf("redeem: %q", r.content())
+	}
+	if r := e.run(command(guildID, adminID, adminPerms, nil, "whitelist", sub("remove", userOpt(buyerID)))); !strings.Contains(r.content(), "Removed") {
+		t.Errorf("remove: %q", r.content())
 	}
 }
 

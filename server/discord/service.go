@@ -6,7 +6,8 @@
 //
 // Permission rule: a command is checked against the rows of
 // bot_command_permissions of the guild whose command is the full command
-// ("whitelist add") or its group ("whitelist") and whose role is one of the
+// ("whitelist add") or its group ("whitelist"), with or without a leading
+// slash, and whose role is one of the
 // caller's roles or the guild's @everyone role (whose id is the guild id).
 // Any matching row with allowed=false denies; otherwise any with
 // allowed=true allows; with no matching row only members with Discord's
@@ -264,9 +265,10 @@ func (s *Service) internal(r Request, what string, err error) Response {
 
 // permitted applies the package's permission rule to the caller.
 func (s *Service) permitted(ctx context.Context, c *call) (bool, error) {
-	names := []string{c.name}
+	// Rules may be written with or without the leading slash users type.
+	names := []string{c.name, "/" + c.name}
 	if group, _, ok := strings.Cut(c.name, " "); ok {
-		names = append(names, group)
+		names = append(names, group, "/"+group)
 	}
 	roles := append([]string{c.guildID}, c.in.Member.Roles...)
 	rules, err := s.repo.CommandPermissions(ctx, c.server.ID, names, roles)
@@ -367,9 +369,6 @@ func (s *Service) whitelistAdd(ctx context.Context, c *call) (Response, error) {
 	if !validRobloxUsername(username) {
 		return Response{}, &replyError{"That is not a Roblox username (3 to 20 letters, digits or underscores)."}
 	}
-	if c.server.WhitelistSystemID == nil {
-		return Response{}, &replyError{"This server has no whitelist system linked."}
-	}
 	p, err := s.product(ctx, c)
 	if err != nil {
 		return Response{}, err
@@ -394,7 +393,7 @@ func (s *Service) whitelistAdd(ctx context.Context, c *call) (Response, error) {
 	case errors.Is(err, store.ErrFull):
 		return Response{}, &replyError{"This server's whitelist is full."}
 	case errors.Is(err, store.ErrNotFound):
-		return Response{}, &replyError{"This server's whitelist system no longer exists."}
+		return Response{}, &replyError{"This server's configuration changed meanwhile; nothing was changed. Try again."}
 	case err != nil:
 		return Response{}, err
 	}
@@ -470,6 +469,8 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 		if entry.ExpiresAt != nil {
 			b.WriteString(", until " + entry.ExpiresAt.UTC().Format(time.RFC3339))
 		}
+	} else if len(rows) > 0 && rows[0].RobloxUserID != nil {
+		b.WriteString(" as Roblox user (" + strconv.FormatInt(*rows[0].RobloxUserID, 10) + ")")
 	}
 	var products []string
 	for _, r := range rows {
