@@ -86,6 +86,7 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 		newImportSupabaseCmd(),
 		newKeysCmd(),
+		newDiscordCmd(),
 	)
 	return root
 }

@@ -99,6 +99,10 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	})
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 
+	if err := mountDiscord(ctx, d, srv); err != nil {
+		return err
+	}
+
 	srv.Mount(openapi.Routes())
 	if err := mountRealtime(ctx, d, srv); err != nil {
 		return err

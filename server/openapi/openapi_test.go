@@ -16,8 +16,10 @@ import (
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
+	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
@@ -45,6 +47,11 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	mk := marketplace.New(db, kr, marketplace.Config{}, zerolog.Nop(), reg)
 	t.Cleanup(func() { _ = mk.Close(context.Background()) })
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
+	bot, err := discord.New(discord.Config{}, store.NewBot(db, kr), nopAuditor{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Mount(bot.Routes())
 	srv.Mount(openapi.Routes())
 
 	missing, extra, err := openapi.Diff(srv.App())

@@ -1,0 +1,393 @@
+package discord_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/keyringtest"
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/discord"
+	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const (
+	botToken   = "test-bot-token-7f3a"
+	guildID    = "100000000000000001"
+	adminID    = "200000000000000001" // a member with ADMINISTRATOR
+	memberID   = "200000000000000002" // a member with no permissions
+	buyerID    = "200000000000000003"
+	otherID    = "200000000000000004"
+	staffRole  = "300000000000000001"
+	buyerRole  = "300000000000000002"
+	adminPerms = "8"    // ADMINISTRATOR
+	plainPerms = "1024" // VIEW_CHANNEL only
+	robloxName = "Builder_Bob"
+	robloxID   = int64(1234567)
+)
+
+// recorded is one request a double received.
+type recorded struct {
+	Method, Path, Auth, ContentType string
+	Body                            []byte
+}
+
+// discordDouble is a local stand-in for Discord's REST API: it records
+// every request and answers 204, or status when set.
+type discordDouble struct {
+	*httptest.Server
+	mu     sync.Mutex
+	reqs   []recorded
+	status int
+}
+
+func newDiscordDouble(t testing.TB) *discordDouble {
+	d := &discordDouble{status: http.StatusNoContent}
+	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		d.mu.Lock()
+		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
+		status := d.status
+		d.mu.Unlock()
+		if status/100 != 2 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"message": "Missing Permissions", "code": 50013}`))
+			return
+		}
+		if r.URL.Path != "" && strings.HasSuffix(r.URL.Path, "/commands") {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(b)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(d.Close)
+	return d
+}
+
+func (d *discordDouble) setStatus(s int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status = s
+}
+
+func (d *discordDouble) requests() []recorded {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]recorded(nil), d.reqs...)
+}
+
+// robloxDouble answers POST /v1/usernames/users from a fixed set of users,
+// as Roblox's users API documents it.
+type robloxDouble struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
+	d := &robloxDouble{}
+	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		d.mu.Lock()
+		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
+		d.mu.Unlock()
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/usernames/users" {
+			http.NotFound(w, r)
+			return
+		}
+		var in struct {
+			Usernames          []string `json:"usernames"`
+			ExcludeBannedUsers bool     `json:"excludeBannedUsers"`
+		}
+		if err := json.Unmarshal(b, &in); err != nil {
+			http.Error(w, `{"errors":[{"code":0,"message":"bad request"}]}`, http.StatusBadRequest)
+			return
+		}
+		type user struct {
+			RequestedUsername string `json:"requestedUsername"`
+			HasVerifiedBadge  bool   `json:"hasVerifiedBadge"`
+			ID                int64  `json:"id"`
+			Name              string `json:"name"`
+			DisplayName       string `json:"displayName"`
+		}
+		out := struct {
+			Data []user `json:"data"`
+		}{Data: []user{}}
+		for _, n := range in.Usernames {
+			for name, id := range users {
+				if strings.EqualFold(name, n) {
+					out.Data = append(out.Data, user{RequestedUsername: n, ID: id, Name: name, DisplayName: name})
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(d.Close)
+	return d
+}
+
+func (d *robloxDouble) requests() []recorded {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]recorded(nil), d.reqs...)
+}
+
+// recordingAuditor keeps every event; fail makes Record fail.
+type recordingAuditor struct {
+	mu     sync.Mutex
+	events []vectabase.AuditEvent
+	fail   bool
+}
+
+func (a *recordingAuditor) Record(_ context.Context, ev vectabase.AuditEvent) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail {
+		return errors.New("audit trail unavailable")
+	}
+	a.events = append(a.events, ev)
+	return nil
+}
+
+func (a *recordingAuditor) all() []vectabase.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]vectabase.AuditEvent(nil), a.events...)
+}
+
+// env is one bot on its own database, with doubles for Discord and Roblox.
+type env struct {
+	t       testing.TB
+	db      *store.DB
+	kr      *keyring.Keyring
+	repo    *store.Bot
+	srv     *server.Server
+	priv    ed25519.PrivateKey
+	now     time.Time
+	discord *discordDouble
+	roblox  *robloxDouble
+	audit   *recordingAuditor
+	server  store.DiscordServer
+	product store.BotProduct
+	owner   string
+	system  string
+	logs    *bytes.Buffer
+}
+
+// newEnv registers guild guildID with a whitelist system and one product
+// whose role is buyerRole.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, webhook: "https://discord.com/api/webhooks/1/secret-webhook-token"})
+}
+
+// envOptions are what a leak test plants or watches.
+type envOptions struct {
+	log     zerolog.Logger
+	logs    *bytes.Buffer // may be nil
+	reg     *prometheus.Registry
+	token   string
+	webhook string
+}
+
+func newEnvWith(t testing.TB, o envOptions) *env {
+	t.Helper()
+	if o.logs == nil {
+		o.logs = &bytes.Buffer{}
+	}
+	ctx := context.Background()
+	db := pgtest.New(t)
+	kr := keyringtest.New(t, db.Pool)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, kr: kr, repo: store.NewBot(db, kr), priv: priv,
+		now:     time.Unix(1_790_000_000, 0),
+		discord: newDiscordDouble(t), roblox: newRobloxDouble(t, map[string]int64{robloxName: robloxID}),
+		audit: &recordingAuditor{}, logs: o.logs}
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.owner = u.ID
+	var storeID, productID string
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO stores (owner_id, name, slug) VALUES ($1, 'Shop', 'shop') RETURNING id`, e.owner).Scan(&storeID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO products (store_id, name, price_cents) VALUES ($1, 'Admin Script', 500) RETURNING id`, storeID).Scan(&productID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'Main') RETURNING id`, e.owner, storeID).Scan(&e.system); err != nil {
+		t.Fatal(err)
+	}
+	e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := buyerRole
+	e.product, err = e.repo.CreateBotProduct(ctx, e.server.ID, productID, &role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot, err := discord.New(discord.Config{
+		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
+		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
+	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = server.New(server.Config{}, o.log, o.reg)
+	e.srv.Mount(bot.Routes())
+	return e
+}
+
+// signedRequest is body signed with the bot's key, timestamped now.
+func signedRequest(e *env, body []byte) *http.Request {
+	return e.signedAt(body, e.now, nil)
+}
+
+// signedAt is body with timestamp ts, signed by sign (nil: the bot's key).
+func (e *env) signedAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.Request {
+	tsStr := strconv.FormatInt(ts.Unix(), 10)
+	req := httptest.NewRequest(http.MethodPost, "/api/discord/interactions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature-Timestamp", tsStr)
+	if sign == nil {
+		sign = func(msg []byte) []byte { return ed25519.Sign(e.priv, msg) }
+	}
+	req.Header.Set("X-Signature-Ed25519", hex.EncodeToString(sign(append([]byte(tsStr), body...))))
+	return req
+}
+
+// postAt sends body signed by sign at timestamp ts.
+func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.Response {
+	e.t.Helper()
+	res, err := e.srv.App().Test(e.signedAt(body, ts, sign), -1)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+// reply is a decoded interaction response.
+type reply struct {
+	Type int `json:"type"`
+	Data *struct {
+		Content         string `json:"content"`
+		Flags           int    `json:"flags"`
+		AllowedMentions struct {
+			Parse []string `json:"parse"`
+		} `json:"allowed_mentions"`
+	} `json:"data"`
+}
+
+// run sends a signed interaction and decodes its 200 reply; every command
+// reply must be ephemeral.
+func (e *env) run(body []byte) reply {
+	e.t.Helper()
+	res := e.postAt(body, e.now, nil)
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		e.t.Fatalf("POST interaction = %d %s, want 200", res.StatusCode, b)
+	}
+	var r reply
+	if err := json.Unmarshal(b, &r); err != nil {
+		e.t.Fatalf("reply %s: %v", b, err)
+	}
+	if r.Type == 4 && (r.Data == nil || r.Data.Flags != 64) {
+		e.t.Fatalf("reply %s is not ephemeral (flags 64)", b)
+	}
+	return r
+}
+
+func (r reply) content() string {
+	if r.Data == nil {
+		return ""
+	}
+	return r.Data.Content
+}
+
+// opt is an interaction option.
+type opt map[string]any
+
+// command builds an application command interaction from caller with
+// roles and permissions.
+func command(guild, caller, perms string, roles []string, name string, options []opt) []byte {
+	if roles == nil {
+		roles = []string{}
+	}
+	in := map[string]any{
+		"id": "400000000000000001", "application_id": "500000000000000001", "type": 2, "token": "interaction-token",
+		"version": 1, "locale": "en-US",
+		"member": map[string]any{
+			"user":        map[string]any{"id": caller, "username": "u" + caller[len(caller)-2:], "discriminator": "0"},
+			"roles":       roles,
+			"permissions": perms,
+			"joined_at":   "2024-01-01T00:00:00+00:00",
+		},
+		"data": map[string]any{"id": "600000000000000001", "name": name, "type": 1, "options": options},
+	}
+	if guild != "" {
+		in["guild_id"] = guild
+	}
+	b, _ := json.Marshal(in)
+	return b
+}
+
+func sub(name string, options ...opt) []opt {
+	return []opt{{"type": 1, "name": name, "options": options}}
+}
+
+func userOpt(id string) opt     { return opt{"type": 6, "name": "user", "value": id} }
+func strOpt(name, v string) opt { return opt{"type": 3, "name": name, "value": v} }
+func (e *env) add(caller, perms string, roles []string, target, roblox string) reply {
+	return e.run(command(guildID, caller, perms, roles, "whitelist", sub("add", userOpt(target), strOpt("roblox", roblox))))
+}
+
+func (e *env) count(query string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// licenseKeyOf decrypts the license key of discordID's whitelist entry.
+func (e *env) licenseKeyOf(discordID string) string {
+	e.t.Helper()
+	var id string
+	var ct []byte
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT id, license_key FROM whitelist_users WHERE discord_id = $1`, discordID).Scan(&id, &ct); err != nil {
+		e.t.Fatal(err)
+	}
+	pt, err := e.kr.Decrypt(context.Background(), keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: id}, ct)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(pt)
+}

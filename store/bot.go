@@ -1,0 +1,409 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vectabase/vectabase/keyring"
+)
+
+// ErrAlreadyRedeemed is returned when a license key is already linked to a
+// different Discord account.
+var ErrAlreadyRedeemed = errors.New("store: license key linked to another account")
+
+// ErrExpired is returned when a license key's whitelist entry has expired or
+// its whitelist system is inactive.
+var ErrExpired = errors.New("store: license expired or system inactive")
+
+// Bot is the repository of the Discord whitelist bot: discord_servers,
+// bot_products, bot_whitelisted_users and bot_command_permissions, and the
+// whitelist_users entries the bot makes in a guild's whitelist system. The
+// webhook URL is encrypted here; license keys go through the marketplace
+// repository's blind index so both areas find the same keys.
+type Bot struct {
+	db *DB
+	kr *keyring.Keyring
+	mk *Marketplace
+}
+
+// NewBot returns the bot repository on db, encrypting with kr.
+func NewBot(db *DB, kr *keyring.Keyring) *Bot {
+	return &Bot{db: db, kr: kr, mk: NewMarketplace(db, kr)}
+}
+
+// DiscordServer is a row of discord_servers without its webhook URL (a
+// secret: read it with WebhookURL).
+type DiscordServer struct {
+	ID                string
+	GuildID           string
+	OwnerID           string
+	WhitelistSystemID *string
+	GuildName         *string
+	LogChannelID      *string
+	HasWebhook        bool
+	CreatedAt         time.Time
+}
+
+// NewDiscordServer is a guild to register with the bot.
+type NewDiscordServer struct {
+	GuildID           string
+	OwnerID           string
+	WhitelistSystemID *string
+	GuildName         *string
+	LogChannelID      *string
+	WebhookURL        string // empty: none
+}
+
+// BotProduct is a row of bot_products with its product's name.
+type BotProduct struct {
+	ID          string
+	ProductID   string
+	ProductName string
+	RoleID      *string
+}
+
+// CommandPermission is a row of bot_command_permissions.
+type CommandPermission struct {
+	Command string
+	RoleID  string
+	Allowed bool
+}
+
+// BotWhitelisted is a row of bot_whitelisted_users with its product's name.
+type BotWhitelisted struct {
+	ID            string
+	DiscordUserID string
+	ProductName   *string
+	RobloxUserID  *int64
+	WhitelistedBy *string
+	CreatedAt     time.Time
+}
+
+func webhookLoc(id string) keyring.Location {
+	return keyring.Location{Table: "discord_servers", Column: "webhook_url", RowID: id}
+}
+
+const discordServerColumns = `s.id, s.guild_id, s.owner_id, s.whitelist_system_id, s.guild_name, s.log_channel_id, s.webhook_url IS NOT NULL, s.created_at`
+
+func scanDiscordServer(row pgx.Row) (DiscordServer, error) {
+	var s DiscordServer
+	err := row.Scan(&s.ID, &s.GuildID, &s.OwnerID, &s.WhitelistSystemID, &s.GuildName, &s.LogChannelID, &s.HasWebhook, &s.CreatedAt)
+	return s, err
+}
+
+// CreateDiscordServer registers a guild; the webhook URL is stored
+// encrypted. A guild already registered is ErrConflict.
+func (b *Bot) CreateDiscordServer(ctx context.Context, in NewDiscordServer) (DiscordServer, error) {
+	id := uuid.NewString()
+	var webhook []byte
+	if in.WebhookURL != "" {
+		ct, err := b.kr.Encrypt(ctx, webhookLoc(id), []byte(in.WebhookURL))
+		if err != nil {
+			return DiscordServer{}, err
+		}
+		webhook = ct
+	}
+	s, err := scanDiscordServer(b.db.Pool.QueryRow(ctx, `INSERT INTO discord_servers AS s (id, guild_id, owner_id, whitelist_system_id, guild_name, log_channel_id, webhook_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+discordServerColumns,
+		id, in.GuildID, in.OwnerID, in.WhitelistSystemID, in.GuildName, in.LogChannelID, webhook))
+	return s, MapError(err)
+}
+
+// FindDiscordServer returns the registered guild guildID, or ErrNotFound.
+func (b *Bot) FindDiscordServer(ctx context.Context, guildID string) (DiscordServer, error) {
+	s, err := scanDiscordServer(b.db.Pool.QueryRow(ctx, `SELECT `+discordServerColumns+` FROM discord_servers s WHERE s.guild_id = $1`, guildID))
+	return s, MapError(err)
+}
+
+// WebhookURL decrypts the webhook URL of server id; "" when it has none.
+func (b *Bot) WebhookURL(ctx context.Context, id string) (string, error) {
+	var ct []byte
+	if err := b.db.Pool.QueryRow(ctx, `SELECT webhook_url FROM discord_servers WHERE id = $1`, id).Scan(&ct); err != nil {
+		return "", MapError(err)
+	}
+	if ct == nil {
+		return "", nil
+	}
+	pt, err := b.kr.Decrypt(ctx, webhookLoc(id), ct)
+	if err != nil {
+		return "", err
+	}
+	return string(pt), nil
+}
+
+// CreateBotProduct links product productID to server serverID with the
+// Discord role that buyers get (nil: none). A product already linked is
+// ErrConflict.
+func (b *Bot) CreateBotProduct(ctx context.Context, serverID, productID string, roleID *string) (BotProduct, error) {
+	var p BotProduct
+	err := b.db.Pool.QueryRow(ctx, `INSERT INTO bot_products AS b (discord_server_id, product_id, role_id) VALUES ($1, $2, $3)
+		RETURNING b.id, b.product_id, (SELECT name FROM products WHERE id = b.product_id), b.role_id`,
+		serverID, productID, roleID).Scan(&p.ID, &p.ProductID, &p.ProductName, &p.RoleID)
+	return p, MapError(err)
+}
+
+// ListBotProducts returns the products linked to server serverID, by name.
+func (b *Bot) ListBotProducts(ctx context.Context, serverID string) ([]BotProduct, error) {
+	rows, err := b.db.Pool.Query(ctx, `SELECT b.id, b.product_id, p.name, b.role_id FROM bot_products b
+		JOIN products p ON p.id = b.product_id WHERE b.discord_server_id = $1 ORDER BY p.name, b.id`, serverID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotProduct, error) {
+		var p BotProduct
+		err := r.Scan(&p.ID, &p.ProductID, &p.ProductName, &p.RoleID)
+		return p, err
+	})
+}
+
+// SetCommandPermission allows or denies command to role roleID in server
+// serverID, replacing an earlier rule for the same pair.
+func (b *Bot) SetCommandPermission(ctx context.Context, serverID, command, roleID string, allowed bool) error {
+	_, err := b.db.Pool.Exec(ctx, `INSERT INTO bot_command_permissions (discord_server_id, command, role_id, allowed) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (discord_server_id, command, role_id) DO UPDATE SET allowed = excluded.allowed`, serverID, command, roleID, allowed)
+	return MapError(err)
+}
+
+// CommandPermissions returns the rules of server serverID for any of
+// commands and any of roleIDs.
+func (b *Bot) CommandPermissions(ctx context.Context, serverID string, commands, roleIDs []string) ([]CommandPermission, error) {
+	rows, err := b.db.Pool.Query(ctx, `SELECT command, role_id, allowed FROM bot_command_permissions
+		WHERE discord_server_id = $1 AND command = ANY($2) AND role_id = ANY($3)`, serverID, commands, roleIDs)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CommandPermission, error) {
+		var p CommandPermission
+		err := r.Scan(&p.Command, &p.RoleID, &p.Allowed)
+		return p, err
+	})
+}
+
+// BotWhitelistAdd is one /whitelist add: a Discord member whitelisted in a
+// guild's whitelist system under a Roblox account.
+type BotWhitelistAdd struct {
+	Server         DiscordServer
+	Product        *BotProduct // nil: no product (no role)
+	DiscordUserID  string
+	RobloxUserID   int64
+	RobloxUsername string
+	WhitelistedBy  string // the Discord id of the member who ran the command
+	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
+}
+
+// AddBotWhitelist records in.DiscordUserID in bot_whitelisted_users and,
+// when the guild has a whitelist system, creates their entry there; then it
+// calls beforeCommit (which grants the Discord role) inside the same
+// transaction: when it fails nothing is kept. A full system is ErrFull, a
+// member already recorded in the guild (or a Roblox account already in the
+// system) ErrConflict, a guild deleted meanwhile ErrNotFound.
+func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCommit func(context.Context) error) (*WhitelistUser, error) {
+	id := uuid.NewString()
+	var ct, bidx []byte
+	if in.Server.WhitelistSystemID != nil {
+		var err error
+		if ct, err = b.kr.Encrypt(ctx, licenseLoc(id), []byte(in.LicenseKey)); err != nil {
+			return nil, err
+		}
+		if bidx, err = b.mk.LicenseKeyIndex(in.LicenseKey); err != nil {
+			return nil, err
+		}
+	}
+	var productID *string
+	if in.Product != nil {
+		productID = &in.Product.ID
+	}
+	var u *WhitelistUser
+	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		// The guild row is locked so that two adds of one member cannot both
+		// pass the check below (NULL products never collide in the unique key).
+		if err := tx.QueryRow(ctx, `SELECT id FROM discord_servers WHERE id = $1 FOR UPDATE`, in.Server.ID).Scan(new(string)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM bot_whitelisted_users WHERE discord_server_id = $1 AND discord_user_id = $2`, in.Server.ID, in.DiscordUserID).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		if sys := in.Server.WhitelistSystemID; sys != nil {
+			if err := lockSystemForInsert(ctx, tx, *sys); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM whitelist_users WHERE system_id = $1 AND discord_id = $2`, *sys, in.DiscordUserID).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return ErrConflict
+			}
+			w, err := scanWLUser(tx.QueryRow(ctx, `INSERT INTO whitelist_users AS u (id, system_id, roblox_user_id, roblox_username, discord_id, license_key, license_key_bidx)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+wlUserColumns,
+				id, *sys, in.RobloxUserID, in.RobloxUsername, in.DiscordUserID, ct, bidx))
+			if err != nil {
+				return err
+			}
+			u = &w
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
+			VALUES ($1, $2, $3, $4, $5)`, in.Server.ID, productID, in.DiscordUserID, in.RobloxUserID, in.WhitelistedBy); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
+	})
+	if err != nil {
+		return nil, MapError(err)
+	}
+	return u, nil
+}
+
+// lockSystemForInsert locks whitelist system id so that concurrent adds
+// cannot together pass max_users, and answers ErrFull when it is full.
+func lockSystemForInsert(ctx context.Context, tx pgx.Tx, id string) error {
+	var maxUsers *int
+	if err := tx.QueryRow(ctx, `SELECT max_users FROM whitelist_systems WHERE id = $1 FOR UPDATE`, id).Scan(&maxUsers); err != nil {
+		return err
+	}
+	if maxUsers == nil {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM whitelist_users WHERE system_id = $1`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n >= *maxUsers {
+		return ErrFull
+	}
+	return nil
+}
+
+// RemoveBotWhitelist deletes discordUserID's bot_whitelisted_users rows in
+// server and their entries in its whitelist system, then calls
+// beforeCommit with the roles of the products they had (which revokes them)
+// inside the same transaction. A member with neither is ErrNotFound.
+func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID string, beforeCommit func(ctx context.Context, roleIDs []string) error) (int, error) {
+	var removed int
+	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `DELETE FROM bot_whitelisted_users w WHERE w.discord_server_id = $1 AND w.discord_user_id = $2
+			RETURNING (SELECT role_id FROM bot_products p WHERE p.id = w.bot_product_id)`, server.ID, discordUserID)
+		if err != nil {
+			return err
+		}
+		roles, err := pgx.CollectRows(rows, pgx.RowTo[*string])
+		if err != nil {
+			return err
+		}
+		var entries int64
+		if server.WhitelistSystemID != nil {
+			tag, err := tx.Exec(ctx, `DELETE FROM whitelist_users WHERE system_id = $1 AND discord_id = $2`, *server.WhitelistSystemID, discordUserID)
+			if err != nil {
+				return err
+			}
+			entries = tag.RowsAffected()
+		}
+		if len(roles) == 0 && entries == 0 {
+			return ErrNotFound
+		}
+		removed = max(len(roles), int(entries))
+		var roleIDs []string
+		seen := map[string]bool{}
+		for _, r := range roles {
+			if r != nil && !seen[*r] {
+				seen[*r] = true
+				roleIDs = append(roleIDs, *r)
+			}
+		}
+		return beforeCommit(ctx, roleIDs)
+	})
+	return removed, MapError(err)
+}
+
+// BotWhitelistStatus returns discordUserID's bot_whitelisted_users rows in
+// server and their entry in its whitelist system (nil: none). It never
+// reads the license key.
+func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, discordUserID string) ([]BotWhitelisted, *WhitelistUser, error) {
+	rows, err := b.db.Pool.Query(ctx, `SELECT w.id, w.discord_user_id, p.name, w.roblox_user_id, w.whitelisted_by, w.created_at
+		FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
+		WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 ORDER BY w.created_at, w.id`, server.ID, discordUserID)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotWhitelisted, error) {
+		var w BotWhitelisted
+		err := r.Scan(&w.ID, &w.DiscordUserID, &w.ProductName, &w.RobloxUserID, &w.WhitelistedBy, &w.CreatedAt)
+		return w, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if server.WhitelistSystemID == nil {
+		return list, nil, nil
+	}
+	u, err := scanWLUser(b.db.Pool.QueryRow(ctx, `SELECT `+wlUserColumns+` FROM whitelist_users u WHERE u.system_id = $1 AND u.discord_id = $2
+		ORDER BY u.created_at LIMIT 1`, *server.WhitelistSystemID, discordUserID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return list, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return list, &u, nil
+}
+
+// Redeem links the whitelist entry of licenseKey (normalized) in server's
+// whitelist system to discordUserID, records them in bot_whitelisted_users
+// for product (nil: none), and calls beforeCommit (which grants the role)
+// inside the same transaction. The key is looked up by its blind index
+// only. An unknown key (or a server with no system) is ErrNotFound, a key
+// linked to someone else ErrAlreadyRedeemed, an expired entry or inactive
+// system ErrExpired. Redeeming one's own key again succeeds.
+func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, beforeCommit func(context.Context) error) (WhitelistUser, error) {
+	if server.WhitelistSystemID == nil {
+		return WhitelistUser{}, ErrNotFound
+	}
+	bidx, err := b.mk.LicenseKeyIndex(licenseKey)
+	if err != nil {
+		return WhitelistUser{}, err
+	}
+	var productID *string
+	if product != nil {
+		productID = &product.ID
+	}
+	var u WhitelistUser
+	err = b.db.InTx(ctx, func(tx pgx.Tx) error {
+		var active, expired bool
+		err := tx.QueryRow(ctx, `SELECT `+wlUserColumns+`, w.is_active, coalesce(u.expires_at <= now(), false)
+			FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
+			WHERE u.system_id = $1 AND u.license_key_bidx = $2 LIMIT 1 FOR UPDATE OF u`, *server.WhitelistSystemID, bidx).
+			Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt, &active, &expired)
+		if err != nil {
+			return err
+		}
+		if u.DiscordID != nil && *u.DiscordID != discordUserID {
+			return ErrAlreadyRedeemed
+		}
+		if !active || expired {
+			return ErrExpired
+		}
+		if u.DiscordID == nil {
+			if _, err := tx.Exec(ctx, `UPDATE whitelist_users SET discord_id = $2 WHERE id = $1`, u.ID, discordUserID); err != nil {
+				return err
+			}
+			u.DiscordID = &discordUserID
+		}
+		// NULLs are distinct in the unique key, so "already recorded" is
+		// checked by hand rather than with ON CONFLICT.
+		if _, err := tx.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
+			SELECT $1, $2, $3, $4, $3 WHERE NOT EXISTS (SELECT 1 FROM bot_whitelisted_users
+				WHERE discord_server_id = $1 AND discord_user_id = $3 AND bot_product_id IS NOT DISTINCT FROM $2)`,
+			server.ID, productID, discordUserID, u.RobloxUserID); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
+	})
+	return u, MapError(err)
+}
