@@ -17,10 +17,12 @@ type Config struct {
 	User      string `env:"DB_USER" envDefault:"vectabase_admin"`
 	Password  string `env:"DB_PASSWORD"`
 	// SSLMode is verify-full unless set; dev mode sets disable.
-	SSLMode     string `env:"DB_SSLMODE" envDefault:"verify-full"`
-	MaxConns    int32  `env:"DB_MAX_CONNS" envDefault:"20"`
-	PgBouncer   bool   `env:"DB_PGBOUNCER" envDefault:"false"`
-	SlowQueryMS int    `env:"SLOW_QUERY_MS" envDefault:"100"`
+	SSLMode   string `env:"DB_SSLMODE" envDefault:"verify-full"`
+	MaxConns  int32  `env:"DB_MAX_CONNS" envDefault:"20"`
+	PgBouncer bool   `env:"DB_PGBOUNCER" envDefault:"false"`
+	// SlowQueryMS is the slow-query threshold; below zero, no statement is
+	// traced (one-shot bulk commands, whose statements are slow by design).
+	SlowQueryMS int `env:"SLOW_QUERY_MS" envDefault:"100"`
 
 	// Not from the environment: the seed's fixed pool and retry policy.
 	MaxConnIdleTime time.Duration `env:"-"`

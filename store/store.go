@@ -51,10 +51,12 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger, reg prometheus.Re
 		pcfg.ConnConfig.DescriptionCacheCapacity = 0
 	}
 	m := newMetrics(reg)
-	pcfg.ConnConfig.Tracer = &slowQueryTracer{
-		threshold: time.Duration(cfg.SlowQueryMS) * time.Millisecond,
-		log:       log,
-		counter:   m.slowQueries,
+	if cfg.SlowQueryMS > 0 {
+		pcfg.ConnConfig.Tracer = &slowQueryTracer{
+			threshold: time.Duration(cfg.SlowQueryMS) * time.Millisecond,
+			log:       log,
+			counter:   m.slowQueries,
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

@@ -175,11 +175,11 @@ func withBackups(ctx context.Context, mode auditMode, fn func(context.Context, *
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+	log, err := toolLogger(cfg)
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, store.Config{URL: cfg.Store.DirectConnString(), MaxConns: 2, SlowQueryMS: cfg.Store.SlowQueryMS}, log, nil)
+	db, err := store.Open(ctx, toolStore(cfg.Store, cfg.Store.DirectConnString(), 2), log, nil)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,24 @@ func parseConfig(environ map[string]string) (Config, error) {
 	return cfg, nil
 }
 
+// toolLogger is the logger of one-shot commands: warnings and errors only
+// (what the database retry says while it waits, what went wrong), so that
+// their own output and progress stay readable.
+func toolLogger(cfg Config) (zerolog.Logger, error) {
+	return newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+}
+
+// toolStore is the pool configuration of one-shot commands: a few
+// connections, and no slow-query tracing, since bulk statements (import,
+// backup, re-encryption) are slow by design and would bury the one line a
+// failing command prints.
+func toolStore(c store.Config, url string, maxConns int32) store.Config {
+	c.URL = url
+	c.MaxConns = maxConns
+	c.SlowQueryMS = -1
+	return c
+}
+
 // newLogger builds the zerolog logger: JSON on stderr unless console is
 // asked for (or is the default, in dev).
 func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, error) {

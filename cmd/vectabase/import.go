@@ -76,7 +76,7 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 		return err
 	}
 	direct := cfg.Store.DirectConnString()
-	db, err := store.Open(ctx, store.Config{URL: direct, MaxConns: 2}, log, nil)
+	db, err := store.Open(ctx, toolStore(cfg.Store, direct, 2), log, nil)
 	if err != nil {
 		return err
 	}

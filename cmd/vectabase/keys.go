@@ -100,7 +100,7 @@ func openKeysWith(ctx context.Context, cfg Config, log zerolog.Logger) (*deps, e
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	db, err := store.Open(ctx, cfg.Store, log, reg)
+	db, err := store.Open(ctx, toolStore(cfg.Store, cfg.Store.ConnString(), cfg.Store.MaxConns), log, reg)
 	if err != nil {
 		return nil, err
 	}

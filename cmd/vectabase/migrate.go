@@ -20,11 +20,11 @@ func newMigrateCmd() *cobra.Command {
 		}
 		// Wait for the database like serve does, then migrate over the
 		// direct connection.
-		log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+		log, err := toolLogger(cfg)
 		if err != nil {
 			return nil, err
 		}
-		db, err := store.Open(cmd.Context(), store.Config{URL: cfg.Store.DirectConnString(), MaxConns: 1}, log, nil)
+		db, err := store.Open(cmd.Context(), toolStore(cfg.Store, cfg.Store.DirectConnString(), 1), log, nil)
 		if err != nil {
 			return nil, err
 		}

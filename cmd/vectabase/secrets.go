@@ -67,16 +67,14 @@ func openCLI(ctx context.Context) (*deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+	log, err := toolLogger(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if err := prepareSchema(ctx, cfg.Store, log, false); err != nil {
 		return nil, err
 	}
-	sc := cfg.Store
-	sc.MaxConns = 4
-	db, err := store.Open(ctx, sc, log, nil)
+	db, err := store.Open(ctx, toolStore(cfg.Store, cfg.Store.ConnString(), 4), log, nil)
 	if err != nil {
 		return nil, err
 	}
