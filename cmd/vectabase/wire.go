@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
+	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
@@ -95,8 +96,22 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	})
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 
+	mountStripe(d, srv)
+
 	srv.Mount(openapi.Routes())
 	return nil
+}
+
+// mountStripe mounts the Stripe area. Its credentials come from the
+// environment or, when unset there, from the vault at request time, so a
+// server without them still starts and its Stripe routes answer 503.
+func mountStripe(d *deps, srv *server.Server) {
+	var creds payments.Credentials
+	if d.vault != nil {
+		creds = d.vault
+	}
+	pay := payments.New(d.db, d.kr, d.cfg.Stripe, creds, d.log, d.reg)
+	srv.Mount(pay.Routes(payments.Auth{RequireUser: d.auth.RequireUser(), OptionalUser: d.auth.OptionalUser(), UserID: auth.UserID}))
 }
 
 // openKeyring builds the KEK the configuration names (local key file,

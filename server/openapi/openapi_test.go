@@ -18,6 +18,7 @@ import (
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
+	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
@@ -45,6 +46,8 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	mk := marketplace.New(db, kr, marketplace.Config{}, zerolog.Nop(), reg)
 	t.Cleanup(func() { _ = mk.Close(context.Background()) })
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
+	pay := payments.New(db, kr, payments.Config{}, nil, zerolog.Nop(), reg)
+	srv.Mount(pay.Routes(payments.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(openapi.Routes())
 
 	missing, extra, err := openapi.Diff(srv.App())
