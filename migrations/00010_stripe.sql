@@ -21,10 +21,11 @@ ALTER TABLE stores ADD COLUMN stripe_account_bidx bytea;
 CREATE INDEX stores_stripe_account_bidx_idx ON stores (stripe_account_bidx) WHERE stripe_account_bidx IS NOT NULL;
 
 -- Keyring.BlindIndex("sales", "stripe_payment_intent_id", id): a refund
--- names the payment intent, not the sale. One payment intent pays for one
--- sale.
+-- names the payment intent, not the sale. Not UNIQUE: sales imported from
+-- Supabase may share a payment intent; the webhook checks before it records
+-- a sale for one.
 ALTER TABLE sales ADD COLUMN stripe_payment_intent_bidx bytea;
-CREATE UNIQUE INDEX sales_stripe_payment_intent_bidx_idx ON sales (stripe_payment_intent_bidx) WHERE stripe_payment_intent_bidx IS NOT NULL;
+CREATE INDEX sales_stripe_payment_intent_bidx_idx ON sales (stripe_payment_intent_bidx) WHERE stripe_payment_intent_bidx IS NOT NULL;
 
 -- +goose Down
 DROP INDEX sales_stripe_payment_intent_bidx_idx;

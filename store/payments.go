@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -224,6 +225,11 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 				return err
 			}
 			if exists {
+				// Serialise sales of one payment intent: two different
+				// events naming it must not both find it unsold.
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))`, piBidx); err != nil {
+					return err
+				}
 				var taken bool
 				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sales WHERE stripe_payment_intent_bidx = $1)`, piBidx).Scan(&taken); err != nil {
 					return err
@@ -295,14 +301,32 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 		if e.Full {
 			status = "refunded"
 		}
-		var saleID, storeID string
-		err = tx.QueryRow(ctx, `UPDATE sales SET status = $2 WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id`, bidx, status).Scan(&saleID, &storeID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			res = EventIgnored
-			return setEventResult(ctx, tx, e.EventID, EventIgnored)
-		}
+		// Sales imported from Supabase may share a payment intent: all of
+		// them are marked, and the refund is recorded against the oldest.
+		rows, err := tx.Query(ctx, `UPDATE sales SET status = $2 WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id, created_at`, bidx, status)
 		if err != nil {
 			return err
+		}
+		var saleID, storeID string
+		var first time.Time
+		for rows.Next() {
+			var id, st string
+			var at time.Time
+			if err := rows.Scan(&id, &st, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			if saleID == "" || at.Before(first) {
+				saleID, storeID, first = id, st, at
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if saleID == "" {
+			res = EventIgnored
+			return setEventResult(ctx, tx, e.EventID, EventIgnored)
 		}
 		return p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: storeID, eventID: e.EventID, paymentIntentID: e.PaymentIntentID,

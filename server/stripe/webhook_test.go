@@ -380,3 +380,41 @@ func FuzzWebhook(f *testing.F) {
 		}
 	})
 }
+
+// Distinct events naming one payment intent, delivered at once, make one
+// sale: the rest are acknowledged as ignored.
+func TestWebhookConcurrentEventsForOnePaymentIntentMakeOneSale(t *testing.T) {
+	t.Parallel()
+	e := webhookEnv(t)
+	s := newShop(t, e)
+	pi := newID("pi_")
+	const n = 6
+	var wg sync.WaitGroup
+	results := make(chan string, n)
+	start := make(chan struct{})
+	for range n {
+		payload := event(t, newID("evt_"), "checkout.session.completed", s.session(newID("cs_test_"), pi))
+		header := sign(payload, testWebhookSecret, time.Now())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := e.deliver(t, payload, header)
+			res, _ := r.Body["result"].(string)
+			results <- res
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	got := map[string]int{}
+	for r := range results {
+		got[r]++
+	}
+	if got["processed"] != 1 || got["ignored"] != n-1 {
+		t.Fatalf("results = %v, want 1 processed and %d ignored", got, n-1)
+	}
+	if c := e.count(t, `SELECT count(*) FROM sales`); c != 1 {
+		t.Fatalf("sales = %d, want 1", c)
+	}
+}
