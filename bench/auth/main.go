@@ -331,33 +331,9 @@ func do(c *http.Client, req *http.Request, out any) error {
 // privateCluster starts a throwaway PostgreSQL cluster (no durability: it
 // is deleted at the end) and returns its URL and a stop function.
 func privateCluster(ctx context.Context) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "vectabase-bench-pg-")
+	c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{"max_connections": "100"})
 	if err != nil {
 		return "", nil, err
-	}
-	port, err := pgcluster.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := pgcluster.New(dir+"/data", port)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := c.PrepareParent(dir); err != nil {
-		return "", nil, err
-	}
-	c.Settings = map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "100"}
-	if err := c.Init(ctx); err != nil {
-		return "", nil, err
-	}
-	if err := c.Start(ctx); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		if err := c.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/auth: stop cluster:", err)
-		}
-		_ = os.RemoveAll(dir)
 	}
 	return c.URL("postgres"), stop, nil
 }

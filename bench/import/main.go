@@ -59,7 +59,7 @@ func realMain() error {
 	}
 	defer os.RemoveAll(tmp)
 
-	server, binDir, stop, err := startServer(ctx, tmp)
+	server, binDir, stop, err := startServer(ctx)
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func vm(field string) int64 {
 }
 
 // startServer returns BENCH_DATABASE_URL, or boots a throwaway cluster.
-func startServer(ctx context.Context, tmp string) (serverURL, binDir string, stop func(), err error) {
+func startServer(ctx context.Context) (serverURL, binDir string, stop func(), err error) {
 	bin, err := pgcluster.FindBinDir()
 	if err != nil {
 		return "", "", nil, err
@@ -298,24 +298,10 @@ func startServer(ctx context.Context, tmp string) (serverURL, binDir string, sto
 	if u := os.Getenv("BENCH_DATABASE_URL"); u != "" {
 		return u, bin, func() {}, nil
 	}
-	port, err := pgcluster.FreePort()
-	if err != nil {
-		return "", "", nil, err
-	}
-	c, err := pgcluster.New(filepath.Join(tmp, "data"), port)
-	if err != nil {
-		return "", "", nil, err
-	}
-	if err := c.PrepareParent(tmp); err != nil {
-		return "", "", nil, err
-	}
 	// The same settings serve both sides of the comparison.
-	c.Settings = map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "shared_buffers": "128MB", "max_wal_size": "2GB"}
-	if err := c.Init(ctx); err != nil {
+	c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{"shared_buffers": "128MB", "max_wal_size": "2GB"})
+	if err != nil {
 		return "", "", nil, err
 	}
-	if err := c.Start(ctx); err != nil {
-		return "", "", nil, err
-	}
-	return c.URL("postgres"), c.BinDir(), func() { _ = c.Stop() }, nil
+	return c.URL("postgres"), c.BinDir(), stop, nil
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
+	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
+	"github.com/vectabase/vectabase/server/rotation"
 	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -35,7 +37,10 @@ type Config struct {
 	Keyring keyring.Config
 	Backup  backup.Config
 	Auth    auth.Config
-	Secrets vault.Config
+	// Realtime is the /api/realtime change feed.
+	Realtime realtime.Config
+	Secrets  vault.Config
+	Rotation rotation.Config
 
 	Marketplace marketplace.Config
 	Stripe      payments.Config

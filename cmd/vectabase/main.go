@@ -85,6 +85,7 @@ func newRootCmd() *cobra.Command {
 		newSecretsCmd(),
 		newAuditCmd(),
 		newImportSupabaseCmd(),
+		newKeysCmd(),
 	)
 	return root
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -12,9 +11,12 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
+	"github.com/vectabase/vectabase/server/realtime"
+	"github.com/vectabase/vectabase/server/rotation"
 	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -32,10 +34,12 @@ type deps struct {
 
 	backups  *backup.Service
 	kr       *keyring.Keyring
+	kek      keyring.KEK
 	audit    auth.Auditor
 	auditLog *audit.Log
 	auth     *auth.Service
 	vault    *vault.Service
+	rot      *rotation.Service
 
 	closers []func()
 }
@@ -99,6 +103,17 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	mountStripe(d, srv)
 
 	srv.Mount(openapi.Routes())
+	if err := mountRealtime(ctx, d, srv); err != nil {
+		return err
+	}
+
+	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK})
+	rot, err := newRotationService(d)
+	if err != nil {
+		return err
+	}
+	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
+	startRotationWorker(ctx, d)
 	return nil
 }
 
@@ -125,9 +140,25 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 	if c, ok := kek.(io.Closer); ok {
 		d.closers = append(d.closers, func() { _ = c.Close() })
 	}
+	d.kek = kek
 	kr, err := keyring.Open(ctx, st, kek, keyring.WithRegisterer(d.reg))
 	if err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
+		return nil, err // already "keyring: ...", naming the cause
 	}
 	return kr, nil
+}
+
+// mountRealtime starts the change feed: one LISTEN connection on the direct
+// database URL (LISTEN cannot pass PgBouncer's transaction mode) until ctx
+// ends, and the /api/realtime socket. Closing the hub ends the sockets,
+// which the HTTP server's shutdown does not wait for (they are hijacked).
+func mountRealtime(ctx context.Context, d *deps, srv *server.Server) error {
+	hub, err := realtime.New(d.cfg.Realtime, d.db, d.cfg.Store.DirectConnString(), d.auth, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	go func() { _ = hub.Run(ctx) }()
+	d.closers = append(d.closers, hub.Close)
+	srv.Mount(hub.Routes())
+	return nil
 }

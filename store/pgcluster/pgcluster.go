@@ -340,3 +340,49 @@ func ChownToPostgres(path string) error {
 	}
 	return nil
 }
+
+// NoDurability are server settings for clusters whose data does not need to
+// survive a crash (tests, benchmarks): they make writes much cheaper.
+func NoDurability() map[string]string {
+	return map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+}
+
+// StartThrowaway creates and starts a cluster in a new temporary directory
+// with the given settings on top of NoDurability. stop stops the server and
+// removes the directory.
+func StartThrowaway(ctx context.Context, settings map[string]string) (c *Cluster, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "vectabase-pg-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	port, err := FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = New(filepath.Join(dir, "data"), port)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.PrepareParent(dir); err != nil {
+		return nil, nil, err
+	}
+	c.Settings = NoDurability()
+	for k, v := range settings {
+		c.Settings[k] = v
+	}
+	if err := c.Init(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	return c, func() {
+		_ = c.Stop()
+		_ = os.RemoveAll(dir)
+	}, nil
+}

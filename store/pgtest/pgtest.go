@@ -29,12 +29,12 @@ import (
 )
 
 var (
-	once      sync.Once
-	bootErr   error
-	serverURL *url.URL // any database on the server, as a role that may create databases
-	template  string
-	cluster   *pgcluster.Cluster
-	tmpDir    string
+	once        sync.Once
+	bootErr     error
+	serverURL   *url.URL // any database on the server, as a role that may create databases
+	template    string
+	cluster     *pgcluster.Cluster
+	stopCluster func()
 )
 
 // Main runs the tests and then removes what the harness created; cleanups
@@ -63,36 +63,15 @@ func start() error {
 		}
 		serverURL = u
 	} else {
-		dir, err := os.MkdirTemp("", "vectabase-pgtest-")
+		// A throwaway cluster needs no durability; that makes it fast.
+		c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{
+			"max_connections": "300",
+			"shared_buffers":  "64MB",
+		})
 		if err != nil {
 			return err
 		}
-		tmpDir = dir
-		port, err := pgcluster.FreePort()
-		if err != nil {
-			return err
-		}
-		c, err := pgcluster.New(dir+"/data", port)
-		if err != nil {
-			return err
-		}
-		if err := c.PrepareParent(dir); err != nil {
-			return err
-		}
-		// A throwaway cluster needs no durability; this makes it fast.
-		c.Settings = map[string]string{
-			"fsync":              "off",
-			"synchronous_commit": "off",
-			"full_page_writes":   "off",
-			"max_connections":    "300",
-			"shared_buffers":     "64MB",
-		}
-		if err := c.Init(ctx); err != nil {
-			return err
-		}
-		if err := c.Start(ctx); err != nil {
-			return err
-		}
+		stopCluster = stop
 		cluster = c
 		u, _ := url.Parse(c.URL("postgres"))
 		serverURL = u
@@ -117,8 +96,7 @@ func shutdown() {
 		return
 	}
 	if cluster != nil {
-		_ = cluster.Stop()
-		_ = os.RemoveAll(tmpDir)
+		stopCluster()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

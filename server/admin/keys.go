@@ -1,0 +1,88 @@
+package admin
+
+import (
+	"context"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/rotation"
+	"github.com/vectabase/vectabase/store"
+)
+
+// KeyService is what the key routes need: *rotation.Service.
+type KeyService interface {
+	Keys(ctx context.Context) (rotation.KeysView, error)
+	Progress(ctx context.Context) (rotation.Progress, error)
+	RotateDEK(ctx context.Context, a rotation.Actor) (store.RotationJob, error)
+	RotateKEKInPlace(ctx context.Context, a rotation.Actor) (store.RotationJob, error)
+}
+
+var _ KeyService = (*rotation.Service)(nil)
+
+// KeyRoutes is the key-management API (contract section 3), every route
+// for administrators only (requireAdmin: auth.(*Service).RequireAdmin()).
+func KeyRoutes(svc KeyService, requireAdmin fiber.Handler) []server.Route {
+	h := keyHandlers{svc: svc}
+	return []server.Route{
+		{Method: fiber.MethodGet, Path: "/api/admin/keys", Auth: requireAdmin, Handler: h.keys},
+		{Method: fiber.MethodPost, Path: "/api/admin/keys/rotate", Auth: requireAdmin, BodyLimit: 1 << 10, Timeout: 2 * time.Minute, Handler: h.rotate},
+		{Method: fiber.MethodGet, Path: "/api/admin/keys/rotation", Auth: requireAdmin, Handler: h.rotation},
+	}
+}
+
+type keyHandlers struct{ svc KeyService }
+
+func (h keyHandlers) keys(c *fiber.Ctx) error {
+	v, err := h.svc.Keys(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+func (h keyHandlers) rotation(c *fiber.Ctx) error {
+	p, err := h.svc.Progress(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(p)
+}
+
+type rotateRequest struct {
+	Kind string `json:"kind"`
+}
+
+type rotateResponse struct {
+	JobID string `json:"jobId"`
+	Kind  string `json:"kind"`
+	State string `json:"state"`
+}
+
+func (h keyHandlers) rotate(c *fiber.Ctx) error {
+	var req rotateRequest
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	act := server.ActorOf(c)
+	a := rotation.Actor{Type: act.Type, ID: utils.CopyString(act.ID), IP: utils.CopyString(c.IP()), RequestID: utils.CopyString(server.RequestID(c))}
+	var (
+		job store.RotationJob
+		err error
+	)
+	switch req.Kind {
+	case store.RotationDEK:
+		job, err = h.svc.RotateDEK(c.UserContext(), a)
+	case store.RotationKEK:
+		job, err = h.svc.RotateKEKInPlace(c.UserContext(), a)
+	default:
+		return vectabase.Errorf(vectabase.EVALIDATION, `kind: must be "dek" or "kek"`)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(rotateResponse{JobID: job.ID, Kind: job.Kind, State: job.State})
+}
