@@ -35,8 +35,8 @@ import (
 // stripe_webhook_secret are read instead.
 type Config struct {
 	SecretKey     string `env:"STRIPE_SECRET_KEY"`
-	WebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"`
-	APIBase       string `env:"STRIPE_API_BASE"` // "" is Stripe's own API
+	WebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"` // comma-separated: platform and Connect endpoints, rolled secrets
+	APIBase       string `env:"STRIPE_API_BASE"`       // "" is Stripe's own API
 }
 
 // String never shows the credentials, only whether they are set.
@@ -135,7 +135,10 @@ func (s *Service) credential(ctx context.Context, envValue, name string) (string
 	}
 	v, err := s.creds.Credential(ctx, "", name)
 	if err != nil {
-		return "", err
+		// Whatever the vault said (sealed keyring, policy, database), the
+		// client's request is fine: Stripe is unavailable to us.
+		s.log.Error().Str("secret", name).Str("error", vectabase.ErrorMessage(err)).Msg("read stripe credential from the vault")
+		return "", vectabase.WrapError(vectabase.EUNAVAILABLE, "Stripe credentials could not be read", err)
 	}
 	s.mu.Lock()
 	s.cache[name] = cachedCredential{value: v, until: s.now().Add(credentialTTL)}

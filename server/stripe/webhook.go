@@ -60,12 +60,7 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sig string)
 		s.count("unknown", resultUnavailable)
 		return "", err
 	}
-	ev, err := webhook.ConstructEventWithOptions(payload, sig, secret, webhook.ConstructEventOptions{
-		Tolerance: WebhookTolerance,
-		// Events are rendered in the account's API version, which need not
-		// be stripe-go's: the handlers read only long-stable fields.
-		IgnoreAPIVersionMismatch: true,
-	})
+	ev, err := constructEvent(payload, sig, secret)
 	if err != nil {
 		s.count("unknown", resultBadSignature)
 		return "", signatureError(err)
@@ -88,6 +83,36 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sig string)
 	s.count(label, string(res))
 	s.log.Info().Str("event", Mask(ev.ID)).Str("type", label).Str("result", string(res)).Msg("stripe webhook")
 	return res, nil
+}
+
+// constructEvent verifies sig against each of the comma-separated secrets:
+// a platform endpoint and a Connect endpoint (which delivers account.updated
+// of connected accounts) have a secret each, and a rolled secret overlaps
+// its successor for a while.
+func constructEvent(payload []byte, sig, secrets string) (stripe.Event, error) {
+	var first error
+	for _, secret := range strings.Split(secrets, ",") {
+		secret = strings.TrimSpace(secret)
+		if secret == "" {
+			continue
+		}
+		ev, err := webhook.ConstructEventWithOptions(payload, sig, secret, webhook.ConstructEventOptions{
+			Tolerance: WebhookTolerance,
+			// Events are rendered in the account's API version, which need
+			// not be stripe-go's: the handlers read only long-stable fields.
+			IgnoreAPIVersionMismatch: true,
+		})
+		if err == nil {
+			return ev, nil
+		}
+		if first == nil || errors.Is(first, webhook.ErrNoValidSignature) {
+			first = err
+		}
+	}
+	if first == nil {
+		first = webhook.ErrNoValidSignature
+	}
+	return stripe.Event{}, first
 }
 
 func (s *Service) count(typ, result string) { s.webhooks.WithLabelValues(typ, result).Inc() }

@@ -2,6 +2,7 @@ package payments_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -417,4 +418,37 @@ func TestWebhookConcurrentEventsForOnePaymentIntentMakeOneSale(t *testing.T) {
 	if c := e.count(t, `SELECT count(*) FROM sales`); c != 1 {
 		t.Fatalf("sales = %d, want 1", c)
 	}
+}
+
+// A Connect endpoint signs with its own secret: every listed secret is
+// accepted, anything else is not.
+func TestWebhookAcceptsEachListedSecret(t *testing.T) {
+	t.Parallel()
+	const connect = "whsec_connect_endpoint"
+	e := newEnv(t, payments.Config{WebhookSecret: testWebhookSecret + ", " + connect}, nil)
+	for _, secret := range []string{testWebhookSecret, connect} {
+		payload := event(t, newID("evt_"), "customer.created", map[string]any{"id": newID("cus_")})
+		if r := e.deliver(t, payload, sign(payload, secret, time.Now())); r.Status != 200 {
+			t.Fatalf("signed with a listed secret = %d %s, want 200", r.Status, r.Raw)
+		}
+	}
+	payload := event(t, newID("evt_"), "customer.created", map[string]any{"id": newID("cus_")})
+	checkErrorBody(t, "unlisted secret", e.deliver(t, payload, sign(payload, "whsec_other", time.Now())), 400, "BAD_REQUEST")
+	r := e.deliver(t, payload, sign(payload, connect, time.Now().Add(-10*time.Minute)))
+	checkErrorBody(t, "expired under the second secret", r, 400, "BAD_REQUEST")
+}
+
+// failingVault cannot be read.
+type failingVault struct{}
+
+func (failingVault) Credential(context.Context, string, string) (string, error) {
+	return "", errors.New("keyring sealed")
+}
+
+func TestVaultFailureIsUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, payments.Config{}, failingVault{})
+	payload := event(t, newID("evt_"), "customer.created", map[string]any{"id": newID("cus_")})
+	checkErrorBody(t, "webhook", e.deliver(t, payload, sign(payload, testWebhookSecret, time.Now())), 503, "UNAVAILABLE")
+	checkErrorBody(t, "checkout", e.call(t, "POST", "/api/stripe/checkout", "", map[string]any{"productId": uuid.NewString(), "successUrl": "https://a.example/", "cancelUrl": "https://a.example/"}), 503, "UNAVAILABLE")
 }
