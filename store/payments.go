@@ -336,6 +336,52 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 	return res, MapError(err)
 }
 
+// SettledCheckout is a checkout.session.async_payment_succeeded or
+// async_payment_failed event: a pending sale's delayed payment settled.
+type SettledCheckout struct {
+	EventID         string
+	Type            string
+	SessionID       string
+	PaymentIntentID string
+	AmountCents     int64
+	Currency        string
+	Status          string // completed or failed
+}
+
+// RecordSettlement moves the pending sale paid by e.PaymentIntentID to
+// e.Status and records a payment_transactions row, once. A payment intent
+// with no pending sale here is EventIgnored.
+func (p *Payments) RecordSettlement(ctx context.Context, e SettledCheckout) (EventResult, error) {
+	res := EventProcessed
+	err := p.db.InTx(ctx, func(tx pgx.Tx) error {
+		ok, err := claimEvent(ctx, tx, e.EventID, e.Type, EventProcessed)
+		if err != nil || !ok {
+			res = EventDuplicate
+			return err
+		}
+		bidx, err := p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(e.PaymentIntentID))
+		if err != nil {
+			return err
+		}
+		var saleID, storeID string
+		err = tx.QueryRow(ctx, `UPDATE sales SET status = $2 WHERE id = (
+				SELECT id FROM sales WHERE stripe_payment_intent_bidx = $1 AND status = 'pending' ORDER BY created_at LIMIT 1
+			) RETURNING id, store_id`, bidx, e.Status).Scan(&saleID, &storeID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res = EventIgnored
+			return setEventResult(ctx, tx, e.EventID, EventIgnored)
+		}
+		if err != nil {
+			return err
+		}
+		return p.insertTransaction(ctx, tx, transaction{
+			saleID: saleID, storeID: storeID, eventID: e.EventID, sessionID: e.SessionID, paymentIntentID: e.PaymentIntentID,
+			typ: "checkout", amount: e.AmountCents, currency: e.Currency, status: e.Status,
+		})
+	})
+	return res, MapError(err)
+}
+
 // AccountUpdate is an account.updated event: whether the Connect account
 // can now take payments.
 type AccountUpdate struct {

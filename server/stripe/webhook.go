@@ -29,6 +29,10 @@ const (
 	eventCheckoutCompleted = "checkout.session.completed"
 	eventChargeRefunded    = "charge.refunded"
 	eventAccountUpdated    = "account.updated"
+	// A checkout paid by a delayed method (bank debit) completes with an
+	// unpaid session; one of these follows when the payment settles.
+	eventAsyncSucceeded = "checkout.session.async_payment_succeeded"
+	eventAsyncFailed    = "checkout.session.async_payment_failed"
 )
 
 // Results of a delivery beyond store.EventResult, for the metric.
@@ -40,7 +44,7 @@ const (
 
 func typeLabel(t string) string {
 	switch t {
-	case eventCheckoutCompleted, eventChargeRefunded, eventAccountUpdated:
+	case eventCheckoutCompleted, eventChargeRefunded, eventAccountUpdated, eventAsyncSucceeded, eventAsyncFailed:
 		return t
 	}
 	return "other"
@@ -184,6 +188,19 @@ func (s *Service) apply(ctx context.Context, id, typ string, data *stripe.EventD
 			if c, ok := completedCheckout(id, &sess); ok {
 				return s.repo.RecordCheckout(ctx, c)
 			}
+		}
+	case eventAsyncSucceeded, eventAsyncFailed:
+		var sess stripe.CheckoutSession
+		if json.Unmarshal(raw, &sess) == nil && sess.PaymentIntent != nil && validToken(sess.PaymentIntent.ID, 255) &&
+			validToken(sess.ID, 255) && validAmount(sess.AmountTotal) && validCurrency(string(sess.Currency)) {
+			status := "completed"
+			if typ == eventAsyncFailed {
+				status = "failed"
+			}
+			return s.repo.RecordSettlement(ctx, store.SettledCheckout{
+				EventID: id, Type: typ, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntent.ID,
+				AmountCents: sess.AmountTotal, Currency: string(sess.Currency), Status: status,
+			})
 		}
 	case eventChargeRefunded:
 		var ch stripe.Charge

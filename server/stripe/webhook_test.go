@@ -452,3 +452,45 @@ func TestVaultFailureIsUnavailable(t *testing.T) {
 	checkErrorBody(t, "webhook", e.deliver(t, payload, sign(payload, testWebhookSecret, time.Now())), 503, "UNAVAILABLE")
 	checkErrorBody(t, "checkout", e.call(t, "POST", "/api/stripe/checkout", "", map[string]any{"productId": uuid.NewString(), "successUrl": "https://a.example/", "cancelUrl": "https://a.example/"}), 503, "UNAVAILABLE")
 }
+
+// A checkout paid by a delayed method completes unpaid: the sale waits as
+// pending until the async payment event settles it, once.
+func TestWebhookAsyncPaymentSettlesPendingSale(t *testing.T) {
+	t.Parallel()
+	e := webhookEnv(t)
+	s := newShop(t, e)
+	status := func() string {
+		var st string
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT status FROM sales`).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for _, c := range []struct{ typ, want string }{
+		{"checkout.session.async_payment_succeeded", "completed"},
+		{"checkout.session.async_payment_failed", "failed"},
+	} {
+		if _, err := e.db.Pool.Exec(context.Background(), `DELETE FROM payment_transactions; DELETE FROM sales`); err != nil {
+			t.Fatal(err)
+		}
+		sess, pi := newID("cs_test_"), newID("pi_")
+		unpaid := s.session(sess, pi)
+		unpaid["payment_status"] = "unpaid"
+		e.send(t, event(t, newID("evt_"), "checkout.session.completed", unpaid), "processed")
+		if st := status(); st != "pending" {
+			t.Fatalf("unpaid session made a %s sale, want pending", st)
+		}
+		paid := s.session(sess, pi)
+		settle := event(t, newID("evt_"), c.typ, paid)
+		e.send(t, settle, "processed")
+		e.send(t, settle, "duplicate")
+		if st := status(); st != c.want {
+			t.Fatalf("%s: sale status = %s, want %s", c.typ, st, c.want)
+		}
+		if n := e.count(t, `SELECT count(*) FROM payment_transactions WHERE status = $1`, c.want); n != 1 {
+			t.Fatalf("%s: %d transactions with status %s, want 1", c.typ, n, c.want)
+		}
+		// A settled sale is not settled again by another event.
+		e.send(t, event(t, newID("evt_"), c.typ, paid), "ignored")
+	}
+}
