@@ -18,7 +18,9 @@ type shop struct {
 	owner, buyer, store, product, account string
 }
 
-func newShop(t *testing.T, e *env) shop {
+func newShop(t *testing.T, e *env) shop { return newShopTB(t, e) }
+
+func newShopTB(t testing.TB, e *env) shop {
 	t.Helper()
 	s := shop{owner: e.user(t), buyer: e.user(t), account: "acct_1" + strings.ReplaceAll(uuid.NewString(), "-", "")[:15]}
 	s.store = e.storeOf(t, s.owner)
