@@ -83,7 +83,14 @@ func loadConfig(skipDev bool) (Config, error) {
 	if err := loadEnvFiles(skipDev); err != nil {
 		return cfg, err
 	}
-	if err := env.Parse(&cfg); err != nil {
+	return parseConfig(env.ToMap(os.Environ()))
+}
+
+// parseConfig fills the configuration from the variables in environ, with
+// every package's defaults for what environ lacks.
+func parseConfig(environ map[string]string) (Config, error) {
+	var cfg Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		return cfg, fmt.Errorf("configuration: %s", oneLine(err.Error()))
 	}
 	return cfg, nil
