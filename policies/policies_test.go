@@ -28,9 +28,9 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 	}
 	want := []string{
 		"profiles.stripe_customer_id",
-		"stores.stripe_account_id",
+		"stores.stripe_account_id +stripe_account_bidx",
 		"products.download_url",
-		"sales.stripe_payment_intent_id",
+		"sales.stripe_payment_intent_id +stripe_payment_intent_bidx",
 		"payment_transactions.stripe_session_id",
 		"payment_transactions.stripe_payment_intent_id",
 		"whitelist_users.license_key +license_key_bidx",

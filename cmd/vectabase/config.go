@@ -20,6 +20,7 @@ import (
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
 	"github.com/vectabase/vectabase/server/rotation"
+	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
@@ -44,6 +45,7 @@ type Config struct {
 
 	Marketplace marketplace.Config
 	Discord     discord.Config
+	Stripe      payments.Config
 
 	AdminEmail    string `env:"ADMIN_EMAIL"`
 	AdminPassword string `env:"ADMIN_PASSWORD"`

@@ -17,6 +17,7 @@ import (
 	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/rotation"
+	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
@@ -102,6 +103,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := mountDiscord(ctx, d, srv); err != nil {
 		return err
 	}
+	mountStripe(d, srv)
 
 	srv.Mount(openapi.Routes())
 	if err := mountRealtime(ctx, d, srv); err != nil {
@@ -116,6 +118,18 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
 	startRotationWorker(ctx, d)
 	return nil
+}
+
+// mountStripe mounts the Stripe area. Its credentials come from the
+// environment or, when unset there, from the vault at request time, so a
+// server without them still starts and its Stripe routes answer 503.
+func mountStripe(d *deps, srv *server.Server) {
+	var creds payments.Credentials
+	if d.vault != nil {
+		creds = d.vault
+	}
+	pay := payments.New(d.db, d.kr, d.cfg.Stripe, creds, d.log, d.reg)
+	srv.Mount(pay.Routes(payments.Auth{RequireUser: d.auth.RequireUser(), OptionalUser: d.auth.OptionalUser(), UserID: auth.UserID}))
 }
 
 // openKeyring builds the KEK the configuration names (local key file,

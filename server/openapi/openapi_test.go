@@ -19,6 +19,7 @@ import (
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
+	payments "github.com/vectabase/vectabase/server/stripe"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
@@ -52,6 +53,8 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Mount(bot.Routes())
+	pay := payments.New(db, kr, payments.Config{}, nil, zerolog.Nop(), reg)
+	srv.Mount(pay.Routes(payments.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(openapi.Routes())
 
 	missing, extra, err := openapi.Diff(srv.App())
