@@ -35,14 +35,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/bench/benchenv"
 	"github.com/vectabase/vectabase/bench/load"
-	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/local"
-	"github.com/vectabase/vectabase/migrations"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
-	"github.com/vectabase/vectabase/store/pgcluster"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -71,24 +68,11 @@ func realMain(ctx context.Context) error {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		u, stop, err := privateCluster(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		url = u
-	}
-	m, err := migrations.Open(url)
+	url, stop, err := benchenv.Database(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := m.Up(ctx); err != nil {
-		m.Close()
-		return err
-	}
-	m.Close()
+	defer stop()
 
 	log := zerolog.Nop()
 	db, err := store.Open(ctx, store.Config{URL: url, MaxConns: 20, SlowQueryMS: 10000}, log, nil)
@@ -96,22 +80,11 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	dir, err := os.MkdirTemp("", "vectabase-bench-auth-")
+	kr, removeKey, err := benchenv.Keyring(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := local.GenerateKeyFile(dir + "/master.key"); err != nil {
-		return err
-	}
-	kek, err := local.NewFromFile(dir + "/master.key")
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
-	if err != nil {
-		return err
-	}
+	defer removeKey()
 	al := audit.New(db, kr, log, nil)
 	defer al.Close()
 	cfg := auth.Config{
@@ -326,14 +299,4 @@ func do(c *http.Client, req *http.Request, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
-}
-
-// privateCluster starts a throwaway PostgreSQL cluster (no durability: it
-// is deleted at the end) and returns its URL and a stop function.
-func privateCluster(ctx context.Context) (string, func(), error) {
-	c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{"max_connections": "100"})
-	if err != nil {
-		return "", nil, err
-	}
-	return c.URL("postgres"), stop, nil
 }

@@ -40,14 +40,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/bench/benchenv"
 	"github.com/vectabase/vectabase/bench/load"
-	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/local"
-	"github.com/vectabase/vectabase/migrations"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
-	"github.com/vectabase/vectabase/store/pgcluster"
 )
 
 func main() {
@@ -76,24 +73,11 @@ func realMain(ctx context.Context) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		u, stop, err := privateCluster(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		url = u
-	}
-	m, err := migrations.Open(url)
+	url, stop, err := benchenv.Database(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := m.Up(ctx); err != nil {
-		m.Close()
-		return err
-	}
-	m.Close()
+	defer stop()
 	log := zerolog.New(io.Discard)
 	db, err := store.Open(ctx, store.Config{URL: url, MaxConns: int32(*conns)}, log, nil)
 	if err != nil {
@@ -106,22 +90,11 @@ func realMain(ctx context.Context) error {
 	}
 	defer bareDB.Close()
 
-	dir, err := os.MkdirTemp("", "vectabase-bench-key-")
+	kr, removeKey, err := benchenv.Keyring(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := local.GenerateKeyFile(dir + "/master.key"); err != nil {
-		return err
-	}
-	kek, err := local.NewFromFile(dir + "/master.key")
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
-	if err != nil {
-		return err
-	}
+	defer removeKey()
 
 	// The full server: the area's routes behind the shared middleware.
 	reg := prometheus.NewRegistry()
@@ -361,14 +334,4 @@ func post(ctx context.Context, c *http.Client, url, key string, body []byte, wan
 		return fmt.Errorf("%s: %d %s", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(raw)))
 	}
 	return nil
-}
-
-// privateCluster starts a throwaway PostgreSQL cluster (no durability: it
-// is deleted at the end) and returns its URL and a stop function.
-func privateCluster(ctx context.Context) (string, func(), error) {
-	c, stop, err := pgcluster.StartThrowaway(ctx, map[string]string{"max_connections": "100"})
-	if err != nil {
-		return "", nil, err
-	}
-	return c.URL("postgres"), stop, nil
 }

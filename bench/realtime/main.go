@@ -31,15 +31,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/bench/benchenv"
 	"github.com/vectabase/vectabase/bench/load"
-	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/local"
-	"github.com/vectabase/vectabase/migrations"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/store"
-	"github.com/vectabase/vectabase/store/pgcluster"
 )
 
 func main() {
@@ -60,24 +57,11 @@ func realMain(ctx context.Context) error {
 	conc := flag.Int("concurrency", 1, "concurrent writers (1: the latency of one change at a time)")
 	flag.Parse()
 
-	dbURL := os.Getenv("DATABASE_URL")
-	if dbURL == "" {
-		u, stop, err := privateCluster(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		dbURL = u
-	}
-	m, err := migrations.Open(dbURL)
+	dbURL, stop, err := benchenv.Database(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := m.Up(ctx); err != nil {
-		m.Close()
-		return err
-	}
-	m.Close()
+	defer stop()
 
 	log := zerolog.Nop()
 	db, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 20, SlowQueryMS: 10000}, log, nil)
@@ -85,22 +69,11 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	dir, err := os.MkdirTemp("", "vectabase-bench-realtime-")
+	kr, removeKey, err := benchenv.Keyring(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := local.GenerateKeyFile(dir + "/master.key"); err != nil {
-		return err
-	}
-	kek, err := local.NewFromFile(dir + "/master.key")
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
-	if err != nil {
-		return err
-	}
+	defer removeKey()
 	reg := prometheus.NewRegistry()
 	a, err := auth.New(ctx, auth.Config{AccessTTL: time.Hour, RefreshTTL: time.Hour, Issuer: "vectabase",
 		Argon2:        auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
@@ -309,36 +282,4 @@ func (w *waiter) read(conn *websocket.Conn) {
 		}
 		w.mu.Unlock()
 	}
-}
-
-func privateCluster(ctx context.Context) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "vectabase-bench-pg-")
-	if err != nil {
-		return "", nil, err
-	}
-	port, err := pgcluster.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := pgcluster.New(dir+"/data", port)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := c.PrepareParent(dir); err != nil {
-		return "", nil, err
-	}
-	c.Settings = map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "100"}
-	if err := c.Init(ctx); err != nil {
-		return "", nil, err
-	}
-	if err := c.Start(ctx); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		if err := c.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/realtime: stop cluster:", err)
-		}
-		_ = os.RemoveAll(dir)
-	}
-	return c.URL("postgres"), stop, nil
 }
