@@ -19,13 +19,16 @@ import (
 // download URLs, license keys, hardware ids) pass through the keyring here
 // and nowhere else in the area.
 type Marketplace struct {
-	db *DB
-	kr *keyring.Keyring
+	db   *DB
+	kr   *keyring.Keyring
+	uses *keyUseBatcher
 }
 
 // NewMarketplace returns the marketplace repository on db, encrypting with kr.
 func NewMarketplace(db *DB, kr *keyring.Keyring) *Marketplace {
-	return &Marketplace{db: db, kr: kr}
+	m := &Marketplace{db: db, kr: kr}
+	m.uses = newKeyUseBatcher(m.useAPIKeyN)
+	return m
 }
 
 // ErrInUse is returned when a row cannot be deleted because other rows

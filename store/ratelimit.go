@@ -34,9 +34,29 @@ func (u KeyUse) Remaining() int { return max(u.Limit-u.Count, 0) }
 // round trip: the counter row is upserted atomically, so every server
 // instance on the database shares it, and the window is taken from the
 // database's clock. An unknown or revoked key is ErrNotFound.
+//
+// Concurrent uses of one key share one statement (keyUseBatcher): under
+// load a busy key costs one counter update per batch, not per request.
 func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, error) {
-	return scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+` SELECT `+useKeyColumns+` FROM k, c`, keyHash))
+	return m.uses.use(ctx, keyHash)
 }
+
+// useAPIKeyN counts n uses of the key at once; Count is the counter after
+// all n.
+func (m *Marketplace) useAPIKeyN(ctx context.Context, keyHash []byte, n int) (KeyUse, error) {
+	return scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEsN+` SELECT `+useKeyColumns+` FROM k, c`, keyHash, n))
+}
+
+// useKeyCTEsN is useKeyCTEs counting $2 uses instead of one.
+const useKeyCTEsN = `k AS (
+			SELECT id, developer_id, scopes, rate_limit_per_minute
+			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+		), c AS (
+			INSERT INTO api_rate_limits AS r (api_key_id, window_start, count)
+			SELECT id, date_trunc('minute', now()), $2::int FROM k
+			ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = r.count + $2::int
+			RETURNING count, window_start
+		)`
 
 // useKeyCTEs find the live key whose hash is $1 (k) and count one request
 // in its current window (c), for statements that build on them.

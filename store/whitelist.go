@@ -264,32 +264,34 @@ type CheckQuery struct {
 	LicenseIndex []byte
 }
 
-// UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
-// developer's systems in one statement (one round trip, one execution):
-// the check joins on the key found by the same statement. The caller must
-// act on the KeyUse (401, 429, scope) before showing the check's answer.
-// An unknown or revoked key is ErrNotFound.
+// UseAPIKeyAndCheck is UseAPIKey followed by a whitelist check over the
+// key's own developer's systems. The key use goes through the batcher
+// (concurrent uses of a key share one counter update); the check is one
+// indexed read, skipped when the key is over its limit. The caller must act
+// on the KeyUse (401, 429, scope) before showing the check's answer. An
+// unknown or revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
+	var r CheckResult
+	u, err := m.UseAPIKey(ctx, keyHash)
+	if err != nil || !u.Allowed() {
+		return u, r, err
+	}
 	var row pgx.Row
 	if q.LicenseIndex != nil {
-		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
-				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
-				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
-				JOIN whitelist_users u ON u.system_id = w.id
-				WHERE u.license_key_bidx = $2
-				ORDER BY ok DESC LIMIT 1)
-			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
-			keyHash, q.LicenseIndex)
+		row = m.db.Pool.QueryRow(ctx, `
+			SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+			FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
+			WHERE w.owner_id = $1 AND u.license_key_bidx = $2
+			ORDER BY ok DESC LIMIT 1`, u.DeveloperID, q.LicenseIndex)
 	} else {
-		row = m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEs+`, x AS (
-				SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
-				FROM k JOIN whitelist_systems w ON w.owner_id = k.developer_id
-				JOIN whitelist_users u ON u.system_id = w.id
-				WHERE w.id = $2 AND u.roblox_user_id = $3)
-			SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false) FROM k CROSS JOIN c LEFT JOIN x ON true`,
-			keyHash, q.SystemID, q.RobloxUserID)
+		row = m.db.Pool.QueryRow(ctx, `
+			SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+			FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
+			WHERE w.owner_id = $1 AND w.id = $2 AND u.roblox_user_id = $3`, u.DeveloperID, q.SystemID, q.RobloxUserID)
 	}
-	var r CheckResult
-	u, err := scanKeyUse(row, &r.ExpiresAt, &r.Whitelisted)
+	err = row.Scan(&r.ExpiresAt, &r.Whitelisted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, CheckResult{}, nil
+	}
 	return u, r, err
 }

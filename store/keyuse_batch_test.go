@@ -1,0 +1,79 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/vectabase/vectabase/keyring/keyringtest"
+	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/pgtest"
+)
+
+// TestProperty9_ConcurrentKeyUsesCountOnceEach claims, for the batching of
+// concurrent uses of one API key: whatever the number of concurrent uses
+// (and however they fall into batches), each use counts exactly once and
+// gets its own place in the window: the counts handed out are exactly
+// 1..n, so no more than the limit are allowed, and the stored counter is n.
+func TestProperty9_ConcurrentKeyUsesCountOnceEach(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	m := store.NewMarketplace(db, keyringtest.New(t, db.Pool))
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "batch@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		keys++
+		hash := []byte{byte(keys), byte(keys >> 8), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30}
+		limit := rapid.IntRange(1, 40).Draw(rt, "limit")
+		n := rapid.IntRange(1, 60).Draw(rt, "uses")
+		if _, err := m.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: u.ID, Name: "k", Hash: hash, Prefix: "vb_live_test", RateLimitPerMinute: limit}); err != nil {
+			rt.Fatal(err)
+		}
+		counts := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ku, err := m.UseAPIKey(ctx, hash)
+				if err != nil {
+					rt.Errorf("UseAPIKey err = %v", err)
+					return
+				}
+				counts[i] = ku.Count
+			}()
+		}
+		wg.Wait()
+		var windows, stored int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(r.count), 0) FROM api_rate_limits r
+			JOIN developer_api_keys k ON k.id = r.api_key_id WHERE k.key_hash = $1`, hash).Scan(&windows, &stored); err != nil {
+			rt.Fatal(err)
+		}
+		if stored != n {
+			rt.Fatalf("stored counters add up to %d, want %d", stored, n)
+		}
+		if windows != 1 {
+			return // the minute turned during the uses: two windows, each counted on its own
+		}
+		slices.Sort(counts)
+		allowed := 0
+		for i, c := range counts {
+			if c != i+1 {
+				rt.Fatalf("counts handed out %v, want 1..%d", counts, n)
+			}
+			if c <= limit {
+				allowed++
+			}
+		}
+		if allowed != min(n, limit) {
+			rt.Fatalf("%d allowed, want %d", allowed, min(n, limit))
+		}
+	})
+}
