@@ -77,3 +77,89 @@ func TestProperty9_ConcurrentKeyUsesCountOnceEach(t *testing.T) {
 		}
 	})
 }
+
+// Concurrent whitelist checks with one key, batched into shared
+// statements, each get their own answer: by player and by license key,
+// listed or not, and never from another developer's systems.
+func TestBatchedChecksAnswerEachQuery(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	m := store.NewMarketplace(db, keyringtest.New(t, db.Pool))
+	dev, err := db.CreateUser(ctx, store.NewUser{Email: "dev@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := db.CreateUser(ctx, store.NewUser{Email: "other@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "s"
+	sys, err := m.CreateWhitelistSystem(ctx, dev.ID, store.WhitelistSystemFields{Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSys, err := m.CreateWhitelistSystem(ctx, other.ID, store.WhitelistSystemFields{Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[int64]string{}
+	for p := int64(1); p <= 10; p++ {
+		key := "LIC-" + string(rune('A'+p))
+		if _, err := m.CreateWhitelistUser(ctx, dev.ID, sys.ID, store.WhitelistUserFields{RobloxUserID: &p}, key); err != nil {
+			t.Fatal(err)
+		}
+		listed[p] = key
+	}
+	foreign := int64(99)
+	if _, err := m.CreateWhitelistUser(ctx, other.ID, otherSys.ID, store.WhitelistUserFields{RobloxUserID: &foreign}, "LIC-FOREIGN"); err != nil {
+		t.Fatal(err)
+	}
+	hash := make([]byte, 32)
+	hash[0] = 0xcc
+	if _, err := m.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: dev.ID, Name: "k", Hash: hash, Prefix: "vb_live_test", RateLimitPerMinute: 100000}); err != nil {
+		t.Fatal(err)
+	}
+	index := func(k string) []byte {
+		b, err := m.LicenseKeyIndex(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type probe struct {
+		q    store.CheckQuery
+		want bool
+	}
+	var probes []probe
+	for p := int64(1); p <= 14; p++ { // 11..14 are not listed
+		_, ok := listed[p]
+		probes = append(probes, probe{store.CheckQuery{SystemID: sys.ID, RobloxUserID: p}, ok})
+		if ok {
+			probes = append(probes, probe{store.CheckQuery{LicenseIndex: index(listed[p])}, true})
+		}
+	}
+	probes = append(probes,
+		probe{store.CheckQuery{LicenseIndex: index("LIC-NOPE")}, false},
+		probe{store.CheckQuery{LicenseIndex: index("LIC-FOREIGN")}, false},           // another developer's key
+		probe{store.CheckQuery{SystemID: otherSys.ID, RobloxUserID: foreign}, false}, // another developer's system
+	)
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		for _, p := range probes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, r, err := m.UseAPIKeyAndCheck(ctx, hash, p.q)
+				if err != nil {
+					t.Errorf("UseAPIKeyAndCheck(%+v) err = %v", p.q, err)
+					return
+				}
+				if r.Whitelisted != p.want {
+					t.Errorf("UseAPIKeyAndCheck(%+v) whitelisted = %v, want %v", p.q, r.Whitelisted, p.want)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}

@@ -27,7 +27,7 @@ type Marketplace struct {
 // NewMarketplace returns the marketplace repository on db, encrypting with kr.
 func NewMarketplace(db *DB, kr *keyring.Keyring) *Marketplace {
 	m := &Marketplace{db: db, kr: kr}
-	m.uses = newKeyUseBatcher(m.useAPIKeyN)
+	m.uses = newKeyUseBatcher(m.useAPIKeyBatch)
 	return m
 }
 

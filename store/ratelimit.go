@@ -38,16 +38,67 @@ func (u KeyUse) Remaining() int { return max(u.Limit-u.Count, 0) }
 // Concurrent uses of one key share one statement (keyUseBatcher): under
 // load a busy key costs one counter update per batch, not per request.
 func (m *Marketplace) UseAPIKey(ctx context.Context, keyHash []byte) (KeyUse, error) {
-	return m.uses.use(ctx, keyHash)
+	u, _, err := m.uses.use(ctx, keyHash, nil)
+	return u, err
 }
 
-// useAPIKeyN counts n uses of the key at once; Count is the counter after
-// all n.
-func (m *Marketplace) useAPIKeyN(ctx context.Context, keyHash []byte, n int) (KeyUse, error) {
-	return scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEsN+` SELECT `+useKeyColumns+` FROM k, c`, keyHash, n))
+// useAPIKeyBatch counts len(checks) uses of the key at once (Count is the
+// counter after all of them) and answers the whitelist checks among them,
+// in one statement. checks holds either no check at all (nil entries) or
+// one per use.
+func (m *Marketplace) useAPIKeyBatch(ctx context.Context, keyHash []byte, checks []*CheckQuery) (KeyUse, []CheckResult, error) {
+	n := len(checks)
+	if checks[0] == nil {
+		u, err := scanKeyUse(m.db.Pool.QueryRow(ctx, `WITH `+useKeyCTEsN+` SELECT `+useKeyColumns+` FROM k, c`, keyHash, n))
+		return u, nil, err
+	}
+	systems := make([]*string, n)
+	players := make([]*int64, n)
+	indexes := make([][]byte, n)
+	for i, q := range checks {
+		if q.LicenseIndex != nil {
+			indexes[i] = q.LicenseIndex
+		} else {
+			systems[i], players[i] = &q.SystemID, &q.RobloxUserID
+		}
+	}
+	rows, err := m.db.Pool.Query(ctx, `WITH `+useKeyCTEsN+`,
+		q AS (SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::bytea[]) WITH ORDINALITY AS q(system_id, roblox_user_id, bidx, ord))
+		SELECT `+useKeyColumns+`, x.expires_at, coalesce(x.ok, false)
+		FROM k CROSS JOIN c CROSS JOIN q
+		LEFT JOIN LATERAL (
+			(SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
+			 FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
+			 WHERE q.bidx IS NOT NULL AND w.owner_id = k.developer_id AND u.license_key_bidx = q.bidx
+			 ORDER BY ok DESC LIMIT 1)
+			UNION ALL
+			(SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now())
+			 FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
+			 WHERE q.bidx IS NULL AND w.owner_id = k.developer_id AND w.id = q.system_id AND u.roblox_user_id = q.roblox_user_id)
+		) x ON true
+		ORDER BY q.ord`, keyHash, n, systems, players, indexes)
+	if err != nil {
+		return KeyUse{}, nil, err
+	}
+	defer rows.Close()
+	var u KeyUse
+	out := make([]CheckResult, 0, n)
+	for rows.Next() {
+		var r CheckResult
+		if u, err = scanKeyUse(rows, &r.ExpiresAt, &r.Whitelisted); err != nil {
+			return KeyUse{}, nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return KeyUse{}, nil, err
+	}
+	if len(out) == 0 {
+		return KeyUse{}, nil, ErrNotFound
+	}
+	return u, out, nil
 }
 
-// useKeyCTEsN is useKeyCTEs counting $2 uses instead of one.
 const useKeyCTEsN = `k AS (
 			SELECT id, developer_id, scopes, rate_limit_per_minute
 			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
@@ -55,18 +106,6 @@ const useKeyCTEsN = `k AS (
 			INSERT INTO api_rate_limits AS r (api_key_id, window_start, count)
 			SELECT id, date_trunc('minute', now()), $2::int FROM k
 			ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = r.count + $2::int
-			RETURNING count, window_start
-		)`
-
-// useKeyCTEs find the live key whose hash is $1 (k) and count one request
-// in its current window (c), for statements that build on them.
-const useKeyCTEs = `k AS (
-			SELECT id, developer_id, scopes, rate_limit_per_minute
-			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
-		), c AS (
-			INSERT INTO api_rate_limits AS r (api_key_id, window_start, count)
-			SELECT id, date_trunc('minute', now()), 1 FROM k
-			ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = r.count + 1
 			RETURNING count, window_start
 		)`
 

@@ -264,34 +264,11 @@ type CheckQuery struct {
 	LicenseIndex []byte
 }
 
-// UseAPIKeyAndCheck is UseAPIKey followed by a whitelist check over the
-// key's own developer's systems. The key use goes through the batcher
-// (concurrent uses of a key share one counter update); the check is one
-// indexed read, skipped when the key is over its limit. The caller must act
+// UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
+// developer's systems in one statement: concurrent checks with one key
+// share it (keyUseBatcher), each answered on its own. The caller must act
 // on the KeyUse (401, 429, scope) before showing the check's answer. An
 // unknown or revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
-	var r CheckResult
-	u, err := m.UseAPIKey(ctx, keyHash)
-	if err != nil || !u.Allowed() {
-		return u, r, err
-	}
-	var row pgx.Row
-	if q.LicenseIndex != nil {
-		row = m.db.Pool.QueryRow(ctx, `
-			SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
-			FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
-			WHERE w.owner_id = $1 AND u.license_key_bidx = $2
-			ORDER BY ok DESC LIMIT 1`, u.DeveloperID, q.LicenseIndex)
-	} else {
-		row = m.db.Pool.QueryRow(ctx, `
-			SELECT u.expires_at, w.is_active AND (u.expires_at IS NULL OR u.expires_at > now()) AS ok
-			FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
-			WHERE w.owner_id = $1 AND w.id = $2 AND u.roblox_user_id = $3`, u.DeveloperID, q.SystemID, q.RobloxUserID)
-	}
-	err = row.Scan(&r.ExpiresAt, &r.Whitelisted)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return u, CheckResult{}, nil
-	}
-	return u, r, err
+	return m.uses.use(ctx, keyHash, &q)
 }

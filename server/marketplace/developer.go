@@ -340,7 +340,8 @@ func (s *Service) query(in CheckInput) (store.CheckQuery, error) {
 
 // handleCheck answers a whitelist check over the key's own developer's
 // systems. The key look-up, its rate-limit count and the check travel in
-// one round trip; the answer is shown only once the key is admitted. A bad
+// one statement, shared by concurrent checks with the same key; the answer
+// is shown only once the key is admitted. A bad
 // body is still refused after the key (401 and 429 come first).
 func (s *Service) handleCheck(c *fiber.Ctx) error {
 	hash, err := s.keyHash(c)
