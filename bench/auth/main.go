@@ -39,7 +39,6 @@ import (
 	"github.com/vectabase/vectabase/bench/load"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
-	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -68,23 +67,12 @@ func realMain(ctx context.Context) error {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 
-	url, stop, err := benchenv.Database(ctx)
+	env, cleanup, err := benchenv.Open(ctx, 20)
 	if err != nil {
 		return err
 	}
-	defer stop()
-
-	log := zerolog.Nop()
-	db, err := store.Open(ctx, store.Config{URL: url, MaxConns: 20, SlowQueryMS: 10000}, log, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	kr, removeKey, err := benchenv.Keyring(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer removeKey()
+	defer cleanup()
+	log, db, kr := zerolog.Nop(), env.DB, env.KR
 	al := audit.New(db, kr, log, nil)
 	defer al.Close()
 	cfg := auth.Config{

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
+
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/migrations"
@@ -63,4 +65,37 @@ func Keyring(ctx context.Context, db *store.DB) (kr *keyring.Keyring, cleanup fu
 		return nil, nil, err
 	}
 	return kr, cleanup, nil
+}
+
+// Env is a harness's database and keyring.
+type Env struct {
+	URL string
+	DB  *store.DB
+	KR  *keyring.Keyring
+}
+
+// Open is Database, a pool of maxConns on it (slow-query tracing off: a
+// harness drives the database hard on purpose) and Keyring. cleanup closes
+// and removes all of it.
+func Open(ctx context.Context, maxConns int32) (env *Env, cleanup func(), err error) {
+	url, stop, err := Database(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, store.Config{URL: url, MaxConns: maxConns, SlowQueryMS: -1}, zerolog.Nop(), nil)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	kr, removeKey, err := Keyring(ctx, db)
+	if err != nil {
+		db.Close()
+		stop()
+		return nil, nil, err
+	}
+	return &Env{URL: url, DB: db, KR: kr}, func() {
+		removeKey()
+		db.Close()
+		stop()
+	}, nil
 }

@@ -73,28 +73,19 @@ func realMain(ctx context.Context) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	url, stop, err := benchenv.Database(ctx)
+	env, cleanup, err := benchenv.Open(ctx, int32(*conns))
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer cleanup()
+	db, kr := env.DB, env.KR
 	log := zerolog.New(io.Discard)
-	db, err := store.Open(ctx, store.Config{URL: url, MaxConns: int32(*conns)}, log, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	bareDB, err := store.Open(ctx, store.Config{URL: url, MaxConns: int32(*conns)}, log, nil)
+	// The bare side gets a pool of the same size.
+	bareDB, err := store.Open(ctx, store.Config{URL: env.URL, MaxConns: int32(*conns), SlowQueryMS: -1}, log, nil)
 	if err != nil {
 		return err
 	}
 	defer bareDB.Close()
-
-	kr, removeKey, err := benchenv.Keyring(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer removeKey()
 
 	// The full server: the area's routes behind the shared middleware.
 	reg := prometheus.NewRegistry()

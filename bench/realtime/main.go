@@ -36,7 +36,6 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/realtime"
-	"github.com/vectabase/vectabase/store"
 )
 
 func main() {
@@ -57,23 +56,12 @@ func realMain(ctx context.Context) error {
 	conc := flag.Int("concurrency", 1, "concurrent writers (1: the latency of one change at a time)")
 	flag.Parse()
 
-	dbURL, stop, err := benchenv.Database(ctx)
+	env, cleanup, err := benchenv.Open(ctx, 20)
 	if err != nil {
 		return err
 	}
-	defer stop()
-
-	log := zerolog.Nop()
-	db, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 20, SlowQueryMS: 10000}, log, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	kr, removeKey, err := benchenv.Keyring(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer removeKey()
+	defer cleanup()
+	log, db, kr, dbURL := zerolog.Nop(), env.DB, env.KR, env.URL
 	reg := prometheus.NewRegistry()
 	a, err := auth.New(ctx, auth.Config{AccessTTL: time.Hour, RefreshTTL: time.Hour, Issuer: "vectabase",
 		Argon2:        auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
