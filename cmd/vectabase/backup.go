@@ -175,7 +175,7 @@ func withBackups(ctx context.Context, mode auditMode, fn func(context.Context, *
 	if err != nil {
 		return err
 	}
-	log, err := toolLogger(cfg)
+	log, err := toolLogger(cfg, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -100,9 +100,14 @@ func parseConfig(environ map[string]string) (Config, error) {
 
 // toolLogger is the logger of one-shot commands: warnings and errors only
 // (what the database retry says while it waits, what went wrong), so that
-// their own output and progress stay readable.
-func toolLogger(cfg Config) (zerolog.Logger, error) {
-	return newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", os.Stderr)
+// their own output and progress stay readable; a LOG_LEVEL of debug or
+// trace is still honoured, for diagnosis.
+func toolLogger(cfg Config, w io.Writer) (zerolog.Logger, error) {
+	level := "warn"
+	if l, err := zerolog.ParseLevel(strings.ToLower(cfg.Log.Level)); err == nil && l < zerolog.InfoLevel {
+		level = cfg.Log.Level
+	}
+	return newLogger(LogConfig{Level: level, Format: cfg.Log.Format}, "console", w)
 }
 
 // toolStore is the pool configuration of one-shot commands: a few

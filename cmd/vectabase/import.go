@@ -71,7 +71,7 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(LogConfig{Level: "warn", Format: cfg.Log.Format}, "console", stderr)
+	log, err := toolLogger(cfg, stderr)
 	if err != nil {
 		return err
 	}

@@ -84,13 +84,10 @@ func openKeys(ctx context.Context) (*deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := newLogger(cfg.Log, "console", os.Stderr)
+	// Progress goes to the terminal; routine log lines would garble it.
+	log, err := toolLogger(cfg, os.Stderr)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Log.Level == "info" {
-		// Progress goes to the terminal; routine log lines would garble it.
-		log = log.Level(zerolog.WarnLevel)
 	}
 	return openKeysWith(ctx, cfg, log)
 }
@@ -160,18 +157,22 @@ keysets in the database. Running it again changes nothing.`,
 					created = true
 				}
 			}
-			log, err := newLogger(cfg.Log, "console", os.Stderr)
+			log, err := toolLogger(cfg, os.Stderr)
 			if err != nil {
 				return err
 			}
-			d, err := openKeysWith(ctx, cfg, log.Level(zerolog.WarnLevel))
+			d, err := openKeysWith(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
 			defer d.close()
-			_ = d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: vectabase.ActorLocalOperator,
+			// Every key operation is audited; one whose row cannot be
+			// written says so (the keysets exist either way).
+			if err := d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: vectabase.ActorLocalOperator,
 				Action: "keys.init", ResourceType: "keyring", Result: vectabase.ResultSuccess,
-				Details: map[string]any{"masterKeyFileCreated": created}})
+				Details: map[string]any{"masterKeyFileCreated": created}}); err != nil {
+				return fmt.Errorf("keys init: audit: %w", err)
+			}
 			st, err := d.kr.Status(ctx)
 			if err != nil {
 				return err
@@ -456,11 +457,11 @@ every instance at the new key.`,
 			if n != 1 {
 				return usagef("rotate-kek needs exactly one new KEK: --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
 			}
-			log, err := newLogger(cfg.Log, "console", os.Stderr)
+			log, err := toolLogger(cfg, os.Stderr)
 			if err != nil {
 				return err
 			}
-			d, err := openKeysWith(ctx, cfg, log.Level(zerolog.WarnLevel))
+			d, err := openKeysWith(ctx, cfg, log)
 			if err != nil {
 				return err
 			}

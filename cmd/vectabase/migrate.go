@@ -20,7 +20,7 @@ func newMigrateCmd() *cobra.Command {
 		}
 		// Wait for the database like serve does, then migrate over the
 		// direct connection.
-		log, err := toolLogger(cfg)
+		log, err := toolLogger(cfg, os.Stderr)
 		if err != nil {
 			return nil, err
 		}

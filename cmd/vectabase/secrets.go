@@ -67,7 +67,7 @@ func openCLI(ctx context.Context) (*deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := toolLogger(cfg)
+	log, err := toolLogger(cfg, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
