@@ -19,7 +19,7 @@ import (
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
-	payments "github.com/vectabase/vectabase/server/stripe"
+	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
 )

@@ -11,7 +11,7 @@ import (
 // blind indexes, an advisory lock), and a duplicate delivery (refused by the
 // event ledger). Compare the three: the first is the floor the others add to.
 //
-//	go test ./server/stripe -run XXX -bench Webhook -benchtime 300x -count 5
+//	go test ./server/payments -run XXX -bench Webhook -benchtime 300x -count 5
 func BenchmarkWebhook(b *testing.B) {
 	e := webhookEnv(b)
 	s := newShopTB(b, e)

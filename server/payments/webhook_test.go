@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	payments "github.com/vectabase/vectabase/server/stripe"
+	"github.com/vectabase/vectabase/server/payments"
 )
 
 // shop is a store with an account and one product, ready to sell.

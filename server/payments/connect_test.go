@@ -12,7 +12,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase/policies"
-	payments "github.com/vectabase/vectabase/server/stripe"
+	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/vault"
 )
 

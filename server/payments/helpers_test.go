@@ -28,7 +28,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
-	payments "github.com/vectabase/vectabase/server/stripe"
+	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
