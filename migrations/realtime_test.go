@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vectabase/vectabase/policies"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
@@ -65,5 +66,50 @@ func TestRealtimeIgnoresSensitiveOnlyUpdates(t *testing.T) {
 	got := next()
 	if !strings.Contains(got, `"renamed"`) {
 		t.Fatalf("first notification after a re-encryption and a rename = %q, want the rename (the re-encryption announces nothing)", got)
+	}
+}
+
+// The realtime triggers leave sensitive columns out of their change test;
+// that list is written in SQL, so this keeps it in step with
+// policies/sensitive_columns.json: every listed column (and its blind
+// index) of a table with a realtime trigger is excluded.
+func TestRealtimeTriggersExcludeEverySensitiveColumn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	cols, err := policies.SensitiveColumns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := map[string]string{}
+	rows, err := conn.Query(ctx, `SELECT c.relname, pg_get_triggerdef(t.oid) FROM pg_trigger t
+		JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = 'vectabase_realtime_update'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, def string
+		if err := rows.Scan(&table, &def); err != nil {
+			t.Fatal(err)
+		}
+		defs[table] = def
+	}
+	if rows.Err() != nil || len(defs) == 0 {
+		t.Fatalf("no realtime update triggers found: %v", rows.Err())
+	}
+	for _, c := range cols {
+		def, ok := defs[c.Table]
+		if !ok {
+			continue
+		}
+		for _, name := range []string{c.Column, c.BlindIndex} {
+			if name != "" && !strings.Contains(def, "'"+name+"'") {
+				t.Errorf("trigger on %s does not leave out sensitive column %s: %s", c.Table, name, def)
+			}
+		}
 	}
 }
