@@ -117,6 +117,87 @@ func InsertAuditRows(ctx context.Context, tx pgx.Tx, rows []AuditRow) error {
 	return err
 }
 
+// RowQuerier is a pool, a connection or a transaction, for statements
+// that return one row.
+type RowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// AppendAudit appends rows to the chain whose head was prev, in one
+// statement (one round trip, its own transaction when q is a pool): the head
+// becomes next only if it still is prev, and the rows are inserted only if
+// it did. ok is false when another writer moved the head first; then nothing
+// was written. Row ids must follow prev.LastID; the id sequence is moved up
+// to next.LastID so that ids it hands out later stay ascending.
+func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows []AuditRow) (ok bool, err error) {
+	n := len(rows)
+	ids, times := make([]int64, n), make([]time.Time, n)
+	actorTypes, actorIDs, actions := make([]string, n), make([]string, n), make([]string, n)
+	resTypes, resIDs, results := make([]string, n), make([]string, n), make([]string, n)
+	ips, reqIDs, details := make([]string, n), make([]string, n), make([]string, n)
+	prevs, hashes := make([][]byte, n), make([][]byte, n)
+	for i, r := range rows {
+		ids[i], times[i] = r.ID, r.OccurredAt
+		actorTypes[i], actorIDs[i], actions[i] = r.ActorType, r.ActorID, r.Action
+		resTypes[i], resIDs[i], results[i] = r.ResourceType, r.ResourceID, r.Result
+		if a, err := netip.ParseAddr(r.IP); err == nil {
+			ips[i] = a.String()
+		}
+		reqIDs[i], details[i] = r.RequestID, string(r.Details)
+		prevs[i], hashes[i] = r.PrevHash, r.Hash
+	}
+	var inserted int64
+	if n == 1 {
+		// One row (a quiet moment) binds plain values: no arrays to encode
+		// and unnest.
+		err = q.QueryRow(ctx, `WITH head AS (
+			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
+			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
+			RETURNING last_id
+		), ins AS (
+			INSERT INTO audit_logs (id, occurred_at, actor_type, actor_id, action, resource_type, resource_id,
+				result, ip_address, request_id, details, prev_hash, hash)
+			SELECT $8, $9, $10, NULLIF($11, ''), $12, NULLIF($13, ''), NULLIF($14, ''),
+				$15, NULLIF($16, '')::inet, NULLIF($17, ''), $18::text::jsonb, $19, $20
+			WHERE EXISTS (SELECT 1 FROM head)
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM ins),
+			(SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), last_id) FROM head)`,
+			next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash,
+			ids[0], times[0], actorTypes[0], actorIDs[0], actions[0], resTypes[0], resIDs[0], results[0], ips[0], reqIDs[0], details[0], prevs[0], hashes[0],
+		).Scan(&inserted, nil)
+	} else {
+		err = q.QueryRow(ctx, `WITH head AS (
+			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
+			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
+			RETURNING last_id
+		), ins AS (
+			INSERT INTO audit_logs (id, occurred_at, actor_type, actor_id, action, resource_type, resource_id,
+				result, ip_address, request_id, details, prev_hash, hash)
+			SELECT r.id, r.t, r.at, NULLIF(r.aid, ''), r.act, NULLIF(r.rt, ''), NULLIF(r.rid, ''),
+				r.res, NULLIF(r.ip, '')::inet, NULLIF(r.req, ''), r.d::jsonb, r.ph, r.h
+			FROM unnest($8::bigint[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
+				$14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[], $20::bytea[])
+				AS r(id, t, at, aid, act, rt, rid, res, ip, req, d, ph, h)
+			WHERE EXISTS (SELECT 1 FROM head)
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM ins),
+			(SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), last_id) FROM head)`,
+			next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash,
+			ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, results, ips, reqIDs, details, prevs, hashes,
+		).Scan(&inserted, nil)
+	}
+	if err != nil {
+		return false, err
+	}
+	if inserted != 0 && inserted != int64(n) {
+		return false, fmt.Errorf("store: appended %d audit rows, want %d", inserted, n)
+	}
+	return inserted == int64(n), nil
+}
+
 const auditColumns = `id, occurred_at, actor_type, COALESCE(actor_id, ''), action,
 	COALESCE(resource_type, ''), COALESCE(resource_id, ''), result,
 	COALESCE(host(ip_address), ''), COALESCE(request_id, ''), details::text,

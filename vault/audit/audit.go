@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -49,7 +50,11 @@ var _ Recorder = (*Log)(nil)
 type Option func(*Log)
 
 // WithLinger sets how long the writer waits for more events after the first
-// of a batch (default 200µs). Zero batches only what is already queued.
+// of a batch. The default, zero, adds no wait: a batch is what queued while
+// the previous one was being written (plus what goroutines about to run add
+// once the writer yields), which grows with load by itself. A short linger
+// is rounded up by the runtime's timers to about a millisecond on an idle
+// machine, which every audited request would then wait.
 func WithLinger(d time.Duration) Option { return func(l *Log) { l.linger = d } }
 
 // WithMaxBatch bounds the events per transaction (default 256).
@@ -82,7 +87,10 @@ type Log struct {
 	wpool *pgxpool.Pool
 	log   zerolog.Logger
 
-	linger    time.Duration
+	linger time.Duration
+	// head is the chain head as this writer last left it (nil: unknown).
+	// Only the writer goroutine touches it.
+	head      *store.AuditHead
 	maxBatch  int
 	queueSize int
 
@@ -103,7 +111,7 @@ type pending struct {
 // reg may be nil; otherwise the Log counts failed writes on it as
 // vectabase_audit_write_failures_total.
 func New(db *store.DB, kr *keyring.Keyring, log zerolog.Logger, reg prometheus.Registerer, opts ...Option) *Log {
-	l := &Log{db: db, kr: kr, log: log, linger: 200 * time.Microsecond, maxBatch: 256, queueSize: 4096}
+	l := &Log{db: db, kr: kr, log: log, maxBatch: 256, queueSize: 4096}
 	for _, o := range opts {
 		o(l)
 	}
@@ -239,20 +247,12 @@ func (l *Log) writer() {
 	var timer *time.Timer
 	for first := range l.queue {
 		batch = append(batch[:0], first)
-		open := true
-		// Take whatever is already waiting, then linger briefly for more.
-	drain:
-		for len(batch) < l.maxBatch {
-			select {
-			case p, ok := <-l.queue:
-				if !ok {
-					open = false
-					break drain
-				}
-				batch = append(batch, p)
-			default:
-				break drain
-			}
+		// Take whatever is already waiting, then maybe linger for more.
+		open := l.take(&batch)
+		if open && len(batch) < l.maxBatch {
+			// Let goroutines that are ready to run add their events.
+			runtime.Gosched()
+			open = l.take(&batch)
 		}
 		if open && l.linger > 0 && len(batch) < l.maxBatch {
 			if timer == nil {
@@ -283,6 +283,23 @@ func (l *Log) writer() {
 	}
 }
 
+// take appends what is queued to batch, up to maxBatch, without waiting;
+// false means the queue is closed.
+func (l *Log) take(batch *[]*pending) bool {
+	for len(*batch) < l.maxBatch {
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, p)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
 // commit writes batch in one transaction and tells each waiter the outcome.
 // When a batch fails, each event is retried alone, so one unstorable event
 // cannot fail the accesses it happened to share a batch with.
@@ -308,11 +325,39 @@ func (l *Log) finish(batch []*pending, err error) {
 	}
 }
 
+// write appends batch to the chain. The writer remembers the head it last
+// wrote, so usually the batch goes in one statement that moves the head only
+// if no other instance moved it since (compare-and-swap). When one did, or
+// the head is not known yet, the batch is written in a transaction holding
+// the head's row lock.
 func (l *Log) write(batch []*pending) error {
 	// Not a request's context: a batch serves many requests.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return pgx.BeginFunc(ctx, l.wpool, func(tx pgx.Tx) error {
+	if prev := l.head; prev != nil {
+		l.head = nil
+		ids := make([]int64, len(batch))
+		for i := range ids {
+			ids[i] = prev.LastID + int64(i) + 1
+		}
+		rows, next, err := l.chain(*prev, ids, batch)
+		if err != nil {
+			return err
+		}
+		ok, err := store.AppendAudit(ctx, l.wpool, *prev, next, rows)
+		if err != nil {
+			// The outcome is unknown (the commit may have happened): do
+			// not write the batch again under another id.
+			return err
+		}
+		if ok {
+			l.head = &next
+			return nil
+		}
+		// Another instance appended since: nothing was written.
+	}
+	var next store.AuditHead
+	err := pgx.BeginFunc(ctx, l.wpool, func(tx pgx.Tx) error {
 		head, err := store.LockAuditHead(ctx, tx)
 		if err != nil {
 			return err
@@ -321,24 +366,40 @@ func (l *Log) write(batch []*pending) error {
 		if err != nil {
 			return err
 		}
-		rows := make([]store.AuditRow, len(batch))
-		prev := head.LastHash
-		for i, p := range batch {
-			r := p.row
-			r.ID = ids[i]
-			r.PrevHash = prev
-			if r.Hash, err = rowHash(l.kr, prev, r); err != nil {
-				return err
-			}
-			rows[i], prev = r, r.Hash
+		var rows []store.AuditRow
+		if rows, next, err = l.chain(head, ids, batch); err != nil {
+			return err
 		}
 		if err := store.InsertAuditRows(ctx, tx, rows); err != nil {
 			return err
 		}
-		next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
-		if next.MAC, err = headMAC(l.kr, next); err != nil {
-			return err
-		}
 		return store.SaveAuditHead(ctx, tx, next)
 	})
+	if err == nil {
+		l.head = &next
+	}
+	return err
+}
+
+// chain links batch after head under ids: each row's hash covers the one
+// before it, and the new head's MAC covers the last.
+func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]store.AuditRow, store.AuditHead, error) {
+	rows := make([]store.AuditRow, len(batch))
+	prev := head.LastHash
+	for i, p := range batch {
+		r := p.row
+		r.ID = ids[i]
+		r.PrevHash = prev
+		var err error
+		if r.Hash, err = rowHash(l.kr, prev, r); err != nil {
+			return nil, store.AuditHead{}, err
+		}
+		rows[i], prev = r, r.Hash
+	}
+	next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
+	var err error
+	if next.MAC, err = headMAC(l.kr, next); err != nil {
+		return nil, store.AuditHead{}, err
+	}
+	return rows, next, nil
 }

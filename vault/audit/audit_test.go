@@ -344,3 +344,49 @@ func TestTwoInstancesShareOneChain(t *testing.T) {
 		t.Fatalf("Verify() = %+v, want OK with 100 rows", res)
 	}
 }
+
+// A writer appends after the head it remembers in one statement; when
+// another instance moved the head meanwhile, nothing is written by that
+// statement and the batch goes after the new head instead. Alternating
+// single events between two instances makes every write but the first of
+// each a stale-head case, single and batched.
+func TestStaleHeadFallsBack(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	db1, db2 := pgtest.Open(t, url), pgtest.Open(t, url)
+	kr := keyringtest.New(t, db1.Pool)
+	l1 := audit.New(db1, kr, zerolog.Nop(), nil)
+	l2 := audit.New(db2, kr, zerolog.Nop(), nil)
+	t.Cleanup(l1.Close)
+	t.Cleanup(l2.Close)
+	for i := range 10 {
+		l := l1
+		if i%2 == 1 {
+			l = l2
+		}
+		if i < 6 {
+			if err := l.Record(context.Background(), event(i)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			record(t, l, 5)
+		}
+	}
+	if res := verify(t, l1); !res.OK || res.Rows != 26 {
+		t.Fatalf("Verify() = %+v, want OK with 26 rows", res)
+	}
+	got := ids(t, db1)
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("ids not ascending: %v", got)
+		}
+	}
+	// Rows added by the column default later still get fresh ids.
+	var next int64
+	if err := db1.Pool.QueryRow(context.Background(), `SELECT nextval(pg_get_serial_sequence('audit_logs', 'id'))`).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	if next <= got[len(got)-1] {
+		t.Fatalf("sequence hands out %d, at or below the last id %d", next, got[len(got)-1])
+	}
+}
