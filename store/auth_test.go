@@ -53,6 +53,43 @@ func TestThrottleHitCountsAcrossInstances(t *testing.T) {
 	}
 }
 
+// The login look-up bumps the counters and finds the user by email,
+// case-insensitively, as UserByEmail would; an unknown email is counted too.
+func TestThrottleAddUserByEmail(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	created, err := db.CreateUser(ctx, store.NewUser{Email: "Look@Example.com", PasswordHash: "h", Role: "developer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := time.Now().Truncate(time.Minute)
+	incs := []store.ThrottleInc{{Bucket: "a", Inc: 1, WindowStart: w}, {Bucket: "b", Inc: 0, WindowStart: w}}
+	for i := 1; i <= 2; i++ {
+		hits, u, found, err := db.ThrottleAddUserByEmail(ctx, incs, "look@example.COM")
+		if err != nil || !found {
+			t.Fatalf("look-up %d = found %v, err %v", i, found, err)
+		}
+		want, err := db.UserByEmail(ctx, "look@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.ID != created.ID || u.Role != "developer" || *u.PasswordHash != "h" || !u.CreatedAt.Equal(want.CreatedAt) || !u.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Fatalf("user = %+v, want %+v", u, want)
+		}
+		if hits[0].Bucket != "a" || hits[0].Hits != i || hits[1].Bucket != "b" || hits[1].Hits != 0 {
+			t.Fatalf("hits %d = %+v", i, hits)
+		}
+	}
+	hits, u, found, err := db.ThrottleAddUserByEmail(ctx, incs, "nobody@example.com")
+	if err != nil || found || u.ID != "" {
+		t.Fatalf("unknown email = %+v, found %v, err %v", u, found, err)
+	}
+	if hits[0].Hits != 3 {
+		t.Fatalf("unknown email's attempt not counted: %+v", hits)
+	}
+}
+
 // An OAuth state nonce is accepted once.
 func TestUseOAuthStateOnce(t *testing.T) {
 	t.Parallel()

@@ -36,44 +36,83 @@ func (db *DB) ThrottleHit(ctx context.Context, buckets []string, windowStart tim
 // given. Buckets must be distinct. One statement, so every server instance
 // sharing the database sees the same counts.
 func (db *DB) ThrottleAdd(ctx context.Context, incs []ThrottleInc) ([]ThrottleHit, error) {
-	buckets := make([]string, len(incs))
-	ns := make([]int32, len(incs))
-	windows := make([]time.Time, len(incs))
-	for i, in := range incs {
-		buckets[i], ns[i], windows[i] = in.Bucket, in.Inc, in.WindowStart
+	buckets, ns, windows := throttleArgs(incs)
+	var names []string
+	var hits []int32
+	err := db.Pool.QueryRow(ctx, `WITH t AS (`+throttleUpsert+`)
+		SELECT coalesce(array_agg(bucket), '{}'), coalesce(array_agg(hits), '{}') FROM t`,
+		buckets, ns, windows).Scan(&names, &hits)
+	if err != nil {
+		return nil, MapError(err)
 	}
-	// Counters only read still get a row (with 0 hits) so that one
-	// statement serves all; a row from an older window is left as it is.
-	rows, err := db.Pool.Query(ctx, `INSERT INTO auth_throttle AS t (bucket, window_start, hits)
+	return throttleHits(incs, names, hits), nil
+}
+
+// ThrottleAddUserByEmail is ThrottleAdd and UserByEmail in one statement
+// (one round trip for a login's throttle check and user look-up). found is
+// false for an unknown email. The counters are bumped whether or not the
+// user exists.
+func (db *DB) ThrottleAddUserByEmail(ctx context.Context, incs []ThrottleInc, email string) (hits []ThrottleHit, u User, found bool, err error) {
+	buckets, ns, windows := throttleArgs(incs)
+	var names []string
+	var counts []int32
+	var id *string
+	var createdAt, updatedAt *time.Time
+	err = db.Pool.QueryRow(ctx, `WITH t AS (`+throttleUpsert+`)
+		SELECT coalesce((SELECT array_agg(bucket) FROM t), '{}'), coalesce((SELECT array_agg(hits) FROM t), '{}'),
+			`+userColumns+`
+		FROM (VALUES (1)) AS one(x)
+		LEFT JOIN users u ON lower(u.email) = lower($4)
+		LEFT JOIN profiles p ON p.id = u.id
+		LIMIT 1`, buckets, ns, windows, email).Scan(&names, &counts,
+		&id, &u.Email, &u.PasswordHash, &u.DiscordID, &u.DiscordUsername,
+		&u.Role, &u.LastSignInAt, &createdAt, &updatedAt)
+	if err != nil {
+		return nil, User{}, false, MapError(err)
+	}
+	hits = throttleHits(incs, names, counts)
+	if id == nil {
+		return hits, User{}, false, nil
+	}
+	u.ID, u.CreatedAt, u.UpdatedAt = *id, *createdAt, *updatedAt
+	return hits, u, true, nil
+}
+
+// throttleUpsert bumps the counters $1 (bucket), $2 (increment) and $3
+// (window start) and returns each one's hits in its window. Counters only
+// read still get a row (with 0 hits) so that one statement serves all; a
+// row from an older window is left as it is.
+const throttleUpsert = `INSERT INTO auth_throttle AS t (bucket, window_start, hits)
 		SELECT b, w, n FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS x(b, n, w)
 		ON CONFLICT (bucket) DO UPDATE SET
 			hits = CASE WHEN t.window_start = EXCLUDED.window_start THEN t.hits + EXCLUDED.hits
 				WHEN EXCLUDED.hits = 0 THEN t.hits ELSE EXCLUDED.hits END,
 			window_start = CASE WHEN EXCLUDED.hits = 0 THEN t.window_start ELSE EXCLUDED.window_start END
 		RETURNING bucket, CASE WHEN t.window_start = (SELECT w FROM unnest($1::text[], $3::timestamptz[]) AS y(b, w) WHERE y.b = t.bucket)
-			THEN t.hits ELSE 0 END`, buckets, ns, windows)
-	if err != nil {
-		return nil, MapError(err)
+			THEN t.hits ELSE 0 END AS hits`
+
+func throttleArgs(incs []ThrottleInc) (buckets []string, ns []int32, windows []time.Time) {
+	buckets, ns, windows = make([]string, len(incs)), make([]int32, len(incs)), make([]time.Time, len(incs))
+	for i, in := range incs {
+		buckets[i], ns[i], windows[i] = in.Bucket, in.Inc, in.WindowStart
 	}
-	defer rows.Close()
-	byName := make(map[string]int, len(incs))
-	for rows.Next() {
-		var b string
-		var n int
-		if err := rows.Scan(&b, &n); err != nil {
-			return nil, MapError(err)
+	return buckets, ns, windows
+}
+
+// throttleHits puts the returned counters back in the caller's order
+// (RETURNING order is not guaranteed).
+func throttleHits(incs []ThrottleInc, names []string, hits []int32) []ThrottleHit {
+	byName := make(map[string]int, len(names))
+	for i, b := range names {
+		if i < len(hits) {
+			byName[b] = int(hits[i])
 		}
-		byName[b] = n
 	}
-	if err := rows.Err(); err != nil {
-		return nil, MapError(err)
-	}
-	// RETURNING order is not guaranteed: put them back in the caller's order.
 	out := make([]ThrottleHit, len(incs))
 	for i, in := range incs {
 		out[i] = ThrottleHit{Bucket: in.Bucket, Hits: byName[in.Bucket], WindowStart: in.WindowStart}
 	}
-	return out, nil
+	return out
 }
 
 // ThrottleReset forgets a bucket (an account's failures after a successful login).

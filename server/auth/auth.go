@@ -67,6 +67,10 @@ type Service struct {
 
 	discord *discordClient
 	metrics *metrics
+
+	// hashSlots bounds the password hashes computed at once (each holds
+	// Argon2.MemoryKiB of memory); a hash waits for a free slot.
+	hashSlots chan struct{}
 }
 
 // Option changes a Service for tests.
@@ -85,7 +89,8 @@ func New(ctx context.Context, cfg Config, db *store.DB, kr *keyring.Keyring, aud
 	if db == nil || kr == nil || aud == nil {
 		return nil, errors.New("auth: New needs a database, a keyring and an auditor")
 	}
-	s := &Service{cfg: cfg, db: db, kr: kr, aud: aud, log: log, now: time.Now}
+	s := &Service{cfg: cfg, db: db, kr: kr, aud: aud, log: log, now: time.Now,
+		hashSlots: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -181,7 +186,7 @@ func (s *Service) Register(ctx context.Context, email, password string, meta Req
 	if err := s.checkAttempts(ctx, "register", meta); err != nil {
 		return store.User{}, err
 	}
-	hash, err := HashPassword(password, s.cfg.Argon2)
+	hash, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return store.User{}, err
 	}
@@ -216,20 +221,18 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 		return LoginResult{}, errInvalidCredentials
 	}
 	acct := s.accountBucket(email)
-	if err := s.checkLogin(ctx, acct, meta); err != nil {
+	u, known, err := s.checkLogin(ctx, acct, email, meta)
+	if err != nil {
 		return LoginResult{}, err
 	}
-
-	u, err := s.db.UserByEmail(ctx, email)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return LoginResult{}, err
-	}
-	known := err == nil
 	hash := s.dummy
 	if known && u.PasswordHash != nil {
 		hash = *u.PasswordHash
 	}
-	rehash, verr := VerifyPassword(hash, password, s.cfg.Argon2)
+	rehash, verr := s.verifyPassword(ctx, hash, password)
+	if errors.Is(verr, errNoHashSlot) {
+		return LoginResult{}, verr
+	}
 	if !known || u.PasswordHash == nil || verr != nil {
 		reason := "wrong_password"
 		switch {
@@ -246,7 +249,7 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 
 	var newHash, oldHash string
 	if rehash {
-		if newHash, err = HashPassword(password, s.cfg.Argon2); err != nil {
+		if newHash, err = s.hashPassword(ctx, password); err != nil {
 			return LoginResult{}, err
 		}
 		oldHash = hash

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// the access-token lifetime, since a token must outlive at most one
 	// rotation to stay verifiable.
 	SigningKeyRotateEvery time.Duration `env:"JWT_SIGNING_KEY_ROTATE_EVERY" envDefault:"720h"`
+
+	// MaxConcurrentHashes bounds the password hashes (login, register)
+	// computed at once; more wait their turn. 0: GOMAXPROCS, one per core.
+	MaxConcurrentHashes int `env:"AUTH_MAX_CONCURRENT_HASHES" envDefault:"0"`
 
 	// Argon2 are the password hashing parameters; zero: OWASPArgon2.
 	Argon2 Argon2Params
@@ -99,6 +104,9 @@ func (c Config) withDefaults() Config {
 		// must not outlive two rotations: rotate less often than tokens live.
 		c.SigningKeyRotateEvery = max(c.SigningKeyRotateEvery, c.AccessTTL+c.SigningKeyReload+tokenLeeway+time.Minute)
 	}
+	if c.MaxConcurrentHashes == 0 {
+		c.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
+	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = OWASPArgon2
 	}
@@ -119,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.SigningKeyRotateEvery < 0 {
 		return fmt.Errorf("auth: JWT_SIGNING_KEY_ROTATE_EVERY %s is negative", c.SigningKeyRotateEvery)
+	}
+	if c.MaxConcurrentHashes < 0 {
+		return fmt.Errorf("auth: AUTH_MAX_CONCURRENT_HASHES %d is negative", c.MaxConcurrentHashes)
 	}
 	if c.MaxFailuresPerAccount < 0 || c.MaxFailuresPerIP < 0 || c.MaxAttemptsPerIP < 0 {
 		return fmt.Errorf("auth: throttling limits must not be negative")

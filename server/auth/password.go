@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/vectabase/vectabase"
 )
 
 // Argon2Params are argon2id's cost parameters.
@@ -106,4 +109,37 @@ func RandomPassword(n int) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b)[:n], nil
+}
+
+// errNoHashSlot: the request gave up (its context ended) while waiting for
+// a hash slot.
+var errNoHashSlot = vectabase.Errorf(vectabase.EUNAVAILABLE, "too many sign-ins at once; try again")
+
+// withHashSlot runs fn once fewer than MaxConcurrentHashes hashes are being
+// computed. More hashes than cores at once would not finish sooner, and
+// each holds its memory while it waits for a core, so a burst of logins
+// would otherwise cost hashes × Argon2.MemoryKiB at once.
+func (s *Service) withHashSlot(ctx context.Context, fn func()) error {
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return errNoHashSlot
+	}
+	defer func() { <-s.hashSlots }()
+	fn()
+	return nil
+}
+
+func (s *Service) hashPassword(ctx context.Context, password string) (hash string, err error) {
+	if serr := s.withHashSlot(ctx, func() { hash, err = HashPassword(password, s.cfg.Argon2) }); serr != nil {
+		return "", serr
+	}
+	return hash, err
+}
+
+func (s *Service) verifyPassword(ctx context.Context, hash, password string) (rehash bool, err error) {
+	if serr := s.withHashSlot(ctx, func() { rehash, err = VerifyPassword(hash, password, s.cfg.Argon2) }); serr != nil {
+		return false, serr
+	}
+	return rehash, err
 }

@@ -1,8 +1,13 @@
 package auth
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/vectabase/vectabase"
 )
 
 // Hashes from ../shared/fixtures/supabase/sample.sql, as GoTrue stores them.
@@ -40,5 +45,48 @@ func TestArgon2RoundTrip(t *testing.T) {
 		if _, err := VerifyPassword(bad, "x", OWASPArgon2); err == nil || errors.Is(err, ErrMismatch) {
 			t.Errorf("VerifyPassword(%q) err = %v, want a format error", bad, err)
 		}
+	}
+}
+
+// No more than MaxConcurrentHashes hashes run at once; a caller whose
+// context ends while every slot is taken gets UNAVAILABLE without hashing.
+func TestHashSlotsBoundConcurrentHashes(t *testing.T) {
+	s := &Service{hashSlots: make(chan struct{}, 2)}
+	var mu sync.Mutex
+	running, peak, ran := 0, 0, 0
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.withHashSlot(context.Background(), func() {
+				mu.Lock()
+				running++
+				peak = max(peak, running)
+				ran++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				mu.Lock()
+				running--
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ran != 16 || peak > 2 || peak < 1 {
+		t.Fatalf("ran %d, peak %d at once; want 16 runs, at most 2 at once", ran, peak)
+	}
+
+	s.hashSlots <- struct{}{}
+	s.hashSlots <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	called := false
+	err := s.withHashSlot(ctx, func() { called = true })
+	if called || vectabase.ErrorCode(err) != vectabase.EUNAVAILABLE {
+		t.Fatalf("with every slot taken: called %v, err %v; want UNAVAILABLE without a call", called, err)
 	}
 }

@@ -97,25 +97,26 @@ func (s *Service) attemptsExceeded(op string, hits int, ws, now time.Time) error
 	return nil
 }
 
-// checkLogin throttles a login, in one statement: it counts the call
-// against the IP's attempts, and against the account's failures up front (a
-// successful login clears the account's counter), so parallel guesses
-// cannot slip past the limit while password hashes are being computed; and
-// it reads the IP's failures. A refusal for failures is audited.
-func (s *Service) checkLogin(ctx context.Context, acct string, meta RequestMeta) error {
+// checkLogin throttles a login and looks up its user, in one statement: it
+// counts the call against the IP's attempts, and against the account's
+// failures up front (a successful login clears the account's counter), so
+// parallel guesses cannot slip past the limit while password hashes are
+// being computed; it reads the IP's failures; and it reads the user whose
+// email it is (found false: none). A refusal for failures is audited.
+func (s *Service) checkLogin(ctx context.Context, acct, email string, meta RequestMeta) (u store.User, found bool, err error) {
 	now := s.now()
 	aws, fws := windowStart(now, s.cfg.AttemptWindow), windowStart(now, s.cfg.FailureWindow)
-	hits, err := s.db.ThrottleAdd(ctx, []store.ThrottleInc{
+	hits, u, found, err := s.db.ThrottleAddUserByEmail(ctx, []store.ThrottleInc{
 		{Bucket: attemptBucket("login", meta), Inc: 1, WindowStart: aws},
 		{Bucket: acct, Inc: 1, WindowStart: fws},
 		{Bucket: ipFailBucket(meta), Inc: 0, WindowStart: fws},
-	})
+	}, email)
 	if err != nil {
-		return err
+		return store.User{}, false, err
 	}
 	s.maybePrune(ctx, now)
 	if err := s.attemptsExceeded("login", hits[0].Hits, aws, now); err != nil {
-		return err
+		return store.User{}, false, err
 	}
 	var which string
 	switch {
@@ -124,14 +125,14 @@ func (s *Service) checkLogin(ctx context.Context, acct string, meta RequestMeta)
 	case s.cfg.MaxFailuresPerIP > 0 && hits[2].Hits >= s.cfg.MaxFailuresPerIP:
 		which = "ip"
 	default:
-		return nil
+		return u, found, nil
 	}
 	s.metrics.rejected.WithLabelValues("login_failures_" + which).Inc()
 	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
 		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
-		return err
+		return store.User{}, false, err
 	}
-	return rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
+	return store.User{}, false, rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
 }
 
 func ipFailBucket(meta RequestMeta) string { return "fail:ip:" + ipKey(meta.IP) }
