@@ -27,6 +27,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,7 @@ type flags struct {
 	loginDuration   time.Duration
 	refreshDuration time.Duration
 	loginConc       int
+	hashConc        int
 	refreshConc     int
 }
 
@@ -62,7 +64,8 @@ func realMain(ctx context.Context) error {
 	flag.IntVar(&f.rounds, "rounds", 5, "alternating rounds of each measurement; medians are reported")
 	flag.DurationVar(&f.loginDuration, "login-duration", 2*time.Second, "length of each login and argon2id round")
 	flag.DurationVar(&f.refreshDuration, "refresh-duration", 3*time.Second, "length of each refresh and healthz round")
-	flag.IntVar(&f.loginConc, "login-concurrency", runtime.GOMAXPROCS(0), "concurrent logins (and argon2id verifications)")
+	flag.IntVar(&f.loginConc, "login-concurrency", 2*runtime.GOMAXPROCS(0), "concurrent login clients (the server hashes at most AUTH_MAX_CONCURRENT_HASHES, GOMAXPROCS, at once; the other logins meanwhile do their database work)")
+	flag.IntVar(&f.hashConc, "hash-concurrency", runtime.GOMAXPROCS(0), "concurrent raw argon2id verifications (one per core is their best)")
 	flag.IntVar(&f.refreshConc, "refresh-concurrency", 16, "concurrent refresh chains")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -110,7 +113,8 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Printf("bench/auth: GOMAXPROCS=%d NumCPU=%d, %d rounds, medians\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), f.rounds)
+	fmt.Printf("bench/auth: GOMAXPROCS=%d NumCPU=%d, %d rounds, medians; %d login clients, %d raw argon2id goroutines\n",
+		runtime.GOMAXPROCS(0), runtime.NumCPU(), f.rounds, f.loginConc, f.hashConc)
 
 	if *cpuprofile != "" {
 		pf, err := os.Create(*cpuprofile)
@@ -128,18 +132,23 @@ func realMain(ctx context.Context) error {
 	loginBody, _ := json.Marshal(map[string]string{"email": email, "password": password})
 	var logins, hashes []load.Result
 	var cpuRatios []float64
+	var hashBusy, loginBusy, hashSteal, loginSteal []float64
 	for range f.rounds {
 		opts := load.Options{Concurrency: f.loginConc, Requests: 1 << 20, Duration: f.loginDuration, Warmup: 1}
-		c0 := cpuTime()
-		h := load.Run(ctx, opts, func(context.Context) error {
+		hopts := opts
+		hopts.Concurrency = f.hashConc
+		c0, m0 := cpuTime(), readMachine()
+		h := load.Run(ctx, hopts, func(context.Context) error {
 			_, err := auth.VerifyPassword(hash, password, auth.OWASPArgon2)
 			return err
 		})
-		c1 := cpuTime()
+		c1, m1 := cpuTime(), readMachine()
 		l := load.Run(ctx, opts, func(ctx context.Context) error {
 			return post(ctx, client, base+"/api/auth/login", loginBody, nil)
 		})
-		c2 := cpuTime()
+		c2, m2 := cpuTime(), readMachine()
+		hashBusy, loginBusy = append(hashBusy, m1.busySince(m0)), append(loginBusy, m2.busySince(m1))
+		hashSteal, loginSteal = append(hashSteal, m1.stealSince(m0)), append(loginSteal, m2.stealSince(m1))
 		hashes, logins = append(hashes, h), append(logins, l)
 		if h.Requests > 0 && l.Requests > 0 {
 			// CPU this process spent per verification over CPU per login
@@ -197,6 +206,8 @@ func realMain(ctx context.Context) error {
 	fmt.Printf("login/argon2id: median of per-round ratios %.2f (goal >= 0.90), rounds %s\n", loginRatio, fmtRatios(ratios))
 	fmt.Printf("login/argon2id by this process's CPU per operation (steadier on a shared machine): median %.2f, rounds %s\n",
 		load.Median(append([]float64(nil), cpuRatios...)), fmtRatios(cpuRatios))
+	fmt.Printf("machine CPU busy (all processes, PostgreSQL's too) during argon2id %.0f%%, during login %.0f%%; stolen by the host %.0f%% and %.0f%% (medians)\n",
+		100*load.Median(hashBusy), 100*load.Median(loginBusy), 100*load.Median(hashSteal), 100*load.Median(loginSteal))
 	fmt.Printf("refresh: median %.0f req/s (goal >= 2000), p50 %v p99 %v, rounds %s\n",
 		r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), fmtRPS(refreshes))
 	if login.Errors+r.Errors > 0 {
@@ -228,6 +239,46 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machine is the CPU time counters of /proc/stat's first line, in ticks.
+type machine struct{ busy, idle, steal uint64 }
+
+// readMachine reads them; zero where /proc/stat is missing.
+func readMachine() machine {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machine{}
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machine{}
+	}
+	var v [8]uint64
+	for i := range v {
+		v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	// user nice system idle iowait irq softirq steal
+	return machine{busy: v[0] + v[1] + v[2] + v[5] + v[6], idle: v[3] + v[4], steal: v[7]}
+}
+
+func (m machine) total() uint64 { return m.busy + m.idle + m.steal }
+
+// busySince is the share of the machine's CPU time spent working since a.
+func (m machine) busySince(a machine) float64 {
+	if d := m.total() - a.total(); d > 0 {
+		return float64(m.busy-a.busy) / float64(d)
+	}
+	return 0
+}
+
+// stealSince is the share taken by the hypervisor for other guests since a.
+func (m machine) stealSince(a machine) float64 {
+	if d := m.total() - a.total(); d > 0 {
+		return float64(m.steal-a.steal) / float64(d)
+	}
+	return 0
 }
 
 // median returns the round with the median RPS.
