@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase/keyring/keyringtest"
@@ -161,5 +162,49 @@ func TestBatchedChecksAnswerEachQuery(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// The statement behind /api/whitelist/check runs at every game server's
+// request: it must settle on PostgreSQL's cached generic plan instead of
+// being planned again on each call (planning it cost five times its
+// execution). After a few calls on one connection, its prepared statement
+// has a generic plan and stopped making custom ones.
+func TestCheckStatementKeepsAGenericPlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Config{URL: pgtest.URL(t), MaxConns: 1}, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	m := store.NewMarketplace(db, keyringtest.New(t, db.Pool))
+	dev, err := db.CreateUser(ctx, store.NewUser{Email: "plan@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "s"
+	sys, err := m.CreateWhitelistSystem(ctx, dev.ID, store.WhitelistSystemFields{Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := make([]byte, 32)
+	hash[0] = 0xdd
+	if _, err := m.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: dev.ID, Name: "k", Hash: hash, Prefix: "vb_live_test", RateLimitPerMinute: 100000}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if _, _, err := m.UseAPIKeyAndCheck(ctx, hash, store.CheckQuery{SystemID: sys.ID, RobloxUserID: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var generic, custom int64
+	err = db.Pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement LIKE '%WITH ORDINALITY%' AND statement LIKE '%api_rate_limits%'`).Scan(&generic, &custom)
+	if err != nil {
+		t.Fatalf("the check statement is not among the connection's prepared statements: %v", err)
+	}
+	if generic == 0 || custom > 6 {
+		t.Fatalf("after 12 checks: %d generic and %d custom plans; want the generic plan in use", generic, custom)
 	}
 }
