@@ -3,6 +3,8 @@ package load
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,5 +52,26 @@ func TestPercentileAndMedian(t *testing.T) {
 	}
 	if got := Median([]float64{3, 1, 2, 10}); got != 2.5 {
 		t.Errorf("Median() = %v, want 2.5", got)
+	}
+}
+
+// ProcessCPU finds this test binary by its command name and sees the CPU it
+// burns.
+func TestProcessCPUSeesABusyProcess(t *testing.T) {
+	raw, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	comm := strings.TrimSpace(string(raw))
+	before := ProcessCPU(comm)
+	x := 0
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+		x++
+	}
+	if after := ProcessCPU(comm); after-before < 50*time.Millisecond {
+		t.Fatalf("ProcessCPU(%q) grew by %v over 100 ms of spinning (%d), want at least 50 ms", comm, after-before, x)
+	}
+	if ProcessCPU("no-such-command-name") != 0 {
+		t.Fatal("ProcessCPU of an unknown command is not zero")
 	}
 }

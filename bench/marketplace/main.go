@@ -59,6 +59,7 @@ func realMain(ctx context.Context) error {
 	duration := flag.Duration("duration", 3*time.Second, "length of each round")
 	conc := flag.Int("concurrency", 16, "concurrent clients")
 	conns := flag.Int("conns", 8, "database pool size of each side")
+	only := flag.String("only", "", "measure only the endpoints whose name contains this")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -183,14 +184,27 @@ func realMain(ctx context.Context) error {
 	fmt.Printf("bench/marketplace: GOMAXPROCS=%d NumCPU=%d, concurrency %d, pool %d per side, %d rounds of %s, medians\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), *conc, *conns, *rounds, *duration)
 	for _, p := range pairs {
+		if !strings.Contains(p.name, *only) {
+			continue
+		}
 		var fulls, bares []load.Result
+		var pgFull, pgBare, goFull, goBare []float64
 		for range *rounds {
 			opts := load.Options{Concurrency: *conc, Requests: 1 << 20, Duration: *duration, Warmup: 50}
+			c0, g0 := load.ProcessCPU("postgres"), load.SelfCPU()
 			bares = append(bares, load.Run(ctx, opts, p.bare))
+			c1, g1 := load.ProcessCPU("postgres"), load.SelfCPU()
 			fulls = append(fulls, load.Run(ctx, opts, p.full))
+			c2, g2 := load.ProcessCPU("postgres"), load.SelfCPU()
+			pgBare = append(pgBare, perRequest(c1-c0, bares[len(bares)-1]))
+			pgFull = append(pgFull, perRequest(c2-c1, fulls[len(fulls)-1]))
+			goBare = append(goBare, perRequest(g1-g0, bares[len(bares)-1]))
+			goFull = append(goFull, perRequest(g2-g1, fulls[len(fulls)-1]))
 		}
 		full, bareR := median(fulls), median(bares)
 		load.Print(os.Stdout, p.name, full, bareR)
+		fmt.Printf("  CPU per request: PostgreSQL %.0fµs (bare %.0fµs), this process with its clients %.0fµs (bare %.0fµs) (medians)\n",
+			load.Median(pgFull), load.Median(pgBare), load.Median(goFull), load.Median(goBare))
 		if full.FirstError != nil || bareR.FirstError != nil {
 			fmt.Printf("  first errors: full %v; bare %v\n", full.FirstError, bareR.FirstError)
 		}
@@ -213,6 +227,14 @@ func realMain(ctx context.Context) error {
 	}
 	fmt.Printf("api_request_logs rows written: %d\n", rows)
 	return nil
+}
+
+// perRequest is cpu per request of r, in microseconds.
+func perRequest(cpu time.Duration, r load.Result) float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(r.Requests)
 }
 
 // paced calls fn at rate calls per second in all, on a fixed schedule (call
