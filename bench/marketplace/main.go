@@ -45,6 +45,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func main() {
@@ -91,7 +92,9 @@ func realMain(ctx context.Context) error {
 	// The full server: the area's routes behind the shared middleware.
 	reg := prometheus.NewRegistry()
 	srv := server.New(server.Config{}, log, reg)
-	svc := marketplace.New(db, kr, marketplace.Config{}, log, reg)
+	al := audit.New(db, kr, log, nil)
+	defer al.Close()
+	svc := marketplace.New(db, kr, al, marketplace.Config{}, log, reg)
 	srv.Mount(svc.Routes(marketplace.Auth{RequireUser: refuse, OptionalUser: pass, UserID: func(*fiber.Ctx) string { return "" }}))
 	base, stopSrv, err := serve(srv.App())
 	if err != nil {

@@ -88,7 +88,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 
-	mk := marketplace.New(d.db, d.kr, d.cfg.Marketplace, d.log, d.reg)
+	mk := marketplace.New(d.db, d.kr, d.audit, d.cfg.Marketplace, d.log, d.reg)
 	// Runs after the HTTP server has drained, so every request's log row
 	// is queued before the final flush.
 	d.closers = append(d.closers, func() {

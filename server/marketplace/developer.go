@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"math/big"
 	"slices"
 	"strconv"
@@ -122,9 +123,20 @@ func (in *APIKeyInput) validate(create bool) error {
 	return checkRange("rateLimitPerMinute", in.RateLimitPerMinute, 1, maxRate)
 }
 
+// KeyActor is who changes an API key, as the audit trail records it.
+type KeyActor struct {
+	UserID    string
+	IP        string
+	RequestID string
+}
+
 // CreateAPIKey makes a key for developer userID. The key is in the result
 // and nowhere else: the database keeps only its keyed hash and prefix.
 func (s *Service) CreateAPIKey(ctx context.Context, userID string, in APIKeyInput) (APIKeyResource, error) {
+	return s.createAPIKey(ctx, KeyActor{UserID: userID}, in)
+}
+
+func (s *Service) createAPIKey(ctx context.Context, who KeyActor, in APIKeyInput) (APIKeyResource, error) {
 	if err := in.validate(true); err != nil {
 		return APIKeyResource{}, err
 	}
@@ -137,9 +149,17 @@ func (s *Service) CreateAPIKey(ctx context.Context, userID string, in APIKeyInpu
 	if err != nil {
 		return APIKeyResource{}, err
 	}
-	k, err := s.repo.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: userID, Name: *in.Name, Hash: hash,
+	k, err := s.repo.CreateAPIKey(ctx, store.NewAPIKey{DeveloperID: who.UserID, Name: *in.Name, Hash: hash,
 		Prefix: key[:keyPrefixLen], Scopes: in.Scopes, RateLimitPerMinute: rate})
 	if err != nil {
+		return APIKeyResource{}, err
+	}
+	if err := s.auditKey(ctx, who, "api_key.create", k); err != nil {
+		// Fail closed: a key whose creation cannot be audited is revoked
+		// before anyone has seen it.
+		if rerr := s.repo.RevokeAPIKey(context.WithoutCancel(ctx), who.UserID, k.ID); rerr != nil {
+			s.log.Error().Str("error", rerr.Error()).Str("keyId", k.ID).Msg("revoke an API key whose creation was not audited")
+		}
 		return APIKeyResource{}, err
 	}
 	r := apiKeyResource(k)
@@ -149,11 +169,50 @@ func (s *Service) CreateAPIKey(ctx context.Context, userID string, in APIKeyInpu
 
 // UpdateAPIKey renames a live key of userID or changes its scopes or limit.
 func (s *Service) UpdateAPIKey(ctx context.Context, userID, id string, in APIKeyInput) (APIKeyResource, error) {
+	return s.updateAPIKey(ctx, KeyActor{UserID: userID}, id, in)
+}
+
+func (s *Service) updateAPIKey(ctx context.Context, who KeyActor, id string, in APIKeyInput) (APIKeyResource, error) {
 	if err := in.validate(false); err != nil {
 		return APIKeyResource{}, err
 	}
-	k, err := s.repo.UpdateAPIKey(ctx, userID, id, in.Name, in.Scopes, in.RateLimitPerMinute)
-	return apiKeyResource(k), mapErr(err, "API key")
+	k, err := s.repo.UpdateAPIKey(ctx, who.UserID, id, in.Name, in.Scopes, in.RateLimitPerMinute)
+	if err != nil {
+		return APIKeyResource{}, mapErr(err, "API key")
+	}
+	if err := s.auditKey(ctx, who, "api_key.update", k); err != nil {
+		return APIKeyResource{}, err
+	}
+	return apiKeyResource(k), nil
+}
+
+// RevokeAPIKey revokes a live key of userID; it stops working at once.
+func (s *Service) RevokeAPIKey(ctx context.Context, who KeyActor, id string) error {
+	if err := s.repo.RevokeAPIKey(ctx, who.UserID, id); err != nil {
+		return mapErr(err, "API key")
+	}
+	return s.auditKey(ctx, who, "api_key.revoke", store.APIKey{ID: id})
+}
+
+// auditKey records a change to API key k by who: the key's id, and for a
+// created or changed key its name, scopes and limit, never the key or its
+// prefix.
+func (s *Service) auditKey(ctx context.Context, who KeyActor, action string, k store.APIKey) error {
+	var details map[string]any
+	if action != "api_key.revoke" {
+		details = map[string]any{"name": k.Name, "scopes": k.Scopes, "rateLimitPerMinute": k.RateLimitPerMinute}
+	}
+	err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: who.UserID,
+		Action: action, ResourceType: "api_key", ResourceID: k.ID, Result: vectabase.ResultSuccess,
+		IP: who.IP, RequestID: who.RequestID, Details: details})
+	if err != nil {
+		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit %s: %w", action, err))
+	}
+	return nil
+}
+
+func keyActor(c *fiber.Ctx, a Auth) KeyActor {
+	return KeyActor{UserID: a.UserID(c), IP: utils.CopyString(c.IP()), RequestID: server.RequestID(c)}
 }
 
 // keyUse is what the API-key middleware leaves for the handler.
@@ -381,7 +440,7 @@ func (s *Service) handleCreateKey(a Auth) fiber.Handler {
 		if err := server.DecodeJSON(c, &in); err != nil {
 			return err
 		}
-		r, err := s.CreateAPIKey(c.UserContext(), a.UserID(c), in)
+		r, err := s.createAPIKey(c.UserContext(), keyActor(c, a), in)
 		if err != nil {
 			return err
 		}
@@ -430,7 +489,7 @@ func (s *Service) handleUpdateKey(a Auth) fiber.Handler {
 		if err := server.DecodeJSON(c, &in); err != nil {
 			return err
 		}
-		r, err := s.UpdateAPIKey(c.UserContext(), a.UserID(c), id, in)
+		r, err := s.updateAPIKey(c.UserContext(), keyActor(c, a), id, in)
 		if err != nil {
 			return err
 		}
@@ -444,8 +503,8 @@ func (s *Service) handleDeleteKey(a Auth) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		if err := s.repo.RevokeAPIKey(c.UserContext(), a.UserID(c), id); err != nil {
-			return mapErr(err, "API key")
+		if err := s.RevokeAPIKey(c.UserContext(), keyActor(c, a), id); err != nil {
+			return err
 		}
 		return c.SendStatus(fiber.StatusNoContent)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -147,7 +148,9 @@ func newInstance(t testing.TB, db *store.DB, kr *keyring.Keyring) *env {
 		t.Fatalf("auth.New err = %v", err)
 	}
 	srv.Mount(a.Routes())
-	svc := marketplace.New(db, kr, marketplace.Config{RequestLogFlush: 20 * time.Millisecond}, log, reg)
+	al := audit.New(db, kr, zerolog.Nop(), nil)
+	t.Cleanup(al.Close)
+	svc := marketplace.New(db, kr, al, marketplace.Config{RequestLogFlush: 20 * time.Millisecond}, log, reg)
 	srv.Mount(svc.Routes(authHooks(a)))
 	return &env{auth: a, db: db, kr: kr, srv: srv, svc: svc, logs: logs, reg: reg}
 }

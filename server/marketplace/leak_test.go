@@ -31,7 +31,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Mount(a.Routes())
-	svc := marketplace.New(db, kr, marketplace.Config{}, log, h.Registry)
+	svc := marketplace.New(db, kr, nopAuditor{}, marketplace.Config{}, log, h.Registry)
 	srv.Mount(svc.Routes(authHooks(a)))
 	app := srv.App()
 

@@ -39,10 +39,17 @@ type Auth struct {
 	UserID       func(c *fiber.Ctx) string
 }
 
+// Auditor records audit events (vault/audit.Log); Record returns nil only
+// once the event is stored.
+type Auditor interface {
+	Record(ctx context.Context, ev vectabase.AuditEvent) error
+}
+
 // Service is the area's business logic over the marketplace repository.
 type Service struct {
 	repo *store.Marketplace
 	kr   *keyring.Keyring
+	aud  Auditor
 	logs *store.RequestLogWriter
 	log  zerolog.Logger
 
@@ -55,11 +62,13 @@ type Service struct {
 
 // New builds the service and starts its background work (the request-log
 // writer and the pruning of ended rate-limit windows); Close stops it.
+// API keys' creation, changes and revocation are audited through aud.
 // reg may be nil.
-func New(db *store.DB, kr *keyring.Keyring, cfg Config, log zerolog.Logger, reg prometheus.Registerer) *Service {
+func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog.Logger, reg prometheus.Registerer) *Service {
 	s := &Service{
 		repo: store.NewMarketplace(db, kr),
 		kr:   kr,
+		aud:  aud,
 		logs: store.NewRequestLogWriter(db, store.RequestLogConfig{
 			Buffer: cfg.RequestLogBuffer, Batch: cfg.RequestLogBatch, Every: cfg.RequestLogFlush,
 		}, log, reg),

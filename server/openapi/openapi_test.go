@@ -45,7 +45,7 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Mount(a.Routes())
-	mk := marketplace.New(db, kr, marketplace.Config{}, zerolog.Nop(), reg)
+	mk := marketplace.New(db, kr, nopAuditor{}, marketplace.Config{}, zerolog.Nop(), reg)
 	t.Cleanup(func() { _ = mk.Close(context.Background()) })
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	bot, err := discord.New(discord.Config{}, store.NewBot(db, kr), nopAuditor{}, zerolog.Nop())

@@ -121,7 +121,7 @@ func (cl *cluster) start(cfg realtime.Config) *instance {
 	}()
 	srv := server.New(server.Config{}, log, inst.reg)
 	srv.Mount(inst.auth.Routes())
-	mk := marketplace.New(inst.db, inst.kr, marketplace.Config{}, log, inst.reg)
+	mk := marketplace.New(inst.db, inst.kr, nopAuditor{}, marketplace.Config{}, log, inst.reg)
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: inst.auth.RequireUser(), OptionalUser: inst.auth.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(inst.hub.Routes())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
