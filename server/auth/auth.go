@@ -71,6 +71,8 @@ type Service struct {
 	// hashSlots bounds the password hashes computed at once (each holds
 	// Argon2.MemoryKiB of memory); a hash waits for a free slot.
 	hashSlots chan struct{}
+
+	verifyTimes verifyTimes
 }
 
 // Option changes a Service for tests.
@@ -208,7 +210,8 @@ var errInvalidCredentials = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid e
 
 // Login checks an email and password and starts a session. An unknown
 // email, a user without a password and a wrong password all give the same
-// UNAUTHORIZED after the same argon2id work; RATE_LIMITED (with the wait
+// UNAUTHORIZED after the same time (one verification, then a wait up to
+// the slowest kind: see verifyTimes); RATE_LIMITED (with the wait
 // in the error chain, see RetryAfter) when the IP or the account is
 // throttled. Imported bcrypt hashes are replaced by argon2id on success.
 func (s *Service) Login(ctx context.Context, email, password string, meta RequestMeta) (LoginResult, error) {
@@ -229,11 +232,12 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 	if known && u.PasswordHash != nil {
 		hash = *u.PasswordHash
 	}
-	rehash, verr := s.verifyPassword(ctx, hash, password)
+	rehash, took, verr := s.verifyPassword(ctx, hash, password)
 	if errors.Is(verr, errNoHashSlot) {
 		return LoginResult{}, verr
 	}
 	if !known || u.PasswordHash == nil || verr != nil {
+		s.padFailure(ctx, took)
 		reason := "wrong_password"
 		switch {
 		case !known:

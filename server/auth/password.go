@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -137,9 +139,88 @@ func (s *Service) hashPassword(ctx context.Context, password string) (hash strin
 	return hash, err
 }
 
-func (s *Service) verifyPassword(ctx context.Context, hash, password string) (rehash bool, err error) {
-	if serr := s.withHashSlot(ctx, func() { rehash, err = VerifyPassword(hash, password, s.cfg.Argon2) }); serr != nil {
-		return false, serr
+// verifyPassword is VerifyPassword in a hash slot; took is how long the
+// verification itself took (not the wait for the slot).
+func (s *Service) verifyPassword(ctx context.Context, hash, password string) (rehash bool, took time.Duration, err error) {
+	serr := s.withHashSlot(ctx, func() {
+		start := time.Now()
+		rehash, err = VerifyPassword(hash, password, s.cfg.Argon2)
+		took = time.Since(start)
+	})
+	if serr != nil {
+		return false, 0, serr
 	}
-	return rehash, err
+	s.verifyTimes.observe(isBcrypt(hash), took)
+	return rehash, took, err
+}
+
+func isBcrypt(hash string) bool {
+	return strings.HasPrefix(hash, "$2a$") || strings.HasPrefix(hash, "$2b$") || strings.HasPrefix(hash, "$2y$")
+}
+
+// dummyBcrypt is a bcrypt hash at GoTrue's cost (10) of a password nobody
+// uses; verifying it once tells how long an imported user's verification
+// takes before any has been seen.
+const dummyBcrypt = "$2a$10$Tqpwg/jNOJtjU0wWI4zjMup0RmHoQb62It75Rt1M.tQU.kmhuWVwK"
+
+// verifyTimes follows how long verifications of each kind take (moving
+// averages), so that a failed login can be made to last as long as the
+// slowest kind. Unknown emails are verified against an argon2id hash, and
+// so are users who signed up here; users imported from Supabase keep their
+// bcrypt hash until their first login, and bcrypt at cost 10 takes about
+// three times as long. Without this, the time of a failed login would tell
+// which emails belong to imported users: right after a migration, all of
+// them.
+type verifyTimes struct {
+	seed   sync.Once
+	mu     sync.Mutex
+	argon  time.Duration
+	bcrypt time.Duration
+}
+
+func (v *verifyTimes) observe(bcrypt bool, d time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	avg := &v.argon
+	if bcrypt {
+		avg = &v.bcrypt
+	}
+	if *avg == 0 {
+		*avg = d
+	} else {
+		*avg += (d - *avg) / 8
+	}
+}
+
+// slowest is the longer of the two averages; the first call measures
+// bcrypt once if no bcrypt verification has been seen yet.
+func (v *verifyTimes) slowest() time.Duration {
+	v.seed.Do(func() {
+		v.mu.Lock()
+		seen := v.bcrypt != 0
+		v.mu.Unlock()
+		if !seen {
+			start := time.Now()
+			_ = bcrypt.CompareHashAndPassword([]byte(dummyBcrypt), []byte("not the password"))
+			v.observe(true, time.Since(start))
+		}
+	})
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return max(v.argon, v.bcrypt)
+}
+
+// padFailure waits until a failed verification that took took has lasted
+// as long as the slowest kind of verification (see verifyTimes).
+func (s *Service) padFailure(ctx context.Context, took time.Duration) {
+	wait := s.verifyTimes.slowest() - took
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

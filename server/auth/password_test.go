@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/vectabase/vectabase"
 )
 
@@ -88,5 +90,18 @@ func TestHashSlotsBoundConcurrentHashes(t *testing.T) {
 	err := s.withHashSlot(ctx, func() { called = true })
 	if called || vectabase.ErrorCode(err) != vectabase.EUNAVAILABLE {
 		t.Fatalf("with every slot taken: called %v, err %v; want UNAVAILABLE without a call", called, err)
+	}
+}
+
+// The dummy bcrypt hash is a real cost-10 hash, so verifying it costs what
+// an imported user's verification costs (a malformed one would fail at
+// once).
+func TestDummyBcryptIsARealHash(t *testing.T) {
+	cost, err := bcrypt.Cost([]byte(dummyBcrypt))
+	if err != nil || cost != 10 {
+		t.Fatalf("bcrypt.Cost(dummyBcrypt) = %d, %v; want 10", cost, err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(dummyBcrypt), []byte("x")); !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		t.Fatalf("verify against the dummy = %v, want a mismatch", err)
 	}
 }
