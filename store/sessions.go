@@ -69,7 +69,9 @@ func scanSession(row pgx.Row, extra ...any) (Session, error) {
 // SignIn is what a login records beside its new session: last_sign_in_at,
 // a replacement password hash (NewHash, only if the stored one is still
 // OldHash: the re-hash of an imported bcrypt hash), and a throttle counter
-// to clear (the account's failures).
+// to zero (the account's failures; updated rather than deleted, so the
+// row is rewritten in place instead of deleted and inserted again at the
+// next login).
 type SignIn struct {
 	NewHash, OldHash string
 	ResetBucket      string
@@ -92,7 +94,7 @@ func (db *DB) CreateSession(ctx context.Context, ns NewSession, si *SignIn) (Ses
 				updated_at = CASE WHEN $8 <> '' THEN now() ELSE updated_at END
 			WHERE id = $1 AND $7
 		),
-		reset AS (DELETE FROM auth_throttle WHERE bucket = $10 AND $7)
+		reset AS (UPDATE auth_throttle SET hits = 0 WHERE bucket = $10 AND $7)
 		INSERT INTO sessions AS s (id, user_id, family_id, refresh_token_hash, ip_address, user_agent, created_at, expires_at)
 		SELECT ids.id, $1, ids.id, $2, $3::inet, $4, $5, $6 FROM ids
 		RETURNING `+sessionColumns, ns.UserID, ns.TokenHash, ipArg(ns.IP), ua, ns.CreatedAt, ns.ExpiresAt,
