@@ -139,6 +139,7 @@ func realMain(ctx context.Context) error {
 	var logins, hashes []load.Result
 	var cpuRatios []float64
 	var hashBusy, loginBusy, hashSteal, loginSteal []float64
+	var pgPerLogin, goPerLogin, goPerHash []float64
 	for range f.rounds {
 		opts := load.Options{Concurrency: f.loginConc, Requests: 1 << 20, Duration: f.loginDuration, Warmup: 1}
 		hopts := opts
@@ -148,11 +149,18 @@ func realMain(ctx context.Context) error {
 			_, err := auth.VerifyPassword(hash, password, auth.OWASPArgon2)
 			return err
 		})
-		c1, m1 := cpuTime(), readMachine()
+		c1, m1, p1 := cpuTime(), readMachine(), load.ProcessCPU("postgres")
 		l := load.Run(ctx, opts, func(ctx context.Context) error {
 			return post(ctx, client, base+"/api/auth/login", loginBody, nil)
 		})
-		c2, m2 := cpuTime(), readMachine()
+		c2, m2, p2 := cpuTime(), readMachine(), load.ProcessCPU("postgres")
+		if l.Requests > 0 {
+			pgPerLogin = append(pgPerLogin, float64((p2-p1).Microseconds())/float64(l.Requests))
+			goPerLogin = append(goPerLogin, float64((c2-c1).Microseconds())/float64(l.Requests))
+		}
+		if h.Requests > 0 {
+			goPerHash = append(goPerHash, float64((c1-c0).Microseconds())/float64(h.Requests))
+		}
 		hashBusy, loginBusy = append(hashBusy, m1.busySince(m0)), append(loginBusy, m2.busySince(m1))
 		hashSteal, loginSteal = append(hashSteal, m1.stealSince(m0)), append(loginSteal, m2.stealSince(m1))
 		hashes, logins = append(hashes, h), append(logins, l)
@@ -214,6 +222,8 @@ func realMain(ctx context.Context) error {
 		load.Median(append([]float64(nil), cpuRatios...)), fmtRatios(cpuRatios))
 	fmt.Printf("machine CPU busy (all processes, PostgreSQL's too) during argon2id %.0f%%, during login %.0f%%; stolen by the host %.0f%% and %.0f%% (medians)\n",
 		100*load.Median(hashBusy), 100*load.Median(loginBusy), 100*load.Median(hashSteal), 100*load.Median(loginSteal))
+	fmt.Printf("CPU per login: this process %.0fµs, PostgreSQL %.0fµs; per raw verification %.0fµs (medians)\n",
+		load.Median(goPerLogin), load.Median(pgPerLogin), load.Median(goPerHash))
 	fmt.Printf("refresh: median %.0f req/s (goal >= 2000), p50 %v p99 %v, rounds %s\n",
 		r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), fmtRPS(refreshes))
 	if login.Errors+r.Errors > 0 {
