@@ -147,47 +147,15 @@ func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows [
 		prevs[i], hashes[i] = r.PrevHash, r.Hash
 	}
 	var inserted int64
+	head := []any{next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash}
 	if n == 1 {
 		// One row (a quiet moment) binds plain values: no arrays to encode
 		// and unnest.
-		err = q.QueryRow(ctx, `WITH head AS (
-			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
-			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
-			RETURNING last_id
-		), ins AS (
-			INSERT INTO audit_logs (id, occurred_at, actor_type, actor_id, action, resource_type, resource_id,
-				result, ip_address, request_id, details, prev_hash, hash)
-			SELECT $8, $9, $10, NULLIF($11, ''), $12, NULLIF($13, ''), NULLIF($14, ''),
-				$15, NULLIF($16, '')::inet, NULLIF($17, ''), $18::text::jsonb, $19, $20
-			WHERE EXISTS (SELECT 1 FROM head)
-			RETURNING 1
-		)
-		SELECT (SELECT count(*) FROM ins),
-			(SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), last_id) FROM head)`,
-			next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash,
-			ids[0], times[0], actorTypes[0], actorIDs[0], actions[0], resTypes[0], resIDs[0], results[0], ips[0], reqIDs[0], details[0], prevs[0], hashes[0],
-		).Scan(&inserted, nil)
+		err = q.QueryRow(ctx, appendAuditOne, append(head, ids[0], times[0], actorTypes[0], actorIDs[0], actions[0],
+			resTypes[0], resIDs[0], results[0], ips[0], reqIDs[0], details[0], prevs[0], hashes[0])...).Scan(&inserted, nil)
 	} else {
-		err = q.QueryRow(ctx, `WITH head AS (
-			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
-			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
-			RETURNING last_id
-		), ins AS (
-			INSERT INTO audit_logs (id, occurred_at, actor_type, actor_id, action, resource_type, resource_id,
-				result, ip_address, request_id, details, prev_hash, hash)
-			SELECT r.id, r.t, r.at, NULLIF(r.aid, ''), r.act, NULLIF(r.rt, ''), NULLIF(r.rid, ''),
-				r.res, NULLIF(r.ip, '')::inet, NULLIF(r.req, ''), r.d::jsonb, r.ph, r.h
-			FROM unnest($8::bigint[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
-				$14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[], $20::bytea[])
-				AS r(id, t, at, aid, act, rt, rid, res, ip, req, d, ph, h)
-			WHERE EXISTS (SELECT 1 FROM head)
-			RETURNING 1
-		)
-		SELECT (SELECT count(*) FROM ins),
-			(SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), last_id) FROM head)`,
-			next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash,
-			ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, results, ips, reqIDs, details, prevs, hashes,
-		).Scan(&inserted, nil)
+		err = q.QueryRow(ctx, appendAuditMany, append(head, ids, times, actorTypes, actorIDs, actions,
+			resTypes, resIDs, results, ips, reqIDs, details, prevs, hashes)...).Scan(&inserted, nil)
 	}
 	if err != nil {
 		return false, err
@@ -197,6 +165,40 @@ func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows [
 	}
 	return inserted == int64(n), nil
 }
+
+// appendAuditSQL is AppendAudit's statement with rows, a FROM item giving
+// the rows to insert from $8..$20 as r(id, t, at, aid, act, rt, rid, res,
+// ip, req, d, ph, h).
+func appendAuditSQL(rows string) string {
+	return `WITH head AS (
+			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
+			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
+			RETURNING last_id
+		), ins AS (
+			INSERT INTO audit_logs (id, occurred_at, actor_type, actor_id, action, resource_type, resource_id,
+				result, ip_address, request_id, details, prev_hash, hash)
+			SELECT r.id, r.t, r.at, NULLIF(r.aid, ''), r.act, NULLIF(r.rt, ''), NULLIF(r.rid, ''),
+				r.res, NULLIF(r.ip, '')::inet, NULLIF(r.req, ''), r.d::jsonb, r.ph, r.h
+			FROM ` + rows + `
+			WHERE EXISTS (SELECT 1 FROM head)
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM ins),
+			(SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), last_id) FROM head)`
+}
+
+var (
+	appendAuditOne = appendAuditSQL(`(VALUES ($8::bigint, $9::timestamptz, $10::text, $11::text, $12::text,
+		$13::text, $14::text, $15::text, $16::text, $17::text, $18::text, $19::bytea, $20::bytea))
+		AS r(id, t, at, aid, act, rt, rid, res, ip, req, d, ph, h)`)
+	// The arrays enter through scalar subqueries, which hide their length
+	// from the planner, so that the statement keeps a generic plan instead
+	// of being planned again for each batch size (see useAPIKeyBatch).
+	appendAuditMany = appendAuditSQL(`unnest((SELECT $8::bigint[]), (SELECT $9::timestamptz[]), (SELECT $10::text[]),
+		(SELECT $11::text[]), (SELECT $12::text[]), (SELECT $13::text[]), (SELECT $14::text[]), (SELECT $15::text[]),
+		(SELECT $16::text[]), (SELECT $17::text[]), (SELECT $18::text[]), (SELECT $19::bytea[]), (SELECT $20::bytea[]))
+		AS r(id, t, at, aid, act, rt, rid, res, ip, req, d, ph, h)`)
+)
 
 const auditColumns = `id, occurred_at, actor_type, COALESCE(actor_id, ''), action,
 	COALESCE(resource_type, ''), COALESCE(resource_id, ''), result,
