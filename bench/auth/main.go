@@ -33,7 +33,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,16 +143,16 @@ func realMain(ctx context.Context) error {
 		opts := load.Options{Concurrency: f.loginConc, Requests: 1 << 20, Duration: f.loginDuration, Warmup: 1}
 		hopts := opts
 		hopts.Concurrency = f.hashConc
-		c0, m0 := cpuTime(), readMachine()
+		c0, m0 := load.SelfCPU(), readMachine()
 		h := load.Run(ctx, hopts, func(context.Context) error {
 			_, err := auth.VerifyPassword(hash, password, auth.OWASPArgon2)
 			return err
 		})
-		c1, m1, p1 := cpuTime(), readMachine(), load.ProcessCPU("postgres")
+		c1, m1, p1 := load.SelfCPU(), readMachine(), load.ProcessCPU("postgres")
 		l := load.Run(ctx, opts, func(ctx context.Context) error {
 			return post(ctx, client, base+"/api/auth/login", loginBody, nil)
 		})
-		c2, m2, p2 := cpuTime(), readMachine(), load.ProcessCPU("postgres")
+		c2, m2, p2 := load.SelfCPU(), readMachine(), load.ProcessCPU("postgres")
 		if l.Requests > 0 {
 			pgPerLogin = append(pgPerLogin, float64((p2-p1).Microseconds())/float64(l.Requests))
 			goPerLogin = append(goPerLogin, float64((c2-c1).Microseconds())/float64(l.Requests))
@@ -246,15 +245,6 @@ func fmtRPS(rs []load.Result) string {
 		parts[i] = fmt.Sprintf("%.0f", r.RPS)
 	}
 	return strings.Join(parts, " ")
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // machine is the CPU time counters of /proc/stat's first line, in ticks.
