@@ -346,8 +346,8 @@ func (l *Log) write(batch []*pending) error {
 		}
 		ok, err := store.AppendAudit(ctx, l.wpool, *prev, next, rows)
 		if err != nil {
-			// The outcome is unknown (the commit may have happened): do
-			// not write the batch again under another id.
+			// The head stays unknown: the next write reads it under its
+			// lock, whether or not this statement took effect.
 			return err
 		}
 		if ok {
