@@ -147,3 +147,29 @@ func FuzzWhitelistUserJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAPIKeyJSON throws arbitrary bodies at API key creation and change
+// (both audited): any answer but a 5xx or a non-contract body fails.
+func FuzzAPIKeyJSON(f *testing.F) {
+	e := newEnv(f)
+	u := e.user(f)
+	id, _ := e.newKey(f, u, 100, "whitelist:read")
+	for _, s := range []string{
+		`{"name":"k"}`, `{"name":"k","scopes":["whitelist:read","whitelist:read"],"rateLimitPerMinute":60}`,
+		`{"name":"","scopes":[]}`, `{"name":"k","scopes":["nope"]}`, `{"name":"k","rateLimitPerMinute":0}`,
+		`{"name":"k","rateLimitPerMinute":1e999}`, `{"name":null}`, `{"scopes":null}`, `{}`, `[]`, `null`, `{`,
+		`{"name":"\u0000"}`, `{"name":"k","key":"vb_live_x"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, r := range []resp{
+			e.call(t, "POST", "/api/developer/keys", u, body),
+			e.call(t, "PATCH", "/api/developer/keys/"+id, u, body),
+		} {
+			if r.Status >= 500 || (r.Status >= 400 && r.Body["requestId"] == nil) {
+				t.Fatalf("%q = %d %s", body, r.Status, r.Raw)
+			}
+		}
+	})
+}
