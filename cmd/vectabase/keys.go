@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -84,15 +83,17 @@ func openKeys(ctx context.Context) (*deps, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openKeysWith(ctx, cfg)
+}
+
+// openKeysWith is openKeys with a configuration already loaded (and
+// perhaps acted on, as keys init creates the master key file first).
+func openKeysWith(ctx context.Context, cfg Config) (*deps, error) {
 	// Progress goes to the terminal; routine log lines would garble it.
 	log, err := toolLogger(cfg, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	return openKeysWith(ctx, cfg, log)
-}
-
-func openKeysWith(ctx context.Context, cfg Config, log zerolog.Logger) (*deps, error) {
 	if err := prepareSchema(ctx, cfg.Store, log, false); err != nil {
 		return nil, err
 	}
@@ -157,11 +158,7 @@ keysets in the database. Running it again changes nothing.`,
 					created = true
 				}
 			}
-			log, err := toolLogger(cfg, os.Stderr)
-			if err != nil {
-				return err
-			}
-			d, err := openKeysWith(ctx, cfg, log)
+			d, err := openKeysWith(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -457,11 +454,7 @@ every instance at the new key.`,
 			if n != 1 {
 				return usagef("rotate-kek needs exactly one new KEK: --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
 			}
-			log, err := toolLogger(cfg, os.Stderr)
-			if err != nil {
-				return err
-			}
-			d, err := openKeysWith(ctx, cfg, log)
+			d, err := openKeysWith(ctx, cfg)
 			if err != nil {
 				return err
 			}
