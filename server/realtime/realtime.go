@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
 )
@@ -315,22 +316,22 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var m metrics
 	var err error
-	if m.connections, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	if m.connections, err = server.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "vectabase_realtime_connections", Help: "Open realtime WebSocket connections on this instance.",
 	})); err != nil {
 		return nil, err
 	}
-	if m.events, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.events, err = server.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vectabase_realtime_events_total", Help: "Changes fanned out to at least one client, by topic.",
 	}, []string{"topic"})); err != nil {
 		return nil, err
 	}
-	if m.dropped, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.dropped, err = server.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vectabase_realtime_disconnects_total", Help: "Connections the server ended, by reason (slow, unauthorized, timeout).",
 	}, []string{"reason"})); err != nil {
 		return nil, err
 	}
-	if m.reconnects, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	if m.reconnects, err = server.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vectabase_realtime_listener_reconnects_total", Help: "Times the LISTEN connection was re-established after a failure.",
 	})); err != nil {
 		return nil, err
@@ -339,21 +340,3 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func typeName(v any) string { return fmt.Sprintf("%T", v) }
-
-// register registers c, or reuses the collector already registered under
-// the same name (two hubs on one registry, as in tests).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
-}

@@ -1,9 +1,9 @@
 package rotation
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vectabase/vectabase/server"
 )
 
 type metrics struct {
@@ -25,22 +25,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Stored values re-encrypted to a new primary data key by this instance.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
+	var err error
+	if m.pending, err = server.Register(reg, m.pending); err != nil {
+		return nil, err
 	}
-	if err := reg.Register(m.pending); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.pending = are.ExistingCollector.(prometheus.Gauge)
-	}
-	if err := reg.Register(m.reencrypted); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.reencrypted = are.ExistingCollector.(prometheus.Counter)
+	if m.reencrypted, err = server.Register(reg, m.reencrypted); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
