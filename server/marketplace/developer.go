@@ -435,77 +435,38 @@ func (s *Service) handleCheck(c *fiber.Ctx) error {
 }
 
 func (s *Service) handleCreateKey(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		var in APIKeyInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.createAPIKey(c.UserContext(), keyActor(c, a), in)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(r)
-	}
+	return withBody(fiber.StatusCreated, nil, func(c *fiber.Ctx, _ []string, in APIKeyInput) (APIKeyResource, error) {
+		return s.createAPIKey(c.UserContext(), keyActor(c, a), in)
+	})
 }
 
 func (s *Service) handleListKeys(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		p, err := pageOf(c)
-		if err != nil {
-			return err
-		}
-		rows, next, err := s.repo.ListAPIKeys(c.UserContext(), a.UserID(c), p)
-		if err != nil {
-			return err
-		}
-		return c.JSON(listOf(rows, next, apiKeyResource))
-	}
+	return listing(nil, func(c *fiber.Ctx, _ []string, p store.Page) ([]store.APIKey, *store.Cursor, error) {
+		return s.repo.ListAPIKeys(c.UserContext(), a.UserID(c), p)
+	}, apiKeyResource)
 }
 
 func (s *Service) handleGetKey(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		k, err := s.repo.GetAPIKey(c.UserContext(), a.UserID(c), id)
+	return withIDs([]string{"id"}, func(c *fiber.Ctx, id []string) (APIKeyResource, error) {
+		k, err := s.repo.GetAPIKey(c.UserContext(), a.UserID(c), id[0])
 		if err == nil && k.RevokedAt != nil {
 			err = store.ErrNotFound // a revoked key is gone for its owner too
 		}
 		if err != nil {
-			return mapErr(err, "API key")
+			return APIKeyResource{}, mapErr(err, "API key")
 		}
-		return c.JSON(apiKeyResource(k))
-	}
+		return apiKeyResource(k), nil
+	})
 }
 
 func (s *Service) handleUpdateKey(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		var in APIKeyInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.updateAPIKey(c.UserContext(), keyActor(c, a), id, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}
+	return withBody(fiber.StatusOK, []string{"id"}, func(c *fiber.Ctx, id []string, in APIKeyInput) (APIKeyResource, error) {
+		return s.updateAPIKey(c.UserContext(), keyActor(c, a), id[0], in)
+	})
 }
 
 func (s *Service) handleDeleteKey(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		if err := s.RevokeAPIKey(c.UserContext(), keyActor(c, a), id); err != nil {
-			return err
-		}
-		return c.SendStatus(fiber.StatusNoContent)
-	}
+	return deleting([]string{"id"}, func(c *fiber.Ctx, id []string) error {
+		return s.RevokeAPIKey(c.UserContext(), keyActor(c, a), id[0])
+	})
 }

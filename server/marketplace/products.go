@@ -7,7 +7,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -160,17 +159,9 @@ func (s *Service) ListProducts(ctx context.Context, viewerID, storeID, mine stri
 }
 
 func (s *Service) handleCreateProduct(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		var in ProductInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.CreateProduct(c.UserContext(), a.UserID(c), in)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(r)
-	}
+	return withBody(fiber.StatusCreated, nil, func(c *fiber.Ctx, _ []string, in ProductInput) (ProductResource, error) {
+		return s.CreateProduct(c.UserContext(), a.UserID(c), in)
+	})
 }
 
 func (s *Service) handleListProducts(a Auth) fiber.Handler {
@@ -188,46 +179,23 @@ func (s *Service) handleListProducts(a Auth) fiber.Handler {
 }
 
 func (s *Service) handleGetProduct(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
+	return withIDs([]string{"id"}, func(c *fiber.Ctx, id []string) (ProductResource, error) {
+		p, err := s.repo.GetProduct(c.UserContext(), a.UserID(c), id[0])
 		if err != nil {
-			return err
+			return ProductResource{}, mapErr(err, "product")
 		}
-		p, err := s.repo.GetProduct(c.UserContext(), a.UserID(c), id)
-		if err != nil {
-			return mapErr(err, "product")
-		}
-		return c.JSON(productResource(p))
-	}
+		return productResource(p), nil
+	})
 }
 
 func (s *Service) handleUpdateProduct(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		var in ProductInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.UpdateProduct(c.UserContext(), a.UserID(c), id, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}
+	return withBody(fiber.StatusOK, []string{"id"}, func(c *fiber.Ctx, id []string, in ProductInput) (ProductResource, error) {
+		return s.UpdateProduct(c.UserContext(), a.UserID(c), id[0], in)
+	})
 }
 
 func (s *Service) handleDeleteProduct(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		if err := s.repo.DeleteProduct(c.UserContext(), a.UserID(c), id); err != nil {
-			return mapErr(err, "product")
-		}
-		return c.SendStatus(fiber.StatusNoContent)
-	}
+	return deleting([]string{"id"}, func(c *fiber.Ctx, id []string) error {
+		return mapErr(s.repo.DeleteProduct(c.UserContext(), a.UserID(c), id[0]), "product")
+	})
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -145,74 +144,35 @@ func (s *Service) UpdateStore(ctx context.Context, userID, id string, in StoreIn
 }
 
 func (s *Service) handleCreateStore(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		var in StoreInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.CreateStore(c.UserContext(), a.UserID(c), in)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(r)
-	}
+	return withBody(fiber.StatusCreated, nil, func(c *fiber.Ctx, _ []string, in StoreInput) (StoreResource, error) {
+		return s.CreateStore(c.UserContext(), a.UserID(c), in)
+	})
 }
 
 func (s *Service) handleListStores(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		p, err := pageOf(c)
-		if err != nil {
-			return err
-		}
-		rows, next, err := s.repo.ListStores(c.UserContext(), a.UserID(c), p)
-		if err != nil {
-			return err
-		}
-		return c.JSON(listOf(rows, next, storeResource))
-	}
+	return listing(nil, func(c *fiber.Ctx, _ []string, p store.Page) ([]store.MarketStore, *store.Cursor, error) {
+		return s.repo.ListStores(c.UserContext(), a.UserID(c), p)
+	}, storeResource)
 }
 
 func (s *Service) handleGetStore(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
+	return withIDs([]string{"id"}, func(c *fiber.Ctx, id []string) (StoreResource, error) {
+		st, err := s.repo.GetStore(c.UserContext(), a.UserID(c), id[0])
 		if err != nil {
-			return err
+			return StoreResource{}, mapErr(err, "store")
 		}
-		st, err := s.repo.GetStore(c.UserContext(), a.UserID(c), id)
-		if err != nil {
-			return mapErr(err, "store")
-		}
-		return c.JSON(storeResource(st))
-	}
+		return storeResource(st), nil
+	})
 }
 
 func (s *Service) handleUpdateStore(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		var in StoreInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.UpdateStore(c.UserContext(), a.UserID(c), id, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}
+	return withBody(fiber.StatusOK, []string{"id"}, func(c *fiber.Ctx, id []string, in StoreInput) (StoreResource, error) {
+		return s.UpdateStore(c.UserContext(), a.UserID(c), id[0], in)
+	})
 }
 
 func (s *Service) handleDeleteStore(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		if err := s.repo.DeleteStore(c.UserContext(), a.UserID(c), id); err != nil {
-			return mapErr(err, "store")
-		}
-		return c.SendStatus(fiber.StatusNoContent)
-	}
+	return deleting([]string{"id"}, func(c *fiber.Ctx, id []string) error {
+		return mapErr(s.repo.DeleteStore(c.UserContext(), a.UserID(c), id[0]), "store")
+	})
 }

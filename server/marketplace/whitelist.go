@@ -11,7 +11,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -217,167 +216,70 @@ func (s *Service) UpdateWhitelistUser(ctx context.Context, userID, systemID, ent
 }
 
 func (s *Service) handleCreateSystem(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		var in SystemInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.CreateSystem(c.UserContext(), a.UserID(c), in)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(r)
-	}
+	return withBody(fiber.StatusCreated, nil, func(c *fiber.Ctx, _ []string, in SystemInput) (SystemResource, error) {
+		return s.CreateSystem(c.UserContext(), a.UserID(c), in)
+	})
 }
 
 func (s *Service) handleListSystems(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		p, err := pageOf(c)
-		if err != nil {
-			return err
-		}
-		rows, next, err := s.repo.ListWhitelistSystems(c.UserContext(), a.UserID(c), p)
-		if err != nil {
-			return err
-		}
-		return c.JSON(listOf(rows, next, systemResource))
-	}
+	return listing(nil, func(c *fiber.Ctx, _ []string, p store.Page) ([]store.WhitelistSystem, *store.Cursor, error) {
+		return s.repo.ListWhitelistSystems(c.UserContext(), a.UserID(c), p)
+	}, systemResource)
 }
 
 func (s *Service) handleGetSystem(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
+	return withIDs([]string{"id"}, func(c *fiber.Ctx, id []string) (SystemResource, error) {
+		w, err := s.repo.GetWhitelistSystem(c.UserContext(), a.UserID(c), id[0])
 		if err != nil {
-			return err
+			return SystemResource{}, mapErr(err, "whitelist system")
 		}
-		w, err := s.repo.GetWhitelistSystem(c.UserContext(), a.UserID(c), id)
-		if err != nil {
-			return mapErr(err, "whitelist system")
-		}
-		return c.JSON(systemResource(w))
-	}
+		return systemResource(w), nil
+	})
 }
 
 func (s *Service) handleUpdateSystem(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		var in SystemInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.UpdateSystem(c.UserContext(), a.UserID(c), id, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}
+	return withBody(fiber.StatusOK, []string{"id"}, func(c *fiber.Ctx, id []string, in SystemInput) (SystemResource, error) {
+		return s.UpdateSystem(c.UserContext(), a.UserID(c), id[0], in)
+	})
 }
 
 func (s *Service) handleDeleteSystem(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		if err := s.repo.DeleteWhitelistSystem(c.UserContext(), a.UserID(c), id); err != nil {
-			return mapErr(err, "whitelist system")
-		}
-		return c.SendStatus(fiber.StatusNoContent)
-	}
+	return deleting([]string{"id"}, func(c *fiber.Ctx, id []string) error {
+		return mapErr(s.repo.DeleteWhitelistSystem(c.UserContext(), a.UserID(c), id[0]), "whitelist system")
+	})
 }
 
 func (s *Service) handleCreateWLUser(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		sys, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		var in WhitelistUserInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.CreateWhitelistUser(c.UserContext(), a.UserID(c), sys, in)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(r)
-	}
+	return withBody(fiber.StatusCreated, []string{"id"}, func(c *fiber.Ctx, sys []string, in WhitelistUserInput) (WhitelistUserResource, error) {
+		return s.CreateWhitelistUser(c.UserContext(), a.UserID(c), sys[0], in)
+	})
 }
 
 func (s *Service) handleListWLUsers(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		sys, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		p, err := pageOf(c)
-		if err != nil {
-			return err
-		}
-		rows, next, err := s.repo.ListWhitelistUsers(c.UserContext(), a.UserID(c), sys, p)
-		if err != nil {
-			return mapErr(err, "whitelist system")
-		}
-		return c.JSON(listOf(rows, next, wlUserResource))
-	}
+	return listing([]string{"id"}, func(c *fiber.Ctx, sys []string, p store.Page) ([]store.WhitelistUser, *store.Cursor, error) {
+		rows, next, err := s.repo.ListWhitelistUsers(c.UserContext(), a.UserID(c), sys[0], p)
+		return rows, next, mapErr(err, "whitelist system")
+	}, wlUserResource)
 }
 
 func (s *Service) handleGetWLUser(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		sys, err := idParam(c, "id")
+	return withIDs([]string{"id", "userId"}, func(c *fiber.Ctx, ids []string) (WhitelistUserResource, error) {
+		u, err := s.repo.GetWhitelistUser(c.UserContext(), a.UserID(c), ids[0], ids[1])
 		if err != nil {
-			return err
+			return WhitelistUserResource{}, mapErr(err, "whitelist user")
 		}
-		uid, err := idParam(c, "userId")
-		if err != nil {
-			return err
-		}
-		u, err := s.repo.GetWhitelistUser(c.UserContext(), a.UserID(c), sys, uid)
-		if err != nil {
-			return mapErr(err, "whitelist user")
-		}
-		return c.JSON(wlUserResource(u))
-	}
+		return wlUserResource(u), nil
+	})
 }
 
 func (s *Service) handleUpdateWLUser(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		sys, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		uid, err := idParam(c, "userId")
-		if err != nil {
-			return err
-		}
-		var in WhitelistUserInput
-		if err := server.DecodeJSON(c, &in); err != nil {
-			return err
-		}
-		r, err := s.UpdateWhitelistUser(c.UserContext(), a.UserID(c), sys, uid, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}
+	return withBody(fiber.StatusOK, []string{"id", "userId"}, func(c *fiber.Ctx, ids []string, in WhitelistUserInput) (WhitelistUserResource, error) {
+		return s.UpdateWhitelistUser(c.UserContext(), a.UserID(c), ids[0], ids[1], in)
+	})
 }
 
 func (s *Service) handleDeleteWLUser(a Auth) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		sys, err := idParam(c, "id")
-		if err != nil {
-			return err
-		}
-		uid, err := idParam(c, "userId")
-		if err != nil {
-			return err
-		}
-		if err := s.repo.DeleteWhitelistUser(c.UserContext(), a.UserID(c), sys, uid); err != nil {
-			return mapErr(err, "whitelist user")
-		}
-		return c.SendStatus(fiber.StatusNoContent)
-	}
+	return deleting([]string{"id", "userId"}, func(c *fiber.Ctx, ids []string) error {
+		return mapErr(s.repo.DeleteWhitelistUser(c.UserContext(), a.UserID(c), ids[0], ids[1]), "whitelist user")
+	})
 }
