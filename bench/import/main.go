@@ -5,7 +5,9 @@
 // 1.05 million rows), then prints both times, their ratio, rows per second
 // and the importer's peak resident memory.
 //
-//	go run ./bench/import [-scale 20000] [-rounds 3] [-fixtures ../shared/fixtures/supabase]
+//	go run ./bench/import [-scale 20000] [-rounds 3]
+//
+// The source is the repository's own fixture (store/supabase/supabasetest).
 //
 // The server is BENCH_DATABASE_URL (a role that may create databases) or a
 // throwaway cluster from the system's PostgreSQL binaries. The goal is at
@@ -21,11 +23,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vectabase/vectabase/store/supabase/supabasetest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
@@ -48,7 +51,6 @@ func main() {
 func realMain() error {
 	scale := flag.Int("scale", 20000, "generate.sql scale (users)")
 	nRounds := flag.Int("rounds", 3, "rounds of baseline and import")
-	fixtures := flag.String("fixtures", "../shared/fixtures/supabase", "directory of schema.sql and generate.sql")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
@@ -91,21 +93,12 @@ func realMain() error {
 	// The source: schema.sql and generate.sql at the scale asked.
 	fmt.Printf("loading generate.sql at scale %d ...\n", *scale)
 	t0 := time.Now()
-	schema, err := os.ReadFile(filepath.Join(*fixtures, "schema.sql"))
-	if err != nil {
-		return err
-	}
-	gen, err := os.ReadFile(filepath.Join(*fixtures, "generate.sql"))
-	if err != nil {
-		return err
-	}
-	genSQL := regexp.MustCompile(`(?m)^\\set .*$`).ReplaceAllString(string(gen), "")
-	genSQL = strings.ReplaceAll(genSQL, ":scale", fmt.Sprint(*scale))
+	schema, genSQL := supabasetest.Schema, supabasetest.Generate(*scale)
 	sc, err := pgx.Connect(ctx, dbURL(src))
 	if err != nil {
 		return err
 	}
-	for _, s := range []string{string(schema), genSQL} {
+	for _, s := range []string{schema, genSQL} {
 		if _, err := sc.Exec(ctx, s); err != nil {
 			sc.Close(ctx)
 			return fmt.Errorf("load source: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/store/supabase/supabasetest"
 )
 
 // supabaseSource is a fresh database holding the Supabase fixtures named.
@@ -33,11 +34,7 @@ func supabaseSource(t *testing.T, files ...string) string {
 	}
 	defer conn.Close(ctx)
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join("../../../shared/fixtures/supabase", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, string(b)); err != nil {
+		if _, err := conn.Exec(ctx, supabasetest.File(f)); err != nil {
 			t.Fatalf("load %s: %v", f, err)
 		}
 	}

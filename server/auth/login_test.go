@@ -3,7 +3,6 @@ package auth_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,19 +17,14 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/supabase/supabasetest"
 )
 
 // Passwords of the Supabase sample (bcrypt, cost 10) log in, and are
 // re-hashed to argon2id on the first login; the new hash works too.
 func TestSupabaseBcryptLogsInAndIsRehashed(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../../shared/fixtures/supabase/sample.sql")
-	if err != nil {
-		raw, err = os.ReadFile("/work/shared/fixtures/supabase/sample.sql")
-	}
-	if err != nil {
-		t.Skipf("Supabase sample not found: %v", err)
-	}
+	raw := supabasetest.Sample
 	re := regexp.MustCompile(`'([^']+@example\.com)','(\$2[aby]\$\d\d\$[./A-Za-z0-9]{53})'`)
 	hashes := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(string(raw), -1) {

@@ -12,7 +12,7 @@ import (
 	"github.com/vectabase/vectabase"
 )
 
-// Hashes from ../shared/fixtures/supabase/sample.sql, as GoTrue stores them.
+// Hashes from store/supabase/supabasetest/sample.sql, as GoTrue stores them.
 func TestVerifySupabaseBcrypt(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ hash, password string }{

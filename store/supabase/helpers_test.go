@@ -3,9 +3,6 @@ package supabase_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,27 +12,20 @@ import (
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/store/pgtest"
 	"github.com/vectabase/vectabase/store/supabase"
+	"github.com/vectabase/vectabase/store/supabase/supabasetest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const fixtures = "../../../shared/fixtures/supabase/"
-
+// fixture is one of the repository's Supabase fixtures (supabasetest).
 func fixture(t testing.TB, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(fixtures + name)
-	if err != nil {
-		t.Fatalf("fixture %s: %v", name, err)
-	}
-	return string(b)
+	return supabasetest.File(name)
 }
-
-var setLine = regexp.MustCompile(`(?m)^\\set .*$`)
 
 // generateSQL is generate.sql with psql's variables resolved.
 func generateSQL(t testing.TB, scale int) string {
-	s := setLine.ReplaceAllString(fixture(t, "generate.sql"), "")
-	return strings.ReplaceAll(s, ":scale", fmt.Sprint(scale))
+	return supabasetest.Generate(scale)
 }
 
 func connect(t testing.TB, url string) *pgx.Conn {
