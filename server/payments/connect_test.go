@@ -280,9 +280,11 @@ func TestCredentialsComeFromTheVault(t *testing.T) {
 	}
 }
 
-// TestProperty1_PlatformFeeIsTheCommissionRoundedDown: the fee is
+// TestPropertyPlatformFeeIsTheCommissionRoundedDown claims: the fee is
 // floor(price × bps / 10000), never negative and never more than the price.
-func TestProperty1_PlatformFeeIsTheCommissionRoundedDown(t *testing.T) {
+// It has no seed property number (Property 1 is the import's row counts).
+// rapid's default 100 iterations.
+func TestPropertyPlatformFeeIsTheCommissionRoundedDown(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
 		price := rapid.Int64Range(0, 1<<31-1).Draw(t, "price")
