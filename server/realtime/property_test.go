@@ -1,10 +1,13 @@
 package realtime_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -97,15 +100,47 @@ type world struct {
 	n        int
 }
 
-// step is one statement, run by one instance, and the changes it makes.
+// step is one change, made through one instance, and the changes it
+// makes: a statement on the instance's pool, or (when api is set) a call
+// of the instance's HTTP API by the owner.
 type step struct {
 	instance int
 	sql      string
 	args     []any
+	api      *apiCall
 	changes  []change
 }
 
-func (w *world) marker() string { w.n++; return fmt.Sprintf("m%d-%s", w.n, uuid.NewString()[:8]) }
+// apiCall is a marketplace API request by a user and the status it must
+// answer.
+type apiCall struct {
+	as     user
+	method string
+	path   string
+	body   map[string]any
+	status int
+}
+
+// marker is a unique value for the record field the test sets; it is also
+// a valid Roblox username.
+func (w *world) marker() string { w.n++; return fmt.Sprintf("m%d_%s", w.n, uuid.NewString()[:8]) }
+
+func (w *world) userByID(id string) user {
+	for _, u := range w.users {
+		if u.id == id {
+			return u
+		}
+	}
+	panic("no user " + id)
+}
+
+// viaAPI makes the step the owner's request to the HTTP API instead of a
+// statement, when drawn so.
+func (w *world) viaAPI(rt *rapid.T, st *step, label, owner, method, path string, body map[string]any, status int) {
+	if rapid.Bool().Draw(rt, label+"via API") {
+		st.api = &apiCall{as: w.userByID(owner), method: method, path: path, body: body, status: status}
+	}
+}
 
 func (w *world) newID(kind string) string {
 	id := uuid.NewString()
@@ -210,6 +245,7 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		id := rapid.SampledFrom(live(w, "store", w.stores)).Draw(rt, label+"store")
 		w.stores[id].name = w.marker()
 		st.sql, st.args = `UPDATE stores SET name = $2 WHERE id = $1`, []any{id, w.stores[id].name}
+		w.viaAPI(rt, &st, label, w.stores[id].owner, "PATCH", "/api/stores/"+id, map[string]any{"name": w.stores[id].name}, 200)
 		st.changes = []change{w.storeChange("update", id)}
 	case "store-":
 		var unsold []string
@@ -220,6 +256,7 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		}
 		id := rapid.SampledFrom(unsold).Draw(rt, label+"store")
 		st.sql, st.args = `DELETE FROM stores WHERE id = $1`, []any{id}
+		w.viaAPI(rt, &st, label, w.stores[id].owner, "DELETE", "/api/stores/"+id, nil, 204)
 		// Its products go with it; its whitelist systems stay, without a
 		// store; then the store itself.
 		for _, pid := range live(w, "product", w.products) {
@@ -248,6 +285,7 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		was := p.active
 		p.name, p.active = w.marker(), rapid.Bool().Draw(rt, label+"active")
 		st.sql, st.args = `UPDATE products SET name = $2, is_active = $3 WHERE id = $1`, []any{id, p.name, p.active}
+		w.viaAPI(rt, &st, label, w.stores[p.store].owner, "PATCH", "/api/products/"+id, map[string]any{"name": p.name, "isActive": p.active}, 200)
 		// A product that stops being active is announced publicly once
 		// more, so public listings can drop it.
 		st.changes = []change{w.productChange("update", id, p.active || was)}
@@ -260,6 +298,7 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		}
 		id := rapid.SampledFrom(unsold).Draw(rt, label+"product")
 		st.sql, st.args = `DELETE FROM products WHERE id = $1`, []any{id}
+		w.viaAPI(rt, &st, label, w.stores[w.products[id].store].owner, "DELETE", "/api/products/"+id, nil, 204)
 		st.changes = []change{w.productChange("delete", id, w.products[id].active)}
 		delete(w.products, id)
 	case "sale+":
@@ -299,10 +338,12 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		id := rapid.SampledFrom(live(w, "system", w.systems)).Draw(rt, label+"system")
 		w.systems[id].name = w.marker()
 		st.sql, st.args = `UPDATE whitelist_systems SET name = $2 WHERE id = $1`, []any{id, w.systems[id].name}
+		w.viaAPI(rt, &st, label, w.systems[id].owner, "PATCH", "/api/whitelist/systems/"+id, map[string]any{"name": w.systems[id].name}, 200)
 		st.changes = []change{w.systemChange("update", id)}
 	case "system-":
 		id := rapid.SampledFrom(live(w, "system", w.systems)).Draw(rt, label+"system")
 		st.sql, st.args = `DELETE FROM whitelist_systems WHERE id = $1`, []any{id}
+		w.viaAPI(rt, &st, label, w.systems[id].owner, "DELETE", "/api/whitelist/systems/"+id, nil, 204)
 		for _, pid := range live(w, "player", w.players) {
 			if w.players[pid].system == id {
 				st.changes = append(st.changes, w.playerChange("delete", pid))
@@ -328,10 +369,14 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		id := rapid.SampledFrom(live(w, "player", w.players)).Draw(rt, label+"player")
 		w.players[id].username = w.marker()
 		st.sql, st.args = `UPDATE whitelist_users SET roblox_username = $2 WHERE id = $1`, []any{id, w.players[id].username}
+		sys := w.players[id].system
+		w.viaAPI(rt, &st, label, w.systems[sys].owner, "PATCH", "/api/whitelist/systems/"+sys+"/users/"+id, map[string]any{"robloxUsername": w.players[id].username}, 200)
 		st.changes = []change{w.playerChange("update", id)}
 	case "player-":
 		id := rapid.SampledFrom(live(w, "player", w.players)).Draw(rt, label+"player")
 		st.sql, st.args = `DELETE FROM whitelist_users WHERE id = $1`, []any{id}
+		sys := w.players[id].system
+		w.viaAPI(rt, &st, label, w.systems[sys].owner, "DELETE", "/api/whitelist/systems/"+sys+"/users/"+id, nil, 204)
 		st.changes = []change{w.playerChange("delete", id)}
 		delete(w.players, id)
 	}
@@ -422,6 +467,30 @@ func (c *wsClient) until(rt *rapid.T, mark string) []message {
 	return nil
 }
 
+// call makes an API step's request to this instance as its user.
+func (inst *instance) call(rt *rapid.T, i int, a *apiCall) {
+	var body io.Reader
+	if a.body != nil {
+		b, _ := json.Marshal(a.body)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(a.method, inst.http+a.path, body)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+a.as.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		rt.Fatalf("step %d %s %s: %v", i, a.method, a.path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != a.status {
+		rt.Fatalf("step %d %s %s %v = %d %s, want %d", i, a.method, a.path, a.body, resp.StatusCode, raw, a.status)
+	}
+}
+
 // markerOf is the field of an event's record that the model set.
 var markerField = map[string]string{"stores": "name", "products": "name", "whitelist_systems": "name", "whitelist_users": "robloxUsername", "sales": "amountCents"}
 
@@ -440,24 +509,26 @@ func eventKey(m message) string {
 // TestProperty17_RealtimeBroadcasting claims: for generated sequences of
 // changes (stores, products turning active and inactive, sales with and
 // without a buyer, whitelist systems and players; inserts, updates and
-// deletes, cascades included) owned by three users and committed through
-// either of two server instances sharing one database, and generated
-// subscribers (any user, either instance, one to three subscriptions with
-// any topic and filter), over real WebSockets: every subscriber allowed
-// to see a change and subscribed to it receives it, exactly once, in
-// commit order per row, as the change left the row; no other subscriber
-// receives it. Who may see what comes from the model above. Bounded waits:
-// a sentinel change after the last one marks the end of delivery. rapid's
-// default 100 iterations (about 30 s here), one cluster shared by all,
-// each iteration with its own rows and connections.
+// deletes, cascades included) owned by three users, each made either by
+// its owner through the HTTP API of one of two server instances sharing
+// one database or as a statement through an instance's pool, and for
+// generated subscribers (any user, either instance, one to three
+// subscriptions with any topic and filter), over real WebSockets: every
+// subscriber allowed to see a change and subscribed to it receives it,
+// exactly once, in commit order per row, as the change left the row; no
+// other subscriber receives it. Who may see what comes from the model
+// above, not from the code under test. Bounded waits: a sentinel change
+// after the last one marks the end of delivery. rapid's default 100
+// iterations (under 10 s here), one cluster shared by all, each iteration
+// with its own rows and connections.
 func TestProperty17_RealtimeBroadcasting(t *testing.T) {
 	t.Parallel()
 	cl := newCluster(t)
 	insts := []*instance{cl.start(realtime.Config{}), cl.start(realtime.Config{})}
 	users := []user{insts[0].newUser("alice"), insts[1].newUser("bob"), insts[0].newUser("carol")}
-	iteration, delivered, changes, subscribers := 0, 0, 0, 0
+	iteration, delivered, changes, subscribers, apiCalls := 0, 0, 0, 0, 0
 	defer func() {
-		t.Logf("%d iterations: %d changes, %d subscribers, %d events delivered as the model expected", iteration, changes, subscribers, delivered)
+		t.Logf("%d iterations: %d changes (%d steps through the HTTP API), %d subscribers, %d events delivered as the model expected", iteration, changes, apiCalls, subscribers, delivered)
 	}()
 	rapid.Check(t, func(rt *rapid.T) {
 		iteration++
@@ -543,6 +614,11 @@ func TestProperty17_RealtimeBroadcasting(t *testing.T) {
 		ctx := context.Background()
 		for i, st := range w.steps {
 			changes += len(st.changes)
+			if st.api != nil {
+				apiCalls++
+				insts[st.instance].call(rt, i, st.api)
+				continue
+			}
 			if _, err := insts[st.instance].db.Pool.Exec(ctx, st.sql, st.args...); err != nil {
 				rt.Fatalf("step %d %q %v: %v", i, st.sql, st.args, err)
 			}
