@@ -90,7 +90,8 @@ func build(dir string) (string, error) {
 		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks too
-	if isExecutable(bin) {                               // another process built it while we waited
+	// Another process may have built it while this one waited.
+	if isExecutable(bin) {
 		return bin, nil
 	}
 	goTool, err := exec.LookPath("go")
