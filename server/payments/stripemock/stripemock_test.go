@@ -97,3 +97,18 @@ func TestSharedSkipsWithTheReason(t *testing.T) {
 	}
 	s.Close()
 }
+
+// When the pinned version cannot be built, a stripe-mock on PATH is used.
+func TestBinaryFallsBackToPATH(t *testing.T) {
+	fakeGo(t, true)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	onPath := t.TempDir()
+	bin := filepath.Join(onPath, "stripe-mock")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", os.Getenv("PATH")+":"+onPath)
+	if got, err := Binary(); err != nil || got != bin {
+		t.Fatalf("Binary() = %q, %v; want %s", got, err, bin)
+	}
+}
