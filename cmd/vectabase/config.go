@@ -128,6 +128,9 @@ func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, 
 	if err != nil || c.Level == "" {
 		return zerolog.Nop(), fmt.Errorf("LOG_LEVEL %q is not a level (trace, debug, info, warn, error)", c.Level)
 	}
+	// Colours only for a person at a terminal: redirected to a file or a
+	// pipe, escape codes would be noise in every line.
+	color := isTerminal(w)
 	// Every log line passes the redactor: secret shapes never reach output,
 	// whatever a caller logged.
 	w = redact.NewWriter(w)
@@ -138,7 +141,7 @@ func newLogger(c LogConfig, defaultFormat string, w io.Writer) (zerolog.Logger, 
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05", NoColor: !color}
 	default:
 		return zerolog.Nop(), fmt.Errorf("LOG_FORMAT %q is not json or console", format)
 	}

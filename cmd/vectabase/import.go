@@ -116,6 +116,12 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 		ierr = fmt.Errorf("the import finished (committed: %v) but its audit row could not be written: %w", rep.Committed, aerr)
 	}
 
+	// A refusal (a non-empty target without --replace, a column with no
+	// place, a bad option) comes before any row moved: its one line on
+	// stderr says it all, and a report of empty tables would only bury it.
+	if ierr != nil && refusedBeforeAnyRow(rep) {
+		return importError(ierr)
+	}
 	if reportFile != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(reportFile, append(b, '\n'), 0o600); err != nil && ierr == nil {
@@ -129,14 +135,27 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 	} else {
 		rep.WriteText(stdout)
 	}
-	if ierr != nil {
-		var ve *vectabase.Error
-		if errors.As(ierr, &ve) {
-			return errors.New(ve.Message)
-		}
-		return ierr
+	return importError(ierr)
+}
+
+// importError is the import's failure as one line for the operator.
+func importError(err error) error {
+	var ve *vectabase.Error
+	if errors.As(err, &ve) {
+		return errors.New(ve.Message)
 	}
-	return nil
+	return err
+}
+
+// refusedBeforeAnyRow reports whether an import stopped before reading a
+// row or running a check.
+func refusedBeforeAnyRow(rep *supabase.Report) bool {
+	for _, t := range rep.Tables {
+		if t.Read > 0 || t.Written > 0 {
+			return false
+		}
+	}
+	return len(rep.Checks) == 0
 }
 
 // importProgress shows one progress bar per table on a terminal, and plain

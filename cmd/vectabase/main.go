@@ -87,6 +87,7 @@ func newRootCmd() *cobra.Command {
 		newImportSupabaseCmd(),
 		newKeysCmd(),
 		newDiscordCmd(),
+		newUsersCmd(),
 	)
 	return root
 }

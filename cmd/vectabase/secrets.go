@@ -115,16 +115,27 @@ func printJSON(v any) error {
 // otherwise everything up to EOF with one trailing newline removed (so
 // `echo value | vectabase secrets put NAME` stores "value").
 func readValue() ([]byte, error) {
+	v, err := readStdin("value: ", vault.MaxValueBytes+2)
+	if err != nil {
+		return nil, fmt.Errorf("read the value from stdin: %w", err)
+	}
+	return v, nil
+}
+
+// readStdin reads from stdin without echo after prompt (on stderr) when
+// stdin is a terminal, otherwise up to limit bytes until EOF, with one
+// trailing newline removed.
+func readStdin(prompt string, limit int64) ([]byte, error) {
 	fd := int(os.Stdin.Fd())
 	if term.IsTerminal(fd) {
-		fmt.Fprint(os.Stderr, "value: ")
+		fmt.Fprint(os.Stderr, prompt)
 		v, err := term.ReadPassword(fd)
 		fmt.Fprintln(os.Stderr)
 		return v, err
 	}
-	v, err := io.ReadAll(io.LimitReader(os.Stdin, vault.MaxValueBytes+2))
+	v, err := io.ReadAll(io.LimitReader(os.Stdin, limit))
 	if err != nil {
-		return nil, fmt.Errorf("read the value from stdin: %w", err)
+		return nil, err
 	}
 	v = bytes.TrimSuffix(v, []byte("\n"))
 	v = bytes.TrimSuffix(v, []byte("\r"))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -114,5 +115,47 @@ func TestSecretsAndAuditCLI(t *testing.T) {
 	}
 	if _, err := run("", "secrets", "get", "app/api_key"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("get after delete err = %v, want not found", err)
+	}
+}
+
+// Redirected, `secrets get` prints the value's exact bytes: no newline is
+// added after one that has none, and trailing newlines, carriage returns
+// and bytes that are not UTF-8 come out as they went in.
+func TestSecretsGetPrintsTheExactBytes(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	key := filepath.Join(dir, "master.key")
+	if err := local.GenerateKeyFile(key); err != nil {
+		t.Fatal(err)
+	}
+	env := baseEnv("DATABASE_URL="+pgtest.URL(t), "KEYRING_MASTER_KEY_FILE="+key)
+	for i, value := range []string{"no newline", "two\nlines\n\n", "crlf\r\n", "\xff\x01bin\xfe"} {
+		name := "exact/" + strconv.Itoa(i)
+		if r := runStdin(t, dir, env, "", "secrets", "put", name, value); r.code != 0 {
+			t.Fatalf("put %q: exit %d, stderr %q", value, r.code, r.stderr)
+		}
+		if r := runStdin(t, dir, env, "", "secrets", "get", name); r.code != 0 || r.stdout != value {
+			t.Errorf("get %s = %q (exit %d, stderr %q), want exactly %q", name, r.stdout, r.code, r.stderr, value)
+		}
+	}
+	// On a terminal the value ends with a newline, so the prompt that
+	// follows starts on a line of its own.
+	master, slave, err := openPTY()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer master.Close()
+	cmd := exec.Command(binary, "secrets", "get", "exact/0")
+	cmd.Dir, cmd.Env, cmd.Stdout = dir, env, slave
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	slave.Close()
+	if err != nil {
+		t.Fatalf("get on a terminal: %v, stderr %q", err, stderr.String())
+	}
+	out, _ := io.ReadAll(master) // EIO once the terminal's last writer closed
+	if string(out) != "no newline\r\n" {
+		t.Errorf("get on a terminal printed %q, want the value and a newline", out)
 	}
 }

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -89,35 +90,48 @@ func TestUnknownEmailAndWrongPasswordLookTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Interleave the kinds so that load from parallel tests hits all alike.
+	// A burst of load can still skew one round's medians, so the timing
+	// claim holds when one of three rounds shows it; a path that skips the
+	// hash (ten times faster or more) misses in every round.
 	emails := []string{"nobody@example.com", "known@example.com", "imported@example.com"}
-	times := map[string][]time.Duration{}
-	bodies := map[string]server.ErrorBody{}
-	for range 9 {
-		for _, email := range emails {
-			start := time.Now()
-			r := e.do("POST", "/api/auth/login", map[string]string{"email": email, "password": "wrong-password"})
-			d := time.Since(start)
-			if r.Status != 401 {
-				t.Fatalf("login %s = %d %s, want 401", email, r.Status, r.Body)
+	var misses []string
+	for round := range 3 {
+		misses = nil
+		times := map[string][]time.Duration{}
+		bodies := map[string]server.ErrorBody{}
+		for range 9 {
+			for _, email := range emails {
+				start := time.Now()
+				r := e.do("POST", "/api/auth/login", map[string]string{"email": email, "password": "wrong-password"})
+				d := time.Since(start)
+				if r.Status != 401 {
+					t.Fatalf("login %s = %d %s, want 401", email, r.Status, r.Body)
+				}
+				times[email] = append(times[email], d)
+				var b server.ErrorBody
+				r.json(t, &b)
+				bodies[email] = b
 			}
-			times[email] = append(times[email], d)
-			var b server.ErrorBody
-			r.json(t, &b)
-			bodies[email] = b
+		}
+		median := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
+		unknown := median(times["nobody@example.com"])
+		for _, email := range emails[1:] {
+			if b, u := bodies[email], bodies["nobody@example.com"]; b.Error != u.Error || b.Message != u.Message {
+				t.Errorf("unknown email body %+v, %s body %+v: want the same code and message", bodies["nobody@example.com"], email, bodies[email])
+			}
+			wrong := median(times[email])
+			ratio := float64(unknown) / float64(wrong)
+			t.Logf("round %d: median unknown email %s, wrong password for %s %s, ratio %.2f", round, unknown, email, wrong, ratio)
+			if ratio < 0.67 || ratio > 1.5 {
+				misses = append(misses, fmt.Sprintf("unknown email takes %s, wrong password for %s %s", unknown, email, wrong))
+			}
+		}
+		if len(misses) == 0 {
+			return
 		}
 	}
-	median := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
-	unknown := median(times["nobody@example.com"])
-	for _, email := range emails[1:] {
-		if b, u := bodies[email], bodies["nobody@example.com"]; b.Error != u.Error || b.Message != u.Message {
-			t.Errorf("unknown email body %+v, %s body %+v: want the same code and message", bodies["nobody@example.com"], email, bodies[email])
-		}
-		wrong := median(times[email])
-		ratio := float64(unknown) / float64(wrong)
-		t.Logf("median unknown email %s, wrong password for %s %s, ratio %.2f", unknown, email, wrong, ratio)
-		if ratio < 0.67 || ratio > 1.5 {
-			t.Errorf("unknown email takes %s, wrong password for %s %s: want about the same time", unknown, email, wrong)
-		}
+	for _, m := range misses {
+		t.Errorf("%s: want about the same time (in each of 3 rounds)", m)
 	}
 }
 

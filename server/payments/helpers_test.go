@@ -1,7 +1,6 @@
 package payments_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,10 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,11 +24,12 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/payments"
+	"github.com/vectabase/vectabase/server/payments/stripemock"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m, stopStripeMock) }
+func TestMain(m *testing.M) { pgtest.Main(m, mock.Close) }
 
 // fataler is what the helpers need of *testing.T and *rapid.T alike.
 type fataler interface {
@@ -290,85 +286,16 @@ func (e *env) decrypt(t fataler, table, column, id string) string {
 	return string(pt)
 }
 
-// stripe-mock, Stripe's own API double, started once for the package on a
-// loopback port the system chooses.
-var mock struct {
-	once sync.Once
-	cmd  *exec.Cmd
-	base string
-	err  string
-}
+// mock is stripe-mock, Stripe's own API double, started once for the
+// package on a loopback port the system chooses (built the first time the
+// machine needs it: see stripemock).
+var mock stripemock.Shared
 
-func findStripeMock() string {
-	if p, err := exec.LookPath("stripe-mock"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = strings.TrimSpace(string(out))
-		}
-	}
-	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", "stripe-mock")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// stripeMock returns stripe-mock's base URL, or skips the test when the
-// binary is not installed.
+// stripeMock returns stripe-mock's base URL; only when it can be neither
+// built nor found is the test skipped, saying why.
 func stripeMock(t testing.TB) string {
 	t.Helper()
-	mock.once.Do(func() {
-		bin := findStripeMock()
-		if bin == "" {
-			mock.err = "stripe-mock is not installed: go install github.com/stripe/stripe-mock@v0.203.0"
-			return
-		}
-		cmd := exec.Command(bin, "-http-addr", "127.0.0.1:", "-https-addr", "127.0.0.1:")
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			mock.err = err.Error()
-			return
-		}
-		cmd.Stderr = cmd.Stdout
-		if err := cmd.Start(); err != nil {
-			mock.err = "start stripe-mock: " + err.Error()
-			return
-		}
-		mock.cmd = cmd
-		found := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			sent := false
-			for sc.Scan() {
-				const prefix = "Listening for HTTP at address: "
-				if line := sc.Text(); !sent && strings.HasPrefix(line, prefix) {
-					found <- "http://" + strings.TrimPrefix(line, prefix)
-					sent = true
-				}
-			}
-		}()
-		select {
-		case mock.base = <-found:
-		case <-time.After(30 * time.Second):
-			mock.err = "stripe-mock did not start within 30s"
-		}
-	})
-	if mock.err != "" {
-		t.Skip(mock.err)
-	}
-	return mock.base
-}
-
-func stopStripeMock() {
-	if mock.cmd != nil && mock.cmd.Process != nil {
-		_ = mock.cmd.Process.Kill()
-		_ = mock.cmd.Wait()
-	}
+	return mock.URL(t)
 }
 
 // recorder is a loopback proxy in front of stripe-mock that keeps the form

@@ -123,7 +123,11 @@ type Service struct {
 	now      func() time.Time
 
 	lastSuccess prometheus.Gauge
-	busy        sync.Mutex
+	// lastMu guards lastSeen, the gauge's value: the newest good backup
+	// this process made or found in the directory.
+	lastMu   sync.Mutex
+	lastSeen float64
+	busy     sync.Mutex
 }
 
 // Option configures New.
@@ -149,7 +153,12 @@ func WithAfterRestore(fn func(context.Context) error) Option {
 	return func(s *Service) { s.after = fn }
 }
 
-// WithRegisterer exports vectabase_backup_last_success_timestamp_seconds.
+// WithRegisterer exports vectabase_backup_last_success_timestamp_seconds:
+// the time of the newest good backup, whoever made it. Besides this
+// service's own successful creates, the backup directory is read when the
+// service starts and again on every scrape, so a backup that
+// `vectabase backup create` (another process) wrote beside a running server
+// shows too.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(s *Service) {
 		if reg == nil {
@@ -159,15 +168,55 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 			Name: "vectabase_backup_last_success_timestamp_seconds",
 			Help: "Unix time of the newest backup that completed (0: none yet).",
 		})
-		if err := reg.Register(g); err != nil {
+		if err := reg.Register(scrapedGauge{Gauge: g, refresh: s.refreshLastSuccess}); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
-					g = existing
+				if existing, ok := are.ExistingCollector.(scrapedGauge); ok {
+					g = existing.Gauge
 				}
 			}
 		}
 		s.lastSuccess = g
+	}
+}
+
+// scrapedGauge is a gauge that refresh brings up to date before each
+// collection.
+type scrapedGauge struct {
+	prometheus.Gauge
+	refresh func()
+}
+
+func (g scrapedGauge) Collect(ch chan<- prometheus.Metric) {
+	g.refresh()
+	g.Gauge.Collect(ch)
+}
+
+// noteSuccess raises the last-success gauge to t when t is newer.
+func (s *Service) noteSuccess(t time.Time) {
+	if s.lastSuccess == nil {
+		return
+	}
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	if v := float64(t.Unix()); v > s.lastSeen {
+		s.lastSeen = v
+		s.lastSuccess.Set(v)
+	}
+}
+
+// refreshLastSuccess reads the backup directory's manifests (a few bytes
+// per file, without the KEK) and notes the newest readable backup.
+func (s *Service) refreshLastSuccess() {
+	list, err := s.List(context.Background())
+	if err != nil {
+		return
+	}
+	for _, b := range list {
+		if b.Problem == "" {
+			s.noteSuccess(b.CreatedAt)
+			return
+		}
 	}
 }
 
@@ -223,14 +272,7 @@ func New(cfg Config, directURL string, kek keyring.KEK, opts ...Option) (*Servic
 	if s.lastSuccess != nil {
 		// The gauge starts from the newest backup already on disk, so a
 		// restart does not look like a missed schedule.
-		if list, err := s.List(context.Background()); err == nil {
-			for _, b := range list {
-				if b.Problem == "" {
-					s.lastSuccess.Set(float64(b.CreatedAt.Unix()))
-					break
-				}
-			}
-		}
+		s.refreshLastSuccess()
 	}
 	return s, nil
 }

@@ -118,9 +118,7 @@ func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (B
 	var details map[string]any
 	if err == nil {
 		details = map[string]any{"dumpSize": b.DumpSize, "schemaVersion": b.SchemaVersion, "tables": len(b.RowCounts)}
-		if s.lastSuccess != nil {
-			s.lastSuccess.Set(float64(b.CreatedAt.Unix()))
-		}
+		s.noteSuccess(b.CreatedAt)
 	} else {
 		s.log.Warn().Str("backup", id).Str("error", err.Error()).Msg("backup failed")
 	}
