@@ -157,3 +157,19 @@ func ClientIP(c *fiber.Ctx) string {
 	}
 	return peerAddr(c).String()
 }
+
+// IPBucket is the subject under which per-IP limits count an address
+// (ClientIP's result): IPv6 clients by /64, since one host usually holds a
+// whole /64; anything unparsable shares "unknown".
+func IPBucket(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "unknown"
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
