@@ -389,7 +389,7 @@ func TestTakenEmailCountsAgainstTheIP(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ path, email string }{
-		{"/api/auth/register", "fresh1@example.com"},   // another probe
+		{"/api/auth/register", "fresh1@example.com"},    // another probe
 		{"/api/auth/register", "brand-new@example.com"}, // even a fresh email, from this IP
 		{"/api/auth/login", "fresh2@example.com"},       // and logins
 	} {
