@@ -105,8 +105,8 @@ func contentCodingMiddleware(c *fiber.Ctx) error {
 	if len(values) == 0 {
 		return c.Next()
 	}
+	cd, err := parseContentEncoding(values) // before Del: values point into the header
 	h.Del(fiber.HeaderContentEncoding)
-	cd, err := parseContentEncoding(values)
 	if err != nil {
 		return err
 	}

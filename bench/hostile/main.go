@@ -9,11 +9,12 @@
 //   - a 357-byte triple-gzip body that expands to 4 GiB, sent with its
 //     three codings and with one;
 //   - single gzip, deflate and brotli bombs (about 1 MiB on the wire,
-//     about 1 GiB decoded; brotli 256 MiB);
+//     about 1 GiB decoded; brotli 256 MiB), and 16 gzip bombs at once;
 //   - a 10 MB plain body;
 //   - 500 slowloris connections that send a header line a second;
 //   - 10,000 anonymous refusals (unauthenticated secret reads with a
-//     1,000-character name, and key checks without a key);
+//     1,000-character name, and key checks without a key), three times
+//     back to back;
 //   - forged X-Forwarded-For chains on failed logins, with the server
 //     trusting 127.0.0.1 as its proxy: the forged entries must not give
 //     fresh per-IP buckets.
@@ -23,7 +24,7 @@
 // refusal floods. The peak is /proc's VmHWM, reset before each attack
 // (clear_refs). Every attack is bounded in count and time.
 //
-//	go run ./bench/hostile [-slowloris 500] [-slowloris-duration 12s] [-refusals 10000] [-legit-rate 50] [-baseline 8s]
+//	go run ./bench/hostile [-slowloris 500] [-slowloris-duration 12s] [-refusals 10000] [-refusal-rounds 3] [-legit-rate 50] [-baseline 8s]
 package main
 
 import (
@@ -67,6 +68,7 @@ type flags struct {
 	slowloris         int
 	slowlorisDuration time.Duration
 	refusals          int
+	refusalRounds     int
 	legitRate         float64
 	baseline          time.Duration
 }
@@ -86,6 +88,7 @@ func realMain(ctx context.Context) error {
 	flag.IntVar(&f.slowloris, "slowloris", 500, "slowloris connections")
 	flag.DurationVar(&f.slowlorisDuration, "slowloris-duration", 12*time.Second, "how long the slowloris connections keep sending (past HTTP_READ_HEADER_TIMEOUT's 10 s, to show them cut)")
 	flag.IntVar(&f.refusals, "refusals", 10000, "anonymous requests of the refusal flood")
+	flag.IntVar(&f.refusalRounds, "refusal-rounds", 3, "floods sent back to back (one lasts about a second: more rounds give the legitimate client more samples)")
 	flag.Float64Var(&f.legitRate, "legit-rate", 50, "requests/s of the legitimate client (GET /api/auth/me as a signed-in user)")
 	flag.DurationVar(&f.baseline, "baseline", 8*time.Second, "length of each baseline run of the legitimate client")
 	flag.Parse()
@@ -173,6 +176,17 @@ func realMain(ctx context.Context) error {
 		})
 	}
 	h.attack(ctx, "10 MB plain body", nil, func(ctx context.Context) string { return h.plainBody(10_000_000) })
+	gz := bombs[2].body
+	h.attack(ctx, "16 gzip bombs of 960 MiB at once", nil, func(ctx context.Context) string {
+		codes := make([]int, 16)
+		var wg sync.WaitGroup
+		for i := range codes {
+			wg.Add(1)
+			go func() { defer wg.Done(); codes[i] = h.post(ctx, "/api/auth/login", gz, "gzip", "") }()
+		}
+		wg.Wait()
+		return statuses(codes...)
+	})
 
 	during := func(ctx context.Context, d time.Duration) func() load.Result {
 		ch := make(chan load.Result, 1)
@@ -183,7 +197,7 @@ func realMain(ctx context.Context) error {
 		return during(ctx, f.slowlorisDuration)
 	}, func(ctx context.Context) string { return h.slowloris(ctx, f.slowloris, f.slowlorisDuration) })
 	var floodTime time.Duration
-	h.attack(ctx, fmt.Sprintf("%d anonymous refusals", f.refusals), func(ctx context.Context) func() load.Result {
+	h.attack(ctx, fmt.Sprintf("%d × %d anonymous refusals", f.refusalRounds, f.refusals), func(ctx context.Context) func() load.Result {
 		// The flood's length is not known up front: the legitimate client
 		// runs until the flood ends (bounded by 2 minutes).
 		fctx, cancel := context.WithCancel(ctx)
@@ -191,13 +205,23 @@ func realMain(ctx context.Context) error {
 		return during(fctx, 2*time.Minute)
 	}, func(ctx context.Context) string {
 		start := time.Now()
-		s := h.refusals(ctx, f.refusals)
+		var parts []string
+		for range f.refusalRounds {
+			parts = append(parts, h.refusals(ctx, f.refusals))
+		}
+		s := strings.Join(parts, "; ")
 		floodTime = time.Since(start)
 		h.stopLegit()
 		return s
 	})
 	h.attack(ctx, "forged X-Forwarded-For chains", nil, func(ctx context.Context) string { return h.forged(ctx, 2*maxFailuresPerIP) })
 
+	// Idle workers of fasthttp's pool live 10 s: after that, whatever the
+	// attacks left behind is a leak.
+	h.attack(ctx, "nothing: 15 s after the last attack", nil, func(ctx context.Context) string {
+		time.Sleep(15 * time.Second)
+		return "-"
+	})
 	baseAfter := legitRun(ctx, f.baseline)
 	base := baseBefore
 	if baseAfter.P99 > base.P99 {
