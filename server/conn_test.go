@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
+	fws "github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -184,5 +187,43 @@ func TestReadyzCachesTheKEKCheck(t *testing.T) {
 	}
 	if n := calls2.Load(); n != 1 {
 		t.Fatalf("5 /readyz ran the failing cached check %d times, want 1", n)
+	}
+}
+
+// TestWebSocketOutlivesTheTimeouts: a hijacked connection (the realtime
+// socket) is free of the HTTP timeouts: with every one of them at 200 ms,
+// a socket idle for 1.5 s still carries messages both ways.
+func TestWebSocketOutlivesTheTimeouts(t *testing.T) {
+	t.Parallel()
+	short := 200 * time.Millisecond
+	s := server.New(server.Config{ReadHeaderTimeout: short, ReadTimeout: short, WriteTimeout: short, IdleTimeout: short},
+		zerolog.Nop(), prometheus.NewRegistry())
+	s.Mount([]server.Route{{Method: fiber.MethodGet, Path: "/api/ws", Handler: fws.New(func(c *fws.Conn) {
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(mt, msg); err != nil {
+				return
+			}
+		}
+	})}})
+	addr, stop := serve(t, s)
+	defer stop()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/api/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 2 {
+		time.Sleep(1500 * time.Millisecond)
+		if err := conn.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
+			t.Fatalf("write after %d idle periods: %v", i+1, err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, msg, err := conn.ReadMessage(); err != nil || string(msg) != "ping" {
+			t.Fatalf("echo after %d idle periods = %q, %v", i+1, msg, err)
+		}
 	}
 }
