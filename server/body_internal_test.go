@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"runtime"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server/bodytest"
@@ -94,4 +97,41 @@ func TestBrotliWindowBits(t *testing.T) {
 	if bits, _ := brotliWindowBits(bodytest.Brotli(1<<20, 24)); bits != 24 {
 		t.Errorf("brotliWindowBits(1 MiB at lgwin 24) = %d, want 24", bits)
 	}
+}
+
+// TestProperty18_DecodedBodyIsTheOriginalOrRefused claims: for any body,
+// coding and limit, decoding the encoded body gives back exactly the
+// original when it fits the limit, and PAYLOAD_TOO_LARGE (never a prefix,
+// never more) when it does not. 100 iterations (rapid's default).
+func TestProperty18_DecodedBodyIsTheOriginalOrRefused(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		limit := rapid.IntRange(0, 4096).Draw(t, "limit")
+		// Repetitive bodies compress well, so some decode far past the
+		// limit from a few bytes.
+		unit := rapid.SliceOfN(rapid.Byte(), 1, 16).Draw(t, "unit")
+		body := bytes.Repeat(unit, rapid.IntRange(0, 2*limit/len(unit)+2).Draw(t, "repeats"))
+		cd := rapid.SampledFrom([]coding{codingIdentity, codingGzip, codingDeflate, codingBrotli}).Draw(t, "coding")
+		var wire []byte
+		switch cd {
+		case codingGzip:
+			wire = bodytest.GzipOf(body)
+		case codingDeflate:
+			wire = bodytest.DeflateOf(body)
+		case codingBrotli:
+			wire = bodytest.BrotliOf(body)
+		default:
+			wire = body
+		}
+		got, err := decodeBody(cd, wire, limit)
+		if len(body) > limit {
+			if vectabase.ErrorCode(err) != vectabase.EPAYLOADTOOLARGE {
+				t.Fatalf("decodeBody(%s, %d bytes decoding to %d, limit %d) = %d bytes, %v; want PAYLOAD_TOO_LARGE", cd, len(wire), len(body), limit, len(got), err)
+			}
+			return
+		}
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("decodeBody(%s, %d bytes decoding to %d, limit %d) = %d bytes, %v; want the original", cd, len(wire), len(body), limit, len(got), err)
+		}
+	})
 }
