@@ -227,3 +227,85 @@ func TestWebSocketOutlivesTheTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionCapsAnswerInTheContractShape: past HTTP_MAX_CONNS a new
+// connection gets 503 UNAVAILABLE, past HTTP_MAX_CONNS_PER_IP 429
+// RATE_LIMITED with Retry-After, both in the contract's body; a closed
+// connection frees its slot.
+func TestConnectionCapsAnswerInTheContractShape(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		cfg    server.Config
+		code   string
+		status int
+	}{
+		{"total", server.Config{MaxConns: 2}, "UNAVAILABLE", 503},
+		{"per IP", server.Config{MaxConns: 100, MaxConnsPerIP: 2}, "RATE_LIMITED", 429},
+	} {
+		s := server.New(tc.cfg, zerolog.Nop(), prometheus.NewRegistry())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.Serve(ln) }()
+		addr := ln.Addr().String()
+		var held []net.Conn
+		for range 2 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		// The two held connections are accepted (and counted) once they
+		// have been served a request.
+		for _, c := range held {
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: held connection: %v %v", tc.name, resp, err)
+			}
+			resp.Body.Close()
+		}
+		third, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = third.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+		if err != nil {
+			t.Fatalf("%s: connection past the cap: %v", tc.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		third.Close()
+		if eb := checkErrorBody(t, resp, body); eb.Error != tc.code || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: past the cap = %d %s (Retry-After %q), want %d %s", tc.name, resp.StatusCode, body, resp.Header.Get("Retry-After"), tc.status, tc.code)
+		}
+		// Closing one frees its slot: a new connection is served.
+		held[0].Close()
+		var ok bool
+		for range 100 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err == nil && resp.StatusCode == 200 {
+				ok = true
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the server sees the close a moment later
+		}
+		if !ok {
+			t.Errorf("%s: a closed connection did not free its slot", tc.name)
+		}
+		held[1].Close()
+		_ = s.Shutdown(context.Background())
+	}
+}

@@ -355,7 +355,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 		}()
 	}
-	return s.app.Listener(ln)
+	// HTTP_MAX_CONNS and HTTP_MAX_CONNS_PER_IP, answered in the contract's
+	// shape (fasthttp's own caps stay behind it as a backstop).
+	return s.app.Listener(newConnLimiter(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP))
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests to
