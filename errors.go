@@ -16,6 +16,11 @@ const (
 	ENOTFOUND        = "NOT_FOUND"
 	ECONFLICT        = "CONFLICT"
 	EPAYLOADTOOLARGE = "PAYLOAD_TOO_LARGE"
+	// EUNSUPPORTEDMEDIA is a request body in a Content-Encoding the API
+	// does not decode (unknown, or more than one stacked).
+	EUNSUPPORTEDMEDIA = "UNSUPPORTED_MEDIA_TYPE"
+	// EHEADERSTOOLARGE is a request whose headers pass HTTP_MAX_HEADER_BYTES.
+	EHEADERSTOOLARGE = "REQUEST_HEADERS_TOO_LARGE"
 	ERATELIMITED     = "RATE_LIMITED"
 	EINTERNAL        = "INTERNAL"
 	EUNAVAILABLE     = "UNAVAILABLE"

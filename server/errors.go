@@ -19,16 +19,18 @@ type ErrorBody struct {
 }
 
 var statusOf = map[string]int{
-	vectabase.EBADREQUEST:      fiber.StatusBadRequest,
-	vectabase.EVALIDATION:      fiber.StatusBadRequest,
-	vectabase.EUNAUTHORIZED:    fiber.StatusUnauthorized,
-	vectabase.EFORBIDDEN:       fiber.StatusForbidden,
-	vectabase.ENOTFOUND:        fiber.StatusNotFound,
-	vectabase.ECONFLICT:        fiber.StatusConflict,
-	vectabase.EPAYLOADTOOLARGE: fiber.StatusRequestEntityTooLarge,
-	vectabase.ERATELIMITED:     fiber.StatusTooManyRequests,
-	vectabase.EINTERNAL:        fiber.StatusInternalServerError,
-	vectabase.EUNAVAILABLE:     fiber.StatusServiceUnavailable,
+	vectabase.EBADREQUEST:       fiber.StatusBadRequest,
+	vectabase.EVALIDATION:       fiber.StatusBadRequest,
+	vectabase.EUNAUTHORIZED:     fiber.StatusUnauthorized,
+	vectabase.EFORBIDDEN:        fiber.StatusForbidden,
+	vectabase.ENOTFOUND:         fiber.StatusNotFound,
+	vectabase.ECONFLICT:         fiber.StatusConflict,
+	vectabase.EPAYLOADTOOLARGE:  fiber.StatusRequestEntityTooLarge,
+	vectabase.ERATELIMITED:      fiber.StatusTooManyRequests,
+	vectabase.EUNSUPPORTEDMEDIA: fiber.StatusUnsupportedMediaType,
+	vectabase.EHEADERSTOOLARGE:  fiber.StatusRequestHeaderFieldsTooLarge,
+	vectabase.EINTERNAL:         fiber.StatusInternalServerError,
+	vectabase.EUNAVAILABLE:      fiber.StatusServiceUnavailable,
 }
 
 // StatusOf returns the HTTP status for an error code.
@@ -49,6 +51,10 @@ func fromFiberError(fe *fiber.Error) *vectabase.Error {
 		return vectabase.Errorf(vectabase.ENOTFOUND, "no such route")
 	case fiber.StatusRequestEntityTooLarge:
 		return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than the limit")
+	case fiber.StatusUnsupportedMediaType:
+		return vectabase.Errorf(vectabase.EUNSUPPORTEDMEDIA, "unsupported media type")
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return vectabase.Errorf(vectabase.EHEADERSTOOLARGE, "request headers are larger than the limit")
 	case fiber.StatusRequestTimeout:
 		return vectabase.Errorf(vectabase.EUNAVAILABLE, "request timed out")
 	case fiber.StatusTooManyRequests:

@@ -13,6 +13,8 @@ type localKey string
 const (
 	localRequestID localKey = "requestId"
 	localActor     localKey = "actor"
+	localCoding    localKey = "contentCoding"
+	localClientIP  localKey = "clientIP"
 )
 
 func newRequestID() string { return uuid.NewString() }

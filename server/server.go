@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/vectabase/vectabase"
 )
@@ -34,12 +35,75 @@ type Config struct {
 	MetricsAddr    string   `env:"METRICS_ADDR" envDefault:"127.0.0.1:9090"`
 	CORSOrigins    []string `env:"CORS_ORIGINS" envSeparator:","`
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+
+	// Connection limits. The header timeout runs from a connection's
+	// first byte (or a keep-alive request's first byte) to the end of the
+	// headers; the read timeout then bounds the body. Hijacked connections
+	// (the realtime WebSocket) are free of all of them: fasthttp clears
+	// their deadlines, and the socket keeps its own pings.
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"10s"`
+	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s"`
+	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	MaxHeaderBytes    int           `env:"HTTP_MAX_HEADER_BYTES" envDefault:"16384"`
+	MaxConns          int           `env:"HTTP_MAX_CONNS" envDefault:"20000"`
+	MaxConnsPerIP     int           `env:"HTTP_MAX_CONNS_PER_IP" envDefault:"0"`
+
+	// ReadyzKEKCache is how long /readyz reuses the keyring check's result
+	// (a Vault transit round trip with that backend).
+	ReadyzKEKCache time.Duration `env:"READYZ_KEK_CACHE" envDefault:"5s"`
+}
+
+// withDefaults fills what a Config built in code (tests, harnesses) leaves
+// zero with the environment's defaults.
+func (c Config) withDefaults() Config {
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 20000
+	}
+	return c
+}
+
+// Validate checks what the environment can get wrong: TRUSTED_PROXIES
+// entries that are not addresses or prefixes, negative limits.
+func (c Config) Validate() error {
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return err
+	}
+	if c.MaxHeaderBytes < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("server: HTTP_MAX_HEADER_BYTES, HTTP_MAX_CONNS and HTTP_MAX_CONNS_PER_IP must not be negative")
+	}
+	if c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 4<<10 {
+		return fmt.Errorf("server: HTTP_MAX_HEADER_BYTES %d is below 4096", c.MaxHeaderBytes)
+	}
+	if c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.ReadyzKEKCache < 0 {
+		return fmt.Errorf("server: HTTP timeouts and READYZ_KEK_CACHE must not be negative")
+	}
+	return nil
 }
 
 // ReadyCheck reports whether a dependency is usable; /readyz runs them all.
 type ReadyCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// CacheFor, when > 0, reuses the check's last result (success or
+	// failure) for that long, and runs one check at a time: a flood of
+	// /readyz is then not a flood of calls to the dependency.
+	CacheFor time.Duration
 }
 
 // Server is the API and metrics listeners.
@@ -51,32 +115,48 @@ type Server struct {
 	metrics *httpMetrics
 
 	mu      sync.Mutex
-	checks  []ReadyCheck
+	checks  []*readyCheck
 	metricL *http.Server
 }
 
 // New builds the Fiber app with the middleware every route passes. reg is
 // the registry /metrics serves; the server adds its HTTP metrics to it.
+// Entries of cfg.TrustedProxies that do not parse are ignored here;
+// Config.Validate reports them.
 func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
+	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg)}
 	fcfg := fiber.Config{
+		// fasthttp refuses a body larger than this from its Content-Length
+		// (or while reading chunks) before buffering it; routes then apply
+		// their own, smaller limits to the decoded body.
 		BodyLimit:             MaxBodyBytes,
 		ErrorHandler:          errorHandler(log),
 		DisableStartupMessage: true,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		// Room for large headers (long tokens) without fasthttp's bare 431.
-		ReadBufferSize: 16 << 10,
-	}
-	if len(cfg.TrustedProxies) > 0 {
-		fcfg.ProxyHeader = fiber.HeaderXForwardedFor
-		fcfg.EnableTrustedProxyCheck = true
-		fcfg.TrustedProxies = cfg.TrustedProxies
-		fcfg.EnableIPValidation = true
+		// The header timeout; HeaderReceived below gives the body its own.
+		ReadTimeout:  cfg.ReadHeaderTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		// The header-size cap: fasthttp reads the whole header into this
+		// buffer and refuses a larger one (431).
+		ReadBufferSize: cfg.MaxHeaderBytes,
+		Concurrency:    cfg.MaxConns,
+		// No route takes multipart forms: never spool them to disk.
+		DisablePreParseMultipartForm: true,
 	}
 	s.app = fiber.New(fcfg)
-	s.app.Use(requestIDMiddleware, s.observe, recoverMiddleware)
+	fs := s.app.Server()
+	fs.MaxConnsPerIP = cfg.MaxConnsPerIP
+	readTimeout := cfg.ReadTimeout
+	fs.HeaderReceived = func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: readTimeout}
+	}
+	trusted, err := ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		log.Error().Str("error", err.Error()).Msg("TRUSTED_PROXIES ignored")
+		trusted = nil
+	}
+	s.app.Use(clientIPMiddleware(trusted), requestIDMiddleware, s.observe, recoverMiddleware, contentCodingMiddleware)
 	if len(cfg.CORSOrigins) > 0 {
 		s.app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(cfg.CORSOrigins, ","),
@@ -100,17 +180,39 @@ func (s *Server) Log() zerolog.Logger { return s.log }
 func (s *Server) AddReadyCheck(rc ReadyCheck) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.checks = append(s.checks, rc)
+	s.checks = append(s.checks, &readyCheck{ReadyCheck: rc})
+}
+
+// readyCheck is a ReadyCheck with its cached result.
+type readyCheck struct {
+	ReadyCheck
+	mu    sync.Mutex // held while the check runs: one at a time
+	until time.Time
+	err   error
+}
+
+func (rc *readyCheck) run(ctx context.Context) error {
+	if rc.CacheFor <= 0 {
+		return rc.Check(ctx)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if time.Now().Before(rc.until) {
+		return rc.err
+	}
+	rc.err = rc.Check(ctx)
+	rc.until = time.Now().Add(rc.CacheFor)
+	return rc.err
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
 	s.mu.Lock()
-	checks := append([]ReadyCheck(nil), s.checks...)
+	checks := append([]*readyCheck(nil), s.checks...)
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	for _, rc := range checks {
-		if err := rc.Check(ctx); err != nil {
+		if err := rc.run(ctx); err != nil {
 			s.log.Warn().Str("check", rc.Name).Str("error", err.Error()).Msg("not ready")
 			return vectabase.Errorf(vectabase.EUNAVAILABLE, "%s is not ready", rc.Name)
 		}
@@ -152,8 +254,9 @@ func limits(r Route) fiber.Handler {
 		timeout = 30 * time.Second
 	}
 	return func(c *fiber.Ctx) error {
-		if len(c.Body()) > limit {
-			return vectabase.Errorf(vectabase.EPAYLOADTOOLARGE, "request body is larger than %d bytes", limit)
+		// The limit holds for the decoded body (see body.go).
+		if err := decodedBody(c, limit); err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
 		defer cancel()
@@ -208,7 +311,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		Str("path", c.Path()). // path only: query strings may carry tokens
 		Int("status", status).
 		Dur("latency", latency).
-		Str("ip", c.IP()).
+		Str("ip", ClientIP(c)).
 		Str("actorType", actor.Type).
 		Str("actorId", actor.ID).
 		Msg("request")
@@ -252,7 +355,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 		}()
 	}
-	return s.app.Listener(ln)
+	// HTTP_MAX_CONNS and HTTP_MAX_CONNS_PER_IP, answered in the contract's
+	// shape (fasthttp's own caps stay behind it as a backstop).
+	return s.app.Listener(newConnLimiter(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP))
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests to

@@ -76,7 +76,7 @@ func do(t fataler, s *server.Server, req *http.Request) (*http.Response, []byte)
 var knownCodes = map[string]int{
 	"BAD_REQUEST": 400, "VALIDATION_FAILED": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403,
 	"NOT_FOUND": 404, "CONFLICT": 409, "PAYLOAD_TOO_LARGE": 413, "RATE_LIMITED": 429,
-	"INTERNAL": 500, "UNAVAILABLE": 503,
+	"INTERNAL": 500, "UNAVAILABLE": 503, "UNSUPPORTED_MEDIA_TYPE": 415, "REQUEST_HEADERS_TOO_LARGE": 431,
 }
 
 // checkErrorBody asserts the contract's error structure.

@@ -54,6 +54,9 @@ type runOptions struct {
 // runServer opens everything the server needs, serves until ctx is done,
 // then drains in-flight requests and closes.
 func runServer(ctx context.Context, cfg Config, log zerolog.Logger, opts runOptions) error {
+	if err := cfg.Server.Validate(); err != nil {
+		return err
+	}
 	if err := prepareSchema(ctx, cfg.Store, log, opts.migrate); err != nil {
 		return err
 	}

@@ -110,7 +110,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 
-	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK})
+	// With Vault the check is a transit round trip: reuse its result for
+	// READYZ_KEK_CACHE, so a flood of /readyz is not a flood of Vault calls.
+	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK, CacheFor: d.cfg.Server.ReadyzKEKCache})
 	rot, err := newRotationService(d)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func (h *auditHandler) record(c *fiber.Ctx, action, result string, details map[s
 	a := server.ActorOf(c)
 	err := h.log.Record(c.UserContext(), vectabase.AuditEvent{
 		ActorType: a.Type, ActorID: a.ID, Action: action, ResourceType: "audit_log",
-		Result: result, IP: utils.CopyString(c.IP()), RequestID: server.RequestID(c), Details: details,
+		Result: result, IP: server.ClientIP(c), RequestID: server.RequestID(c), Details: details,
 	})
 	if err != nil {
 		return vectabase.WrapError(vectabase.EUNAVAILABLE, "the audit trail cannot be written, so the request was refused", err)

@@ -47,7 +47,7 @@ func BackupRoutes(svc *backup.Service, requireAdmin fiber.Handler) []server.Rout
 // actor is who calls, for the audit trail.
 func backupActor(c *fiber.Ctx) backup.Actor {
 	a := server.ActorOf(c)
-	return backup.Actor{Type: a.Type, ID: a.ID, IP: utils.CopyString(c.IP()), RequestID: server.RequestID(c)}
+	return backup.Actor{Type: a.Type, ID: a.ID, IP: server.ClientIP(c), RequestID: server.RequestID(c)}
 }
 
 // noBody accepts an empty body or an empty JSON object, and refuses any

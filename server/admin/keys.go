@@ -68,7 +68,7 @@ func (h keyHandlers) rotate(c *fiber.Ctx) error {
 		return err
 	}
 	act := server.ActorOf(c)
-	a := rotation.Actor{Type: act.Type, ID: utils.CopyString(act.ID), IP: utils.CopyString(c.IP()), RequestID: utils.CopyString(server.RequestID(c))}
+	a := rotation.Actor{Type: act.Type, ID: utils.CopyString(act.ID), IP: server.ClientIP(c), RequestID: utils.CopyString(server.RequestID(c))}
 	var (
 		job store.RotationJob
 		err error

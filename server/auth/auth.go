@@ -185,7 +185,7 @@ func (s *Service) Register(ctx context.Context, email, password string, meta Req
 	if n := utf8.RuneCountInString(password); n < minPasswordLen || n > maxPasswordLen || !utf8.ValidString(password) {
 		return store.User{}, vectabase.Errorf(vectabase.EVALIDATION, "password: must be %d to %d characters", minPasswordLen, maxPasswordLen)
 	}
-	if err := s.checkAttempts(ctx, "register", meta); err != nil {
+	if err := s.checkRegister(ctx, email, meta); err != nil {
 		return store.User{}, err
 	}
 	hash, err := s.hashPassword(ctx, password)
@@ -194,7 +194,8 @@ func (s *Service) Register(ctx context.Context, email, password string, meta Req
 	}
 	u, err := s.db.CreateUser(ctx, store.NewUser{Email: email, PasswordHash: hash})
 	if errors.Is(err, store.ErrConflict) {
-		return store.User{}, vectabase.Errorf(vectabase.ECONFLICT, "email: already registered")
+		// Registered in the meantime: a probe all the same.
+		return store.User{}, s.emailTaken(ctx, meta)
 	}
 	if err != nil {
 		return store.User{}, err

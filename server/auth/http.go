@@ -29,7 +29,7 @@ func (s *Service) Routes() []server.Route {
 }
 
 func meta(c *fiber.Ctx) RequestMeta {
-	return RequestMeta{IP: utils.CopyString(c.IP()), UserAgent: utils.CopyString(c.Get(fiber.HeaderUserAgent)), RequestID: server.RequestID(c)}
+	return RequestMeta{IP: server.ClientIP(c), UserAgent: utils.CopyString(c.Get(fiber.HeaderUserAgent)), RequestID: server.RequestID(c)}
 }
 
 // withRetryAfter sets Retry-After when err is a throttling refusal.

@@ -378,3 +378,43 @@ func TestParallelGuessesHeldToTheLimit(t *testing.T) {
 		t.Errorf("%d of %d parallel guesses were checked, want at most %d", wrong, n, cfg.MaxFailuresPerAccount)
 	}
 }
+
+// A register call for a taken email keeps the contract's 409 but counts as
+// a failure of its IP, the counter failed logins fill: past
+// AUTH_MAX_FAILURES_PER_IP the address gets 429 with Retry-After, for
+// registering and for logging in, so probing emails is as slow as
+// guessing passwords. A fresh email does not count.
+func TestTakenEmailCountsAgainstTheIP(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxFailuresPerIP = 4
+	e := newEnv(t, cfg)
+	for i := range 3 {
+		e.register("fresh"+strconv.Itoa(i)+"@example.com", "password-123")
+	}
+	// One failed login and three probes make the four failures.
+	if r := e.do("POST", "/api/auth/login", map[string]string{"email": "fresh0@example.com", "password": "wrong-wrong"}); r.Status != 401 {
+		t.Fatalf("failed login = %d, want 401", r.Status)
+	}
+	for i := range 3 {
+		r := e.do("POST", "/api/auth/register", map[string]string{"email": "FRESH" + strconv.Itoa(i) + "@example.com", "password": "password-123"})
+		if r.Status != 409 || r.code() != "CONFLICT" {
+			t.Fatalf("probe %d = %d %s, want 409 CONFLICT", i+1, r.Status, r.Body)
+		}
+	}
+	for _, tc := range []struct{ path, email string }{
+		{"/api/auth/register", "fresh1@example.com"},    // another probe
+		{"/api/auth/register", "brand-new@example.com"}, // even a fresh email, from this IP
+		{"/api/auth/login", "fresh2@example.com"},       // and logins
+	} {
+		r := e.do("POST", tc.path, map[string]string{"email": tc.email, "password": "password-123"})
+		secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		if r.Status != 429 || r.code() != "RATE_LIMITED" || err != nil || secs < 1 || secs > int(cfg.FailureWindow/time.Second) {
+			t.Fatalf("%s %s past the IP's failures = %d %s (Retry-After %q), want 429 RATE_LIMITED with Retry-After",
+				tc.path, tc.email, r.Status, r.Body, r.Header.Get("Retry-After"))
+		}
+	}
+	// After the window the address may register again.
+	e.clock.advance(cfg.FailureWindow + time.Second)
+	e.register("later@example.com", "password-123")
+}

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -39,20 +39,8 @@ func rateLimited(msg string, wait time.Duration) error {
 	return vectabase.WrapError(vectabase.ERATELIMITED, msg, &RetryAfter{Wait: wait})
 }
 
-// ipKey is the bucket subject of an IP: IPv6 clients are counted per /64,
-// since one host usually holds a whole /64.
-func ipKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return "unknown"
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
+// ipKey is the bucket subject of an IP (server.IPBucket: IPv6 by /64).
+func ipKey(ip string) string { return server.IPBucket(ip) }
 
 // accountBucket names the failure counter of an email. The email enters
 // only as a keyed hash, so the table holds no addresses.
@@ -71,22 +59,6 @@ func windowStart(now time.Time, window time.Duration) time.Time {
 
 func attemptBucket(op string, meta RequestMeta) string {
 	return "attempt:" + op + ":ip:" + ipKey(meta.IP)
-}
-
-// checkAttempts counts one register call from meta's IP and refuses it past
-// MaxAttemptsPerIP in the attempt window.
-func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta) error {
-	if s.cfg.MaxAttemptsPerIP <= 0 {
-		return nil
-	}
-	now := s.now()
-	ws := windowStart(now, s.cfg.AttemptWindow)
-	hits, err := s.db.ThrottleHit(ctx, []string{attemptBucket(op, meta)}, ws, 1)
-	if err != nil {
-		return err
-	}
-	s.maybePrune(ctx, now)
-	return s.attemptsExceeded(op, hits[0].Hits, ws, now)
 }
 
 func (s *Service) attemptsExceeded(op string, hits int, ws, now time.Time) error {
@@ -133,6 +105,50 @@ func (s *Service) checkLogin(ctx context.Context, acct, email string, meta Reque
 		return store.User{}, false, err
 	}
 	return store.User{}, false, rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
+}
+
+// checkRegister throttles a register call and answers a taken email, in
+// one statement: it counts the call against the IP's attempts, reads the
+// IP's failures and looks the email up. A taken email is CONFLICT, as the
+// contract says, but counts as a failure against the IP, the same counter
+// failed logins fill: probing which addresses have accounts is then as
+// slow as guessing passwords, and an IP past AUTH_MAX_FAILURES_PER_IP may
+// not register until its window ends. It answers before any password is
+// hashed, so probing costs the server one statement per try.
+func (s *Service) checkRegister(ctx context.Context, email string, meta RequestMeta) error {
+	if s.cfg.MaxAttemptsPerIP <= 0 && s.cfg.MaxFailuresPerIP <= 0 {
+		return nil
+	}
+	now := s.now()
+	aws, fws := windowStart(now, s.cfg.AttemptWindow), windowStart(now, s.cfg.FailureWindow)
+	hits, _, found, err := s.db.ThrottleAddUserByEmail(ctx, []store.ThrottleInc{
+		{Bucket: attemptBucket("register", meta), Inc: 1, WindowStart: aws},
+		{Bucket: ipFailBucket(meta), Inc: 0, WindowStart: fws},
+	}, email)
+	if err != nil {
+		return err
+	}
+	s.maybePrune(ctx, now)
+	if err := s.attemptsExceeded("register", hits[0].Hits, aws, now); err != nil {
+		return err
+	}
+	if s.cfg.MaxFailuresPerIP > 0 && hits[1].Hits >= s.cfg.MaxFailuresPerIP {
+		s.metrics.rejected.WithLabelValues("register_failures_ip").Inc()
+		return rateLimited("too many failed attempts from this address; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
+	}
+	if found {
+		return s.emailTaken(ctx, meta)
+	}
+	return nil
+}
+
+// emailTaken counts a register call for a taken email as a failure of its
+// IP and answers CONFLICT.
+func (s *Service) emailTaken(ctx context.Context, meta RequestMeta) error {
+	if err := s.countFailure(ctx, meta); err != nil {
+		return err
+	}
+	return vectabase.Errorf(vectabase.ECONFLICT, "email: already registered")
 }
 
 func ipFailBucket(meta RequestMeta) string { return "fail:ip:" + ipKey(meta.IP) }

@@ -144,7 +144,7 @@ func (s *Service) handleInteraction(c *fiber.Ctx) error {
 		Signature: c.Get("X-Signature-Ed25519"),
 		Timestamp: c.Get("X-Signature-Timestamp"),
 		Body:      c.Body(),
-		IP:        c.IP(),
+		IP:        server.ClientIP(c),
 		RequestID: server.RequestID(c),
 	})
 	if err != nil {

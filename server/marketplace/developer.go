@@ -212,7 +212,7 @@ func (s *Service) auditKey(ctx context.Context, who KeyActor, action string, k s
 }
 
 func keyActor(c *fiber.Ctx, a Auth) KeyActor {
-	return KeyActor{UserID: a.UserID(c), IP: utils.CopyString(c.IP()), RequestID: server.RequestID(c)}
+	return KeyActor{UserID: a.UserID(c), IP: server.ClientIP(c), RequestID: server.RequestID(c)}
 }
 
 // keyUse is what the API-key middleware leaves for the handler.
@@ -242,7 +242,7 @@ func (s *Service) APIKeyRoute() fiber.Handler {
 			Path:      utils.CopyString(c.Path()),
 			Status:    c.Response().StatusCode(),
 			Latency:   time.Since(start),
-			IP:        utils.CopyString(c.IP()),
+			IP:        server.ClientIP(c),
 			At:        time.Now(),
 		})
 		return nil

@@ -1,6 +1,9 @@
 package payments
 
 import (
+	"errors"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -55,6 +58,15 @@ func (s *Service) handleStatus(a Auth) fiber.Handler {
 
 func (s *Service) handleCheckout(a Auth) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		// Counted before the body is even decoded: a malformed flood is
+		// throttled as well.
+		if err := s.AllowCheckout(c.UserContext(), a.UserID(c), server.ClientIP(c)); err != nil {
+			var ra *RetryAfter
+			if errors.As(err, &ra) {
+				c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(1, int(math.Ceil(ra.Wait.Seconds())))))
+			}
+			return err
+		}
 		var in CheckoutInput
 		if err := server.DecodeJSON(c, &in); err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -37,6 +39,12 @@ type Config struct {
 	SecretKey     string `env:"STRIPE_SECRET_KEY"`
 	WebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"` // comma-separated: platform and Connect endpoints, rolled secrets
 	APIBase       string `env:"STRIPE_API_BASE"`       // "" is Stripe's own API
+
+	// Checkout calls allowed per client IP (anonymous buyers) or per user
+	// (signed-in buyers) in each window, counted in the database across
+	// instances before anything reaches Stripe. 0 or less: no limit.
+	CheckoutMaxPerIP int           `env:"STRIPE_CHECKOUT_MAX_PER_IP" envDefault:"30"`
+	CheckoutWindow   time.Duration `env:"STRIPE_CHECKOUT_WINDOW" envDefault:"1m"`
 }
 
 // String never shows the credentials, only whether they are set.
@@ -47,7 +55,8 @@ func (c Config) String() string {
 		}
 		return "set"
 	}
-	return "payments.Config{SecretKey: " + set(c.SecretKey) + ", WebhookSecret: " + set(c.WebhookSecret) + ", APIBase: " + c.APIBase + "}"
+	return "payments.Config{SecretKey: " + set(c.SecretKey) + ", WebhookSecret: " + set(c.WebhookSecret) + ", APIBase: " + c.APIBase +
+		", CheckoutMaxPerIP: " + strconv.Itoa(c.CheckoutMaxPerIP) + ", CheckoutWindow: " + c.CheckoutWindow.String() + "}"
 }
 
 // GoString is String, so %#v redacts too.
@@ -81,13 +90,15 @@ const credentialTTL = time.Minute
 
 // Service is the Stripe area's business logic.
 type Service struct {
+	db    *store.DB
 	repo  *store.Payments
 	cfg   Config
 	creds Credentials
 	log   zerolog.Logger
 	now   func() time.Time
 
-	webhooks *prometheus.CounterVec
+	webhooks  *prometheus.CounterVec
+	throttled prometheus.Counter
 
 	mu     sync.Mutex
 	cache  map[string]cachedCredential
@@ -103,7 +114,11 @@ type cachedCredential struct {
 // New builds the service. creds may be nil (environment only); reg may be
 // nil.
 func New(db *store.DB, kr *keyring.Keyring, cfg Config, creds Credentials, log zerolog.Logger, reg prometheus.Registerer) *Service {
+	if cfg.CheckoutWindow <= 0 {
+		cfg.CheckoutWindow = time.Minute
+	}
 	s := &Service{
+		db:    db,
 		repo:  store.NewPayments(db, kr),
 		cfg:   cfg,
 		creds: creds,
@@ -114,11 +129,49 @@ func New(db *store.DB, kr *keyring.Keyring, cfg Config, creds Credentials, log z
 			Name: "vectabase_stripe_webhooks_total",
 			Help: "Stripe webhook deliveries by event type (other: types this server ignores) and result.",
 		}, []string{"type", "result"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vectabase_stripe_checkout_throttled_total",
+			Help: "Checkout calls refused with 429 because their IP (or user) passed STRIPE_CHECKOUT_MAX_PER_IP.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.webhooks)
+		reg.MustRegister(s.webhooks, s.throttled)
 	}
 	return s
+}
+
+// RetryAfter is in the chain of a RATE_LIMITED error: how long the caller
+// should wait. The handler puts it in the Retry-After header.
+type RetryAfter struct{ Wait time.Duration }
+
+func (r *RetryAfter) Error() string { return "retry after " + r.Wait.String() }
+
+// AllowCheckout counts one checkout call against its caller, the user
+// when buyerID is set and otherwise the client address ip (IPv6 by /64),
+// and refuses it past STRIPE_CHECKOUT_MAX_PER_IP in the window:
+// RATE_LIMITED with a *RetryAfter in the chain. It runs before anything
+// else a checkout does, so a flood of anonymous checkouts costs one
+// counter update each and never a Stripe call or a vault read.
+func (s *Service) AllowCheckout(ctx context.Context, buyerID, ip string) error {
+	if s.cfg.CheckoutMaxPerIP <= 0 {
+		return nil
+	}
+	bucket := "checkout:ip:" + server.IPBucket(ip)
+	if buyerID != "" {
+		bucket = "checkout:user:" + buyerID
+	}
+	now := s.now()
+	ws := now.Truncate(s.cfg.CheckoutWindow)
+	hits, err := s.db.ThrottleHit(ctx, []string{bucket}, ws, 1)
+	if err != nil {
+		return err
+	}
+	if hits[0].Hits > s.cfg.CheckoutMaxPerIP {
+		s.throttled.Inc()
+		return vectabase.WrapError(vectabase.ERATELIMITED, "too many checkouts from this address; try again later",
+			&RetryAfter{Wait: ws.Add(s.cfg.CheckoutWindow).Sub(now)})
+	}
+	return nil
 }
 
 // credential returns the environment's value or the vault's secret name,
