@@ -24,6 +24,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
@@ -42,6 +43,8 @@ type Config struct {
 	Realtime realtime.Config
 	Secrets  vault.Config
 	Rotation rotation.Config
+	// Audit bounds the audit writer's queue.
+	Audit audit.Config
 
 	Marketplace marketplace.Config
 	Discord     discord.Config

@@ -67,7 +67,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if d.audit == nil {
 		// The hash-chained, group-committed audit trail; Close flushes it
 		// after the server has drained.
-		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg, d.cfg.Audit.Options()...)
 		d.closers = append(d.closers, d.auditLog.Close)
 		d.audit = d.auditLog
 	}
