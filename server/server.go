@@ -34,6 +34,8 @@ type Config struct {
 	MetricsAddr    string   `env:"METRICS_ADDR" envDefault:"127.0.0.1:9090"`
 	CORSOrigins    []string `env:"CORS_ORIGINS" envSeparator:","`
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+	// Refusals throttles and aggregates unauthenticated refusals.
+	Refusals RefusalConfig
 }
 
 // ReadyCheck reports whether a dependency is usable; /readyz runs them all.
@@ -49,6 +51,7 @@ type Server struct {
 	log     zerolog.Logger
 	reg     *prometheus.Registry
 	metrics *httpMetrics
+	refuse  *Refusals
 
 	mu      sync.Mutex
 	checks  []ReadyCheck
@@ -58,7 +61,7 @@ type Server struct {
 // New builds the Fiber app with the middleware every route passes. reg is
 // the registry /metrics serves; the server adds its HTTP metrics to it.
 func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg)}
+	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg), refuse: NewRefusals(cfg.Refusals, log, reg)}
 	fcfg := fiber.Config{
 		BodyLimit:             MaxBodyBytes,
 		ErrorHandler:          errorHandler(log),
@@ -76,7 +79,10 @@ func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 		fcfg.EnableIPValidation = true
 	}
 	s.app = fiber.New(fcfg)
-	s.app.Use(requestIDMiddleware, s.observe, recoverMiddleware)
+	s.app.Use(requestIDMiddleware, s.observe, recoverMiddleware, func(c *fiber.Ctx) error {
+		c.Locals(refusalsKey{}, s.refuse)
+		return c.Next()
+	})
 	if len(cfg.CORSOrigins) > 0 {
 		s.app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(cfg.CORSOrigins, ","),
@@ -92,6 +98,10 @@ func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 // App returns the Fiber app, for tests (app.Test) and for areas that mount
 // routes themselves.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Refusals is the server's tracker of unauthenticated refusals (see
+// Refuse): cmd sets its recorder, runs it and flushes it at shutdown.
+func (s *Server) Refusals() *Refusals { return s.refuse }
 
 // Log is the server's logger.
 func (s *Server) Log() zerolog.Logger { return s.log }

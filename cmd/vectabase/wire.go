@@ -71,6 +71,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.closers = append(d.closers, d.auditLog.Close)
 		d.audit = d.auditLog
 	}
+	startRefusals(ctx, d, srv)
 	if err := openVault(ctx, d); err != nil {
 		return err
 	}
@@ -118,6 +119,23 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
 	startRotationWorker(ctx, d)
 	return nil
+}
+
+// startRefusals sends the server's per-address, per-minute refusal
+// aggregates to the audit trail: each closed minute by a background loop,
+// the last one at shutdown (before the audit log's own flush, which runs
+// after it because closers run in reverse).
+func startRefusals(ctx context.Context, d *deps, srv *server.Server) {
+	r := srv.Refusals()
+	r.SetRecorder(d.audit)
+	rctx, cancel := context.WithCancel(ctx)
+	go r.Run(rctx)
+	d.closers = append(d.closers, func() {
+		cancel()
+		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer fcancel()
+		r.Flush(fctx, true)
+	})
 }
 
 // mountStripe mounts the Stripe area. Its credentials come from the

@@ -1,0 +1,101 @@
+package secrets_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server"
+)
+
+// 10,000 anonymous refusals (a missing token on a 1000-character secret
+// name, a bad bearer token) write no audit row each: once flushed, at most a
+// handful of aggregate rows (one per address and minute) whose counts add up
+// to 10,000. Past the per-address limit the refusals answer 429 with
+// Retry-After, in the contract's error body. (A signed-in caller refused by
+// the policy is still audited row by row: TestSecretsAPI.)
+func TestAnonymousRefusalsAreAggregated(t *testing.T) {
+	t.Parallel()
+	const limit, total = 100, 10000
+	e := newEnvConfig(t, server.Config{Refusals: server.RefusalConfig{LimitPerMinute: limit}})
+	e.srv.Refusals().SetRecorder(e.al)
+	before := e.auditCount()
+	long := "/api/secrets/" + strings.Repeat("n", 1000)
+	statuses := map[int]int{}
+	for i := range total {
+		req := httptest.NewRequest("GET", long, nil)
+		if i%2 == 1 {
+			req.Header.Set("Authorization", "Bearer not-a-token")
+		}
+		resp, err := e.srv.App().Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == 429 {
+			var b server.ErrorBody
+			_ = json.NewDecoder(resp.Body).Decode(&b)
+			if b.Error != vectabase.ERATELIMITED || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("throttled refusal = %+v Retry-After %q, want RATE_LIMITED with Retry-After", b, resp.Header.Get("Retry-After"))
+			}
+		}
+		resp.Body.Close()
+	}
+	if statuses[401] < limit || statuses[429] == 0 || statuses[401]+statuses[429] != total {
+		t.Fatalf("statuses = %v, want %d refusals: 401 up to the limit of %d per minute, then 429", statuses, total, limit)
+	}
+	if got := e.auditCount(); got != before {
+		t.Fatalf("%d anonymous refusals wrote %d audit rows before the flush, want 0", total, got-before)
+	}
+	if sum := refusalsTotal(t, e); sum != total {
+		t.Errorf("vectabase_refusals_total = %v, want %d", sum, total)
+	}
+
+	e.srv.Refusals().Flush(context.Background(), true)
+	rows, err := e.db.Pool.Query(context.Background(),
+		`SELECT (details->>'count')::int, resource_id FROM audit_logs WHERE action = $1`, server.ActionRefused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, counted := 0, 0
+	for rows.Next() {
+		var c int
+		var addr string
+		if err := rows.Scan(&c, &addr); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		counted += c
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// One address; the run may straddle a minute boundary or two.
+	if n < 1 || n > 3 || counted != total {
+		t.Fatalf("aggregate rows = %d counting %d, want 1 to 3 rows counting %d", n, counted, total)
+	}
+	if got := e.auditCount(); got-before != n {
+		t.Fatalf("audit rows after the flush = %d, want only the %d aggregates", got-before, n)
+	}
+}
+
+// refusalsTotal sums vectabase_refusals_total over its reasons.
+func refusalsTotal(t *testing.T, e *env) float64 {
+	t.Helper()
+	mfs, err := e.h.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == "vectabase_refusals_total" {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
