@@ -20,6 +20,7 @@ import (
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
+	"github.com/vectabase/vectabase/server/retention"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -45,6 +46,8 @@ type Config struct {
 	Rotation rotation.Config
 	// Audit bounds the audit writer's queue.
 	Audit audit.Config
+	// Retention prunes old request logs, Stripe events, sessions, counters.
+	Retention retention.Config
 
 	Marketplace marketplace.Config
 	Discord     discord.Config

@@ -17,6 +17,7 @@ import (
 	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/server/realtime"
+	"github.com/vectabase/vectabase/server/retention"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -118,6 +119,26 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	}
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
 	startRotationWorker(ctx, d)
+	return startRetention(ctx, d)
+}
+
+// startRetention runs the retention worker in the background until the
+// server stops. Its passes take a session advisory lock, so they use the
+// direct connection (DATABASE_DIRECT_URL), never PgBouncer.
+func startRetention(ctx context.Context, d *deps) error {
+	cfg := d.cfg.Retention
+	// A throttle counter must outlive its window, or the limit resets.
+	if floor := 2 * max(d.cfg.Auth.FailureWindow, d.cfg.Auth.AttemptWindow); cfg.Throttle > 0 && time.Duration(cfg.Throttle) < floor {
+		cfg.Throttle = retention.Duration(floor)
+	}
+	w, err := retention.New(cfg, d.cfg.Store.DirectConnString(), d.audit, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	d.closers = append(d.closers, func() { cancel(); <-done })
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"time"
@@ -85,7 +84,6 @@ func (s *Service) checkAttempts(ctx context.Context, op string, meta RequestMeta
 	if err != nil {
 		return err
 	}
-	s.maybePrune(ctx, now)
 	return s.attemptsExceeded(op, hits[0].Hits, ws, now)
 }
 
@@ -114,7 +112,6 @@ func (s *Service) checkLogin(ctx context.Context, acct, email string, meta Reque
 	if err != nil {
 		return store.User{}, false, err
 	}
-	s.maybePrune(ctx, now)
 	if err := s.attemptsExceeded("login", hits[0].Hits, aws, now); err != nil {
 		return store.User{}, false, err
 	}
@@ -143,25 +140,4 @@ func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	ws := windowStart(s.now(), s.cfg.FailureWindow)
 	_, err := s.db.ThrottleHit(ctx, []string{ipFailBucket(meta)}, ws, 1)
 	return err
-}
-
-// maybePrune deletes stale counters, used OAuth states and long-expired
-// sessions now and then
-// (about one call in 500), so the tables stay small without a worker.
-func (s *Service) maybePrune(ctx context.Context, now time.Time) {
-	if rand.IntN(500) != 0 {
-		return
-	}
-	longest := max(s.cfg.FailureWindow, s.cfg.AttemptWindow)
-	if err := s.db.ThrottlePrune(ctx, now.Add(-2*longest)); err != nil {
-		s.log.Warn().Err(err).Msg("prune throttle counters")
-	}
-	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
-		s.log.Warn().Err(err).Msg("prune OAuth states")
-	}
-	// Sessions a day past expiry can neither be refreshed nor help detect
-	// reuse (an expired token is refused anyway).
-	if err := s.db.PruneSessions(ctx, now.Add(-24*time.Hour)); err != nil {
-		s.log.Warn().Err(err).Msg("prune expired sessions")
-	}
 }
