@@ -68,6 +68,7 @@ type refusalCount struct {
 
 type refusalWindow struct {
 	start  time.Time
+	end    time.Time // a minute after start, unless folded (see rollLocked)
 	counts map[string]*refusalCount
 	other  *refusalCount
 }
@@ -111,24 +112,36 @@ func addressKey(ip string) string {
 	return p.String()
 }
 
+// maxPending bounds the closed minutes waiting for Flush (Run flushes
+// every minute; more wait only while nobody flushes or a flush is slow).
+const maxPending = 4
+
 // rollLocked starts a new minute when now is past the current one; the
-// closed minute waits in pending for Flush.
+// closed minute waits in pending for Flush. Past maxPending, the two
+// oldest pending windows are folded into one longer window, so memory
+// stays bounded and no refusal goes uncounted.
 func (r *Refusals) rollLocked(now time.Time) {
 	w := now.Truncate(time.Minute)
 	if w.Equal(r.window) {
 		return
 	}
 	if len(r.counts) > 0 || r.other != nil {
-		if len(r.pending) < 4 {
-			r.pending = append(r.pending, refusalWindow{start: r.window, counts: r.counts, other: r.other})
-		} else {
-			// Nobody has flushed for minutes (no Run): keep memory bounded
-			// by folding into the newest pending minute.
-			last := &r.pending[len(r.pending)-1]
-			for k, c := range r.counts {
-				last.counts[k] = merge(last.counts[k], c)
+		r.pending = append(r.pending, refusalWindow{start: r.window, end: r.window.Add(time.Minute), counts: r.counts, other: r.other})
+		if len(r.pending) > maxPending {
+			a, b := r.pending[0], r.pending[1]
+			for k, c := range b.counts {
+				switch {
+				case a.counts[k] != nil:
+					a.counts[k] = merge(a.counts[k], c)
+				case len(a.counts) < r.cfg.MaxAddresses:
+					a.counts[k] = c
+				default:
+					a.other = merge(a.other, &refusalCount{n: c.n, reasons: c.reasons})
+				}
 			}
-			last.other = merge(last.other, r.other)
+			a.other = merge(a.other, b.other)
+			a.end = b.end
+			r.pending = append([]refusalWindow{a}, r.pending[2:]...)
 		}
 		r.counts = map[string]*refusalCount{}
 		r.other = nil
@@ -221,7 +234,7 @@ func (r *Refusals) Flush(ctx context.Context, all bool) {
 	windows := r.pending
 	r.pending = nil
 	if all && (len(r.counts) > 0 || r.other != nil) {
-		windows = append(windows, refusalWindow{start: r.window, counts: r.counts, other: r.other})
+		windows = append(windows, refusalWindow{start: r.window, end: r.window.Add(time.Minute), counts: r.counts, other: r.other})
 		r.counts = map[string]*refusalCount{}
 		r.other = nil
 	}
@@ -232,15 +245,16 @@ func (r *Refusals) Flush(ctx context.Context, all bool) {
 	}
 	for _, w := range windows {
 		for key, c := range w.counts {
-			r.write(ctx, rec, w.start, key, c)
+			r.write(ctx, rec, w, key, c)
 		}
 		if w.other != nil {
-			r.write(ctx, rec, w.start, "other", w.other)
+			r.write(ctx, rec, w, "other", w.other)
 		}
 	}
 }
 
-func (r *Refusals) write(ctx context.Context, rec RefusalRecorder, start time.Time, key string, c *refusalCount) {
+func (r *Refusals) write(ctx context.Context, rec RefusalRecorder, w refusalWindow, key string, c *refusalCount) {
+	start := w.start
 	reasons := make(map[string]any, len(c.reasons))
 	for k, v := range c.reasons {
 		reasons[k] = v
@@ -248,7 +262,7 @@ func (r *Refusals) write(ctx context.Context, rec RefusalRecorder, start time.Ti
 	err := rec.Record(ctx, vectabase.AuditEvent{
 		Time: start, ActorType: vectabase.ActorAnonymous, Action: ActionRefused,
 		ResourceType: "client_address", ResourceID: key, Result: vectabase.ResultDenied, IP: c.ip,
-		Details: map[string]any{"count": c.n, "reasons": reasons, "windowStart": start.UTC().Format(time.RFC3339), "windowSeconds": 60},
+		Details: map[string]any{"count": c.n, "reasons": reasons, "windowStart": start.UTC().Format(time.RFC3339), "windowSeconds": int(w.end.Sub(start) / time.Second)},
 	})
 	if err != nil {
 		r.log.Warn().Str("error", err.Error()).Str("address", key).Int("count", c.n).Msg("refusal aggregate not audited")
