@@ -6,9 +6,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // 10,000 anonymous refusals (a missing token on a 1000-character secret
@@ -98,4 +100,61 @@ func refusalsTotal(t *testing.T, e *env) float64 {
 		}
 	}
 	return sum
+}
+
+// With the audit writer blocked (an outside transaction holds the chain
+// head's row lock), secret reads answer 503 UNAVAILABLE in the contract's
+// body, without their value, instead of waiting for the lock; once it goes,
+// reads succeed again.
+func TestBlockedAuditWriterAnswers503(t *testing.T) {
+	t.Parallel()
+	e := newEnvConfig(t, server.Config{}, audit.WithEnqueueTimeout(200*time.Millisecond))
+	_, admin := e.user("admin", e.h.Password())
+	value := e.h.Secret()
+	if r := e.do("PUT", "/api/secrets/blocked", map[string]any{"value": value}, admin...); r.Status != 201 {
+		t.Fatalf("PUT = %d %s", r.Status, r.Body)
+	}
+	ctx := context.Background()
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	// The first read's row waits behind the lock; once the writer has been
+	// stuck past the enqueue timeout, reads are refused at once.
+	first := make(chan resp, 1)
+	go func() { first <- e.reveal("GET", "/api/secrets/blocked", value, admin...) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := e.do("GET", "/api/secrets/blocked", nil, admin...)
+		if r.Status == 503 {
+			if errCode(r) != vectabase.EUNAVAILABLE || strings.Contains(string(r.Body), value) {
+				t.Fatalf("blocked read = %s, want UNAVAILABLE without the value", r.Body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads never answered 503 while the audit writer was blocked (last %d)", r.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.Status != 200 && r.Status != 503 {
+		t.Errorf("the read held behind the lock = %d, want 200 or 503", r.Status)
+	}
+	for {
+		r := e.reveal("GET", "/api/secrets/blocked", value, admin...)
+		if r.Status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads did not recover after the lock went (last %d %s)", r.Status, r.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -36,14 +36,14 @@ type env struct {
 
 func newEnv(t testing.TB) *env { t.Helper(); return newEnvConfig(t, server.Config{}) }
 
-func newEnvConfig(t testing.TB, scfg server.Config) *env {
+func newEnvConfig(t testing.TB, scfg server.Config, aopts ...audit.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	h := canarytest.New(t)
 	log := h.Logger()
 	db := pgtest.New(t)
 	kr := keyringtest.New(t, db.Pool)
-	al := audit.New(db, kr, log, h.Registry)
+	al := audit.New(db, kr, log, h.Registry, aopts...)
 	t.Cleanup(al.Close)
 	pol, err := policies.AccessPolicy()
 	if err != nil {
