@@ -261,12 +261,25 @@ func (l *Log) Record(ctx context.Context, ev vectabase.AuditEvent) error {
 			return fmt.Errorf("audit: queue full: %w", ctx.Err())
 		}
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		// The row may still be committed; the access fails anyway.
-		return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+	// Wait for the commit, but give up once the writer has been stuck on
+	// one batch past the enqueue timeout: an event queued just before the
+	// writer stalled must not wait out the batch's own 10 s deadline.
+	t := time.NewTimer(l.enqueueTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-p.done:
+			return err
+		case <-ctx.Done():
+			// The row may still be committed; the access fails anyway.
+			return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+		case <-t.C:
+			if b := l.busySince.Load(); b != 0 && time.Since(time.Unix(0, b)) > l.enqueueTimeout {
+				// As above: the row may still be committed later.
+				return l.saturated("the writer has been stuck on one batch longer than the enqueue timeout")
+			}
+			t.Reset(l.enqueueTimeout)
+		}
 	}
 }
 
