@@ -37,8 +37,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	s := strings.TrimSpace(string(b))
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return fmt.Errorf("%q is not a number of days", s)
+		// At most 100 years: more would overflow a time.Duration.
+		if err != nil || n < 0 || n > 36500 {
+			return fmt.Errorf("%q is not a number of days (0 to 36500)", s)
 		}
 		*d = Duration(time.Duration(n) * 24 * time.Hour)
 		return nil

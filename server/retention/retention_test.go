@@ -188,3 +188,17 @@ func TestDurationReadsDays(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDuration: any text either parses to a non-negative duration or is
+// refused; it never panics.
+func FuzzDuration(f *testing.F) {
+	for _, s := range []string{"30d", "90d", "12h", "0", "", "d", "-1d", "99999999999999d", "1h30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d retention.Duration
+		if err := d.UnmarshalText([]byte(s)); err == nil && d < 0 {
+			t.Fatalf("UnmarshalText(%q) = %v, want a non-negative duration or an error", s, time.Duration(d))
+		}
+	})
+}
