@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vectabase/vectabase"
@@ -125,9 +126,18 @@ func (s *Service) checkLogin(ctx context.Context, acct, email string, meta Reque
 		return u, found, nil
 	}
 	s.metrics.rejected.WithLabelValues("login_failures_" + which).Inc()
-	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
-		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
-		return store.User{}, false, err
+	// The first refusal of a locked account or address in its window is
+	// audited; the rest are counted (metric above, and as refusals by the
+	// handler), so a flood of guesses cannot fill the audit queue.
+	bucket := acct
+	if which == "ip" {
+		bucket = ipFailBucket(meta)
+	}
+	if s.throttleAudits.first(bucket, fws) {
+		if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
+			ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
+			return store.User{}, false, err
+		}
 	}
 	return store.User{}, false, rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
 }
@@ -140,4 +150,29 @@ func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	ws := windowStart(s.now(), s.cfg.FailureWindow)
 	_, err := s.db.ThrottleHit(ctx, []string{ipFailBucket(meta)}, ws, 1)
 	return err
+}
+
+// throttleAudits is the set of (bucket, window) pairs already audited as
+// throttled by this instance. It is bounded: past maxThrottleAudits
+// entries it starts over (at worst a bucket is audited once more).
+type throttleAudits struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const maxThrottleAudits = 10000
+
+// first reports whether bucket's refusal in the window starting at ws is
+// the first this instance sees.
+func (t *throttleAudits) first(bucket string, ws time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w, ok := t.seen[bucket]; ok && w.Equal(ws) {
+		return false
+	}
+	if t.seen == nil || len(t.seen) >= maxThrottleAudits {
+		t.seen = map[string]time.Time{}
+	}
+	t.seen[bucket] = ws
+	return true
 }
