@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,7 @@ func TestBlockedWriterRefusesFastAndRecovers(t *testing.T) {
 
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	goroutines := runtime.NumGoroutine()
 	errs := make(chan error, callers)
 	for i := range callers {
 		go func() { errs <- l.Record(rctx, event(i+1)) }()
@@ -71,6 +73,18 @@ func TestBlockedWriterRefusesFastAndRecovers(t *testing.T) {
 		case <-rctx.Done():
 			t.Fatalf("only %d of %d calls were refused while the writer was blocked; the rest waited", refused, callers)
 		}
+	}
+	// Nothing piles up: every caller's goroutine has returned (the
+	// writer's own stays, stuck on its batch).
+	// (A goroutine that has sent its result may not have exited yet: look
+	// again a few times.)
+	n := runtime.NumGoroutine()
+	for i := 0; i < 100 && n > goroutines+5; i++ {
+		time.Sleep(20 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	if n > goroutines+5 {
+		t.Errorf("%d goroutines while the writer is blocked, %d before the calls: calls are piling up", n, goroutines)
 	}
 	if n := l.QueueLength(); n > queue {
 		t.Errorf("queue length = %d, want at most %d", n, queue)
