@@ -19,7 +19,7 @@ import (
 // fakeDiscord answers like Discord's documented OAuth2 token endpoint
 // (POST /oauth2/token, form-encoded) and GET /users/@me.
 type fakeDiscord struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	mu   sync.Mutex
 	code map[string]map[string]any // valid codes -> the user /users/@me returns for their token
@@ -29,7 +29,7 @@ type fakeDiscord struct {
 	challenge map[string]string
 }
 
-func newFakeDiscord(t *testing.T) *fakeDiscord {
+func newFakeDiscord(t testing.TB) *fakeDiscord {
 	f := &fakeDiscord{t: t, code: map[string]map[string]any{}, used: map[string]bool{}, challenge: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +118,7 @@ func discordEnv(t *testing.T) (*env, *fakeDiscord) {
 type browser struct{ cookie, challenge string }
 
 // authorize starts the flow and returns the state from the redirect.
-func (e *env) authorize(t *testing.T, base string) string {
+func (e *env) authorize(t testing.TB, base string) string {
 	t.Helper()
 	r := e.do("GET", "/api/auth/discord", nil)
 	if r.Status != 302 {
