@@ -26,7 +26,9 @@ type RefusalConfig struct {
 	LimitPerMinute int `env:"REFUSAL_LIMIT_PER_MINUTE" envDefault:"120"`
 	// MaxAddresses bounds the addresses tracked per minute; refusals from
 	// further addresses share one aggregate (address "other").
-	MaxAddresses int `env:"REFUSAL_MAX_ADDRESSES" envDefault:"100000"`
+	// The cap bounds both memory and the aggregate rows one minute can add
+	// to the audit trail per instance.
+	MaxAddresses int `env:"REFUSAL_MAX_ADDRESSES" envDefault:"1000"`
 }
 
 // RefusalRecorder is where the per-minute aggregates go: the audit trail
@@ -77,7 +79,7 @@ type refusalWindow struct {
 // vectabase_refusals_total{reason}.
 func NewRefusals(cfg RefusalConfig, log zerolog.Logger, reg prometheus.Registerer) *Refusals {
 	if cfg.MaxAddresses <= 0 {
-		cfg.MaxAddresses = 100000
+		cfg.MaxAddresses = 1000
 	}
 	total, err := Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vectabase_refusals_total",
@@ -114,7 +116,7 @@ func addressKey(ip string) string {
 
 // maxPending bounds the closed minutes waiting for Flush (Run flushes
 // every minute; more wait only while nobody flushes or a flush is slow).
-const maxPending = 4
+const maxPending = 2
 
 // rollLocked starts a new minute when now is past the current one; the
 // closed minute waits in pending for Flush. Past maxPending, the two
@@ -243,14 +245,27 @@ func (r *Refusals) Flush(ctx context.Context, all bool) {
 	if rec == nil {
 		return
 	}
+	// A few rows at a time, so they share the audit log's group commits
+	// without crowding the queue that requests use.
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	write := func(w refusalWindow, key string, c *refusalCount) {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.write(ctx, rec, w, key, c)
+		}()
+	}
 	for _, w := range windows {
 		for key, c := range w.counts {
-			r.write(ctx, rec, w, key, c)
+			write(w, key, c)
 		}
 		if w.other != nil {
-			r.write(ctx, rec, w, "other", w.other)
+			write(w, "other", w.other)
 		}
 	}
+	wg.Wait()
 }
 
 func (r *Refusals) write(ctx context.Context, rec RefusalRecorder, w refusalWindow, key string, c *refusalCount) {
