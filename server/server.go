@@ -36,6 +36,9 @@ type Config struct {
 	CORSOrigins    []string `env:"CORS_ORIGINS" envSeparator:","`
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 
+	// Refusals throttles and aggregates unauthenticated refusals.
+	Refusals RefusalConfig
+
 	// Connection limits. The header timeout runs from a connection's
 	// first byte (or a keep-alive request's first byte) to the end of the
 	// headers; the read timeout then bounds the body. Hijacked connections
@@ -113,6 +116,7 @@ type Server struct {
 	log     zerolog.Logger
 	reg     *prometheus.Registry
 	metrics *httpMetrics
+	refuse  *Refusals
 
 	mu      sync.Mutex
 	checks  []*readyCheck
@@ -125,7 +129,7 @@ type Server struct {
 // Config.Validate reports them.
 func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg)}
+	s := &Server{cfg: cfg, log: log, reg: reg, metrics: newHTTPMetrics(reg), refuse: NewRefusals(cfg.Refusals, log, reg)}
 	fcfg := fiber.Config{
 		// fasthttp refuses a body larger than this from its Content-Length
 		// (or while reading chunks) before buffering it; routes then apply
@@ -156,7 +160,10 @@ func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 		log.Error().Str("error", err.Error()).Msg("TRUSTED_PROXIES ignored")
 		trusted = nil
 	}
-	s.app.Use(clientIPMiddleware(trusted), requestIDMiddleware, s.observe, recoverMiddleware, contentCodingMiddleware)
+	s.app.Use(clientIPMiddleware(trusted), requestIDMiddleware, s.observe, recoverMiddleware, contentCodingMiddleware, func(c *fiber.Ctx) error {
+		c.Locals(refusalsKey{}, s.refuse)
+		return c.Next()
+	})
 	if len(cfg.CORSOrigins) > 0 {
 		s.app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(cfg.CORSOrigins, ","),
@@ -172,6 +179,10 @@ func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 // App returns the Fiber app, for tests (app.Test) and for areas that mount
 // routes themselves.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Refusals is the server's tracker of unauthenticated refusals (see
+// Refuse): cmd sets its recorder, runs it and flushes it at shutdown.
+func (s *Server) Refusals() *Refusals { return s.refuse }
 
 // Log is the server's logger.
 func (s *Server) Log() zerolog.Logger { return s.log }

@@ -291,11 +291,3 @@ func (db *DB) SessionsOfUser(ctx context.Context, userID string) ([]Session, err
 	}
 	return out, MapError(rows.Err())
 }
-
-// PruneSessions deletes sessions that expired before cutoff, in bounded
-// batches so one call never holds many locks.
-func (db *DB) PruneSessions(ctx context.Context, cutoff time.Time) error {
-	_, err := db.Pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
-		SELECT id FROM sessions WHERE expires_at < $1 LIMIT 1000)`, cutoff)
-	return MapError(err)
-}

@@ -121,12 +121,6 @@ func (db *DB) ThrottleReset(ctx context.Context, bucket string) error {
 	return MapError(err)
 }
 
-// ThrottlePrune deletes counters whose window started before cutoff.
-func (db *DB) ThrottlePrune(ctx context.Context, cutoff time.Time) error {
-	_, err := db.Pool.Exec(ctx, `DELETE FROM auth_throttle WHERE window_start < $1`, cutoff)
-	return MapError(err)
-}
-
 // UseOAuthState records a state nonce as used. A nonce used before is
 // ErrConflict: the state is being replayed.
 func (db *DB) UseOAuthState(ctx context.Context, nonce string, expiresAt time.Time) error {
@@ -139,10 +133,4 @@ func (db *DB) UseOAuthState(ctx context.Context, nonce string, expiresAt time.Ti
 		return ErrConflict
 	}
 	return nil
-}
-
-// PruneOAuthStates deletes used states that have expired anyway.
-func (db *DB) PruneOAuthStates(ctx context.Context, now time.Time) error {
-	_, err := db.Pool.Exec(ctx, `DELETE FROM oauth_used_states WHERE expires_at < $1`, now)
-	return MapError(err)
 }

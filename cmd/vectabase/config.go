@@ -20,10 +20,12 @@ import (
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/server/realtime"
 	"github.com/vectabase/vectabase/server/redact"
+	"github.com/vectabase/vectabase/server/retention"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 // devDir is where `vectabase dev` keeps its cluster, master key and dev.env.
@@ -42,6 +44,10 @@ type Config struct {
 	Realtime realtime.Config
 	Secrets  vault.Config
 	Rotation rotation.Config
+	// Audit bounds the audit writer's queue.
+	Audit audit.Config
+	// Retention prunes old request logs, Stripe events, sessions, counters.
+	Retention retention.Config
 
 	Marketplace marketplace.Config
 	Discord     discord.Config

@@ -17,6 +17,7 @@ import (
 	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/server/realtime"
+	"github.com/vectabase/vectabase/server/retention"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
@@ -67,10 +68,11 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if d.audit == nil {
 		// The hash-chained, group-committed audit trail; Close flushes it
 		// after the server has drained.
-		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg)
+		d.auditLog = audit.New(d.db, d.kr, d.log, d.reg, d.cfg.Audit.Options()...)
 		d.closers = append(d.closers, d.auditLog.Close)
 		d.audit = d.auditLog
 	}
+	startRefusals(ctx, d, srv)
 	if err := openVault(ctx, d); err != nil {
 		return err
 	}
@@ -119,7 +121,44 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	}
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
 	startRotationWorker(ctx, d)
+	return startRetention(ctx, d)
+}
+
+// startRetention runs the retention worker in the background until the
+// server stops. Its passes take a session advisory lock, so they use the
+// direct connection (DATABASE_DIRECT_URL), never PgBouncer.
+func startRetention(ctx context.Context, d *deps) error {
+	cfg := d.cfg.Retention
+	// A throttle counter must outlive its window, or the limit resets.
+	if floor := 2 * max(d.cfg.Auth.FailureWindow, d.cfg.Auth.AttemptWindow); cfg.Throttle > 0 && time.Duration(cfg.Throttle) < floor {
+		cfg.Throttle = retention.Duration(floor)
+	}
+	w, err := retention.New(cfg, d.cfg.Store.DirectConnString(), d.audit, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	d.closers = append(d.closers, func() { cancel(); <-done })
 	return nil
+}
+
+// startRefusals sends the server's per-address, per-minute refusal
+// aggregates to the audit trail: each closed minute by a background loop,
+// the last one at shutdown (before the audit log's own flush, which runs
+// after it because closers run in reverse).
+func startRefusals(ctx context.Context, d *deps, srv *server.Server) {
+	r := srv.Refusals()
+	r.SetRecorder(d.audit)
+	rctx, cancel := context.WithCancel(ctx)
+	go r.Run(rctx)
+	d.closers = append(d.closers, func() {
+		cancel()
+		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer fcancel()
+		r.Flush(fctx, true)
+	})
 }
 
 // mountStripe mounts the Stripe area. Its credentials come from the

@@ -73,6 +73,10 @@ type Service struct {
 	hashSlots chan struct{}
 
 	verifyTimes verifyTimes
+
+	// throttleAudits remembers which throttled buckets this instance has
+	// audited in their current window (one row each, not one per request).
+	throttleAudits throttleAudits
 }
 
 // Option changes a Service for tests.

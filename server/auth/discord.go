@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -61,15 +63,17 @@ type DiscordUser struct {
 
 var errDiscordRefused = vectabase.Errorf(vectabase.EUNAUTHORIZED, "Discord did not accept the authorization code")
 
-// exchange trades an authorization code for the user's Discord profile.
-// The Discord access token is used once here and never stored or logged.
-func (d *discordClient) exchange(ctx context.Context, code string) (DiscordUser, error) {
+// exchange trades an authorization code, with the PKCE verifier of the
+// sign-in that asked for it, for the user's Discord profile. The Discord
+// access token is used once here and never stored or logged.
+func (d *discordClient) exchange(ctx context.Context, code, verifier string) (DiscordUser, error) {
 	var du DiscordUser
 	form := url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
 		"client_id":     {d.clientID},
 		"client_secret": {d.secret},
+		"code_verifier": {verifier},
 	}
 	if d.redirect != "" {
 		form.Set("redirect_uri", d.redirect)
@@ -140,100 +144,158 @@ func describeHTTPError(err error) string {
 	return err.Error()
 }
 
-// newState makes a signed, expiring OAuth state: nonce (16 random bytes)
-// and expiry, MACed by the keyring. It is checked and consumed by useState.
-func (s *Service) newState() (string, error) {
-	payload := make([]byte, 24)
-	if _, err := rand.Read(payload[:16]); err != nil {
-		return "", err
+// The browser binding of a Discord sign-in. GET /api/auth/discord sets a
+// short-lived cookie holding a random nonce (HttpOnly, SameSite=Lax, Secure
+// unless the redirect URI is plain HTTP) and puts the nonce's SHA-256 into
+// the signed state, so a state only completes sign-in in the browser that
+// started it (no login CSRF: an attacker cannot have a victim finish the
+// attacker's sign-in). The PKCE verifier (RFC 7636, S256) is derived from
+// the nonce with a keyring MAC, so it is recovered at the callback from the
+// cookie and never stored; Discord checks it against the code_challenge
+// sent with the authorize redirect.
+const (
+	stateCookie    = "vb_discord_oauth"
+	stateCookieTTL = stateTTL
+	nonceLen       = 32
+	statePayload   = 16 + 8 + sha256.Size // state id, expiry, SHA-256 of the cookie nonce
+)
+
+// newState makes a signed, expiring OAuth state bound to a fresh browser
+// nonce: payload (state id, expiry, SHA-256 of the nonce) MACed by the
+// keyring. It returns the state, the cookie value (the nonce) and the PKCE
+// code challenge. It is checked and consumed by useState.
+func (s *Service) newState() (state, cookie, challenge string, err error) {
+	nonce := make([]byte, nonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", "", "", err
 	}
-	binary.BigEndian.PutUint64(payload[16:], uint64(s.now().Add(stateTTL).Unix()))
+	payload := make([]byte, statePayload)
+	if _, err := rand.Read(payload[:16]); err != nil {
+		return "", "", "", err
+	}
+	binary.BigEndian.PutUint64(payload[16:24], uint64(s.now().Add(stateTTL).Unix()))
+	h := sha256.Sum256(nonce)
+	copy(payload[24:], h[:])
 	mac, err := s.kr.MAC("discord_oauth_state", payload)
+	if err != nil {
+		return "", "", "", err
+	}
+	verifier, err := s.pkceVerifier(nonce)
+	if err != nil {
+		return "", "", "", err
+	}
+	b64 := base64.RawURLEncoding
+	sum := sha256.Sum256([]byte(verifier))
+	return b64.EncodeToString(payload) + "." + b64.EncodeToString(mac), b64.EncodeToString(nonce), b64.EncodeToString(sum[:]), nil
+}
+
+// pkceVerifier is the PKCE code verifier of the sign-in whose cookie holds
+// nonce: 43 or more characters of base64url (RFC 7636 section 4.1).
+func (s *Service) pkceVerifier(nonce []byte) (string, error) {
+	m, err := s.kr.MAC("discord_pkce_verifier", nonce)
 	if err != nil {
 		return "", err
 	}
-	b64 := base64.RawURLEncoding
-	return b64.EncodeToString(payload) + "." + b64.EncodeToString(mac), nil
+	return base64.RawURLEncoding.EncodeToString(m), nil
 }
 
-var errBadState = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid, expired or already used OAuth state")
+var (
+	errBadState = vectabase.Errorf(vectabase.EUNAUTHORIZED, "invalid, expired or already used OAuth state")
+	// errStateNotBound: a genuine state presented without the cookie of
+	// the browser that started sign-in, or with another one's.
+	errStateNotBound = vectabase.Errorf(vectabase.EBADREQUEST, "this sign-in was started in another browser; start it again here")
+)
 
-// useState checks a state's signature and expiry and marks it used; a
-// second use is refused (replay).
-func (s *Service) useState(ctx context.Context, state string) error {
+// useState checks a state's signature and expiry and that cookie (the
+// browser's nonce) is the one it was made for, marks it used (a second use
+// is refused: replay) and returns the PKCE verifier.
+func (s *Service) useState(ctx context.Context, state, cookie string) (string, error) {
 	b64 := base64.RawURLEncoding
 	p, m, ok := strings.Cut(state, ".")
 	if !ok || len(state) > 200 {
-		return errBadState
+		return "", errBadState
 	}
 	payload, err1 := b64.DecodeString(p)
 	mac, err2 := b64.DecodeString(m)
-	if err1 != nil || err2 != nil || len(payload) != 24 {
-		return errBadState
+	if err1 != nil || err2 != nil || len(payload) != statePayload {
+		return "", errBadState
 	}
 	want, err := s.kr.MAC("discord_oauth_state", payload)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !hmac.Equal(mac, want) {
-		return errBadState
+		return "", errBadState
 	}
-	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[16:])), 0)
+	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[16:24])), 0)
 	if !s.now().Before(exp) {
-		return errBadState
+		return "", errBadState
+	}
+	nonce, err := b64.DecodeString(cookie)
+	if err != nil || len(nonce) != nonceLen {
+		return "", errStateNotBound
+	}
+	if h := sha256.Sum256(nonce); !hmac.Equal(h[:], payload[24:]) {
+		return "", errStateNotBound
 	}
 	err = s.db.UseOAuthState(ctx, hex.EncodeToString(payload[:16]), exp)
 	if errors.Is(err, store.ErrConflict) {
-		return errBadState
+		return "", errBadState
 	}
-	return err
+	if err != nil {
+		return "", err
+	}
+	return s.pkceVerifier(nonce)
 }
 
 var errDiscordOff = vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord sign-in is not configured")
 
 // DiscordAuthorizeURL returns the URL to send a user to for Discord
-// sign-in, with a fresh signed state. UNAVAILABLE when Discord OAuth is not
-// configured.
-func (s *Service) DiscordAuthorizeURL() (string, error) {
+// sign-in, with a fresh signed state and PKCE challenge, and the value of
+// the browser cookie the state is bound to (the caller sets it).
+// UNAVAILABLE when Discord OAuth is not configured.
+func (s *Service) DiscordAuthorizeURL() (authorizeURL, cookie string, err error) {
 	if !s.discord.configured() {
-		return "", errDiscordOff
+		return "", "", errDiscordOff
 	}
-	state, err := s.newState()
+	state, cookie, challenge, err := s.newState()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	q := url.Values{
-		"response_type": {"code"},
-		"client_id":     {s.discord.clientID},
-		"scope":         {"identify email"},
-		"state":         {state},
+		"response_type":         {"code"},
+		"client_id":             {s.discord.clientID},
+		"scope":                 {"identify email"},
+		"state":                 {state},
+		"code_challenge":        {challenge},
+		"code_challenge_method": {"S256"},
 	}
 	if s.discord.redirect != "" {
 		q.Set("redirect_uri", s.discord.redirect)
 	}
-	return s.discord.authorize + "?" + q.Encode(), nil
+	return s.discord.authorize + "?" + q.Encode(), cookie, nil
 }
 
 // DiscordCallback completes Discord sign-in: it consumes the state,
 // exchanges the code, and signs in the user linked to that Discord id, or
 // creates one (with the Discord email when Discord says it is verified and
 // no other account holds it). It answers like Login. UNAUTHORIZED for a
-// forged, expired or replayed state or a refused code.
-func (s *Service) DiscordCallback(ctx context.Context, code, state string, meta RequestMeta) (LoginResult, error) {
+// forged, expired or replayed state or a refused code; BAD_REQUEST for a
+// state presented without the cookie (the browser nonce) it was made for.
+// A bad state is not audited row by row: the handler counts it as a
+// refusal (server.Refuse), since anyone can send one.
+func (s *Service) DiscordCallback(ctx context.Context, code, state, cookie string, meta RequestMeta) (LoginResult, error) {
 	if !s.discord.configured() {
 		return LoginResult{}, errDiscordOff
 	}
-	if err := s.useState(ctx, state); err != nil {
-		if vectabase.ErrorCode(err) == vectabase.EUNAUTHORIZED {
-			_ = s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.discord_login",
-				ResourceType: "user", Result: vectabase.ResultFailure, Details: map[string]any{"reason": "bad_state"}})
-		}
+	verifier, err := s.useState(ctx, state, cookie)
+	if err != nil {
 		return LoginResult{}, err
 	}
 	if code == "" || len(code) > 512 {
 		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "code: required")
 	}
-	du, err := s.discord.exchange(ctx, code)
+	du, err := s.discord.exchange(ctx, code, verifier)
 	if err != nil {
 		return LoginResult{}, err
 	}
@@ -279,20 +341,48 @@ func (s *Service) handleDiscord(c *fiber.Ctx) error {
 	}
 	code, state := c.Query("code"), c.Query("state")
 	if code == "" && state == "" {
-		u, err := s.DiscordAuthorizeURL()
+		u, cookie, err := s.DiscordAuthorizeURL()
 		if err != nil {
 			return err
 		}
+		s.setStateCookie(c, cookie, stateCookieTTL)
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.Redirect(u, fiber.StatusFound)
 	}
 	if code == "" || state == "" {
 		return vectabase.Errorf(vectabase.EVALIDATION, "code and state are both required")
 	}
-	res, err := s.DiscordCallback(c.UserContext(), strings.Clone(code), strings.Clone(state), meta(c))
+	cookie := strings.Clone(c.Cookies(stateCookie))
+	res, err := s.DiscordCallback(c.UserContext(), strings.Clone(code), strings.Clone(state), cookie, meta(c))
+	if code := vectabase.ErrorCode(err); err != nil && (code == vectabase.EUNAUTHORIZED || code == vectabase.EBADREQUEST) {
+		return server.Refuse(c, "oauth_state", err)
+	}
 	if err != nil {
 		return err
 	}
+	// The nonce has served: forget it.
+	s.setStateCookie(c, "", -time.Hour)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(res)
+}
+
+// setStateCookie sets (or, with a negative ttl, clears) the browser
+// binding cookie. Secure unless sign-in returns to a plain-HTTP redirect URI
+// (local development); without a configured redirect URI, Secure when the
+// request came over HTTPS.
+func (s *Service) setStateCookie(c *fiber.Ctx, value string, ttl time.Duration) {
+	secure := c.Protocol() == "https"
+	if s.discord.redirect != "" {
+		secure = !strings.HasPrefix(strings.ToLower(s.discord.redirect), "http://")
+	}
+	ck := &fiber.Cookie{Name: stateCookie, Value: value, Path: "/api/auth/discord", HTTPOnly: true,
+		Secure: secure, SameSite: fiber.CookieSameSiteLaxMode}
+	if ttl > 0 {
+		ck.Expires = s.now().Add(ttl)
+		ck.MaxAge = int(ttl / time.Second)
+	} else {
+		ck.Expires = time.Unix(0, 0)
+		ck.MaxAge = -1
+	}
+	c.Cookie(ck)
 }

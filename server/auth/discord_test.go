@@ -2,6 +2,8 @@ package auth_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,15 +19,18 @@ import (
 // fakeDiscord answers like Discord's documented OAuth2 token endpoint
 // (POST /oauth2/token, form-encoded) and GET /users/@me.
 type fakeDiscord struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	mu   sync.Mutex
 	code map[string]map[string]any // valid codes -> the user /users/@me returns for their token
 	used map[string]bool
+	// challenge is the PKCE code_challenge (S256) of the authorize request
+	// each code was issued for; the token request must bring its verifier.
+	challenge map[string]string
 }
 
-func newFakeDiscord(t *testing.T) *fakeDiscord {
-	f := &fakeDiscord{t: t, code: map[string]map[string]any{}, used: map[string]bool{}}
+func newFakeDiscord(t testing.TB) *fakeDiscord {
+	f := &fakeDiscord{t: t, code: map[string]map[string]any{}, used: map[string]bool{}, challenge: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
 		if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
@@ -48,6 +53,15 @@ func newFakeDiscord(t *testing.T) *fakeDiscord {
 		if _, ok := f.code[code]; !ok || f.used[code] {
 			w.WriteHeader(400)
 			_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"Invalid \"code\" in request."}`))
+			return
+		}
+		// PKCE (RFC 7636): BASE64URL(SHA256(code_verifier)) must be the
+		// code_challenge the code was issued for.
+		verifier := r.PostForm.Get("code_verifier")
+		sum := sha256.Sum256([]byte(verifier))
+		if len(verifier) < 43 || len(verifier) > 128 || base64.RawURLEncoding.EncodeToString(sum[:]) != f.challenge[code] {
+			w.WriteHeader(400)
+			_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"Invalid \"code_verifier\""}`))
 			return
 		}
 		f.used[code] = true
@@ -73,6 +87,14 @@ func newFakeDiscord(t *testing.T) *fakeDiscord {
 	return f
 }
 
+// bind records that code was issued for an authorize request with
+// challenge, as Discord does when the user approves.
+func (f *fakeDiscord) bind(code, challenge string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.challenge[code] = challenge
+}
+
 func (f *fakeDiscord) grant(code string, user map[string]any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -86,11 +108,17 @@ func discordEnv(t *testing.T) (*env, *fakeDiscord) {
 	cfg.DiscordClientSecret = "discord-client-secret"
 	cfg.DiscordRedirectURI = "https://app.example/cb"
 	cfg.DiscordAPIBase = f.srv.URL
-	return newEnv(t, cfg), f
+	e := newEnv(t, cfg)
+	e.fake = f
+	return e, f
 }
 
+// browser is what one browser holds of a sign-in it started: the binding
+// cookie, and the PKCE challenge Discord saw in the authorize redirect.
+type browser struct{ cookie, challenge string }
+
 // authorize starts the flow and returns the state from the redirect.
-func (e *env) authorize(t *testing.T, base string) string {
+func (e *env) authorize(t testing.TB, base string) string {
 	t.Helper()
 	r := e.do("GET", "/api/auth/discord", nil)
 	if r.Status != 302 {
@@ -102,14 +130,93 @@ func (e *env) authorize(t *testing.T, base string) string {
 	}
 	q := loc.Query()
 	if q.Get("client_id") != "client-1" || q.Get("response_type") != "code" || q.Get("redirect_uri") != "https://app.example/cb" ||
-		!strings.Contains(q.Get("scope"), "identify") || q.Get("state") == "" {
-		t.Fatalf("authorize query = %v, want client_id, response_type=code, redirect_uri, scope, state", q)
+		!strings.Contains(q.Get("scope"), "identify") || q.Get("state") == "" ||
+		q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
+		t.Fatalf("authorize query = %v, want client_id, response_type=code, redirect_uri, scope, state, an S256 code_challenge", q)
 	}
+	var ck *http.Cookie
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
+		if c.Name == "vb_discord_oauth" {
+			ck = c
+		}
+	}
+	if ck == nil || ck.Value == "" || !ck.HttpOnly || !ck.Secure || ck.SameSite != http.SameSiteLaxMode ||
+		ck.MaxAge <= 0 || ck.MaxAge > 600 || ck.Path != "/api/auth/discord" {
+		t.Fatalf("Set-Cookie = %q, want a short-lived HttpOnly, Secure, SameSite=Lax vb_discord_oauth cookie", r.Header.Values("Set-Cookie"))
+	}
+	if e.flows == nil {
+		e.flows = map[string]browser{}
+	}
+	e.flows[q.Get("state")] = browser{cookie: ck.Value, challenge: q.Get("code_challenge")}
 	return q.Get("state")
 }
 
+// callback completes sign-in for state in the browser that started it:
+// Discord issues code for that authorize request, and the browser sends
+// its cookie back.
 func (e *env) callback(code, state string) response {
-	return e.do("GET", "/api/auth/discord?code="+url.QueryEscape(code)+"&state="+url.QueryEscape(state), nil)
+	b := e.flows[state]
+	if e.fake != nil && b.challenge != "" {
+		e.fake.bind(code, b.challenge)
+	}
+	return e.callbackWith(code, state, b.cookie)
+}
+
+// callbackWith sends the callback with cookie ("" for none) as the binding.
+func (e *env) callbackWith(code, state, cookie string) response {
+	var h []string
+	if cookie != "" {
+		h = []string{"Cookie", "vb_discord_oauth=" + cookie}
+	}
+	return e.do("GET", "/api/auth/discord?code="+url.QueryEscape(code)+"&state="+url.QueryEscape(state), nil, h...)
+}
+
+// A genuine state completes sign-in only in the browser that started it:
+// without the binding cookie, or with another browser's, 400 (and the state
+// is not spent); with its own, 200. The code is exchanged with the PKCE
+// verifier of that sign-in: Discord (the double) refuses a code issued for
+// another sign-in's challenge.
+func TestDiscordStateBoundToBrowser(t *testing.T) {
+	t.Parallel()
+	e, f := discordEnv(t)
+	f.grant("c1", map[string]any{"id": "66666666666666666", "username": "victim"})
+	f.grant("c2", map[string]any{"id": "77777777777777777", "username": "other"})
+	mine := e.authorize(t, f.srv.URL)
+	theirs := e.authorize(t, f.srv.URL)
+	f.bind("c1", e.flows[mine].challenge)
+	for name, cookie := range map[string]string{"no cookie": "", "another browser's": e.flows[theirs].cookie, "garbage": "%%%"} {
+		if r := e.callbackWith("c1", mine, cookie); r.Status != 400 || r.code() != "BAD_REQUEST" {
+			t.Errorf("state with %s cookie = %d %s, want 400 BAD_REQUEST", name, r.Status, r.Body)
+		}
+	}
+	if r := e.callbackWith("c1", mine, e.flows[mine].cookie); r.Status != 200 {
+		t.Fatalf("state in its own browser = %d %s, want 200", r.Status, r.Body)
+	} else if !strings.Contains(strings.Join(r.Header.Values("Set-Cookie"), ";"), "vb_discord_oauth=;") {
+		t.Errorf("successful callback Set-Cookie = %q, want the binding cookie cleared", r.Header.Values("Set-Cookie"))
+	}
+	// PKCE: a code Discord issued for another sign-in's challenge fails
+	// the verifier check there.
+	f.bind("c2", e.flows[mine].challenge)
+	if r := e.callbackWith("c2", theirs, e.flows[theirs].cookie); r.Status != 401 {
+		t.Errorf("code issued for another challenge = %d %s, want 401 (Discord refuses the verifier)", r.Status, r.Body)
+	}
+}
+
+// With a plain-HTTP redirect URI (local development) the binding cookie is
+// not Secure, so the browser sends it back over HTTP.
+func TestDiscordStateCookieInsecureForHTTPDev(t *testing.T) {
+	t.Parallel()
+	f := newFakeDiscord(t)
+	cfg := testConfig()
+	cfg.DiscordClientID, cfg.DiscordClientSecret = "client-1", "discord-client-secret"
+	cfg.DiscordRedirectURI = "http://127.0.0.1:8080/cb"
+	cfg.DiscordAPIBase = f.srv.URL
+	e := newEnv(t, cfg)
+	r := e.do("GET", "/api/auth/discord", nil)
+	cks := (&http.Response{Header: r.Header}).Cookies()
+	if r.Status != 302 || len(cks) != 1 || cks[0].Secure || !cks[0].HttpOnly {
+		t.Fatalf("GET /api/auth/discord in HTTP dev = %d, cookies %q; want one HttpOnly cookie without Secure", r.Status, r.Header.Values("Set-Cookie"))
+	}
 }
 
 // Discord sign-in end to end: a new Discord user is created and signed in;

@@ -89,3 +89,39 @@ func FuzzDiscordCallback(f *testing.F) {
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// FuzzDiscordStateBinding: with Discord sign-in configured, no code, state
+// and binding cookie an attacker can send signs anyone in unless they are
+// a genuine state with the cookie of the browser that started it, and none
+// gives a 5xx other than Discord's absence.
+func FuzzDiscordStateBinding(f *testing.F) {
+	fd := newFakeDiscord(f)
+	cfg := testConfig()
+	cfg.DiscordClientID, cfg.DiscordClientSecret = "client-1", "discord-client-secret"
+	cfg.DiscordRedirectURI = "https://app.example/cb"
+	cfg.DiscordAPIBase = fd.srv.URL
+	e := newEnv(f, cfg)
+	e.fake = fd
+	e.t = f
+	state := e.authorize(f, fd.srv.URL)
+	genuine := e.flows[state].cookie
+	fd.grant("good", map[string]any{"id": "88888888888888888", "username": "fuzz"})
+	fd.bind("good", e.flows[state].challenge)
+	f.Add("good", state, "")
+	f.Add("good", state, "AAAA")
+	f.Add("x", "a.b", genuine)
+	f.Add("good", state+"x", genuine)
+	f.Fuzz(func(t *testing.T, code, st, cookie string) {
+		e.t = t
+		if strings.ContainsAny(cookie, ";\r\n") {
+			return // not a single cookie value
+		}
+		r := e.callbackWith(code, st, cookie)
+		if r.Status >= 500 && r.Status != 503 {
+			t.Fatalf("callback (%q, %q, %q) = %d %s", code, st, cookie, r.Status, r.Body)
+		}
+		if r.Status == 200 && (st != state || cookie != genuine) {
+			t.Fatalf("callback (%q, %q, %q) signed someone in without the genuine state and its cookie", code, st, cookie)
+		}
+	})
+}

@@ -86,6 +86,9 @@ type env struct {
 	cfg   auth.Config
 	clock *clock
 	logs  *syncBuffer // everything the server and the service logged
+
+	fake  *fakeDiscord       // the Discord double, when there is one
+	flows map[string]browser // Discord sign-ins started, by state
 }
 
 type syncBuffer struct {

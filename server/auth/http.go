@@ -63,6 +63,11 @@ func (s *Service) handleLogin(c *fiber.Ctx) error {
 		return err
 	}
 	res, err := s.Login(c.UserContext(), req.Email, req.Password, meta(c))
+	if vectabase.ErrorCode(err) == vectabase.ERATELIMITED {
+		// Throttled before any password was checked: a refusal, counted
+		// per address and minute rather than audited one row each.
+		return server.Refuse(c, "login_throttled", withRetryAfter(c, err))
+	}
 	if err != nil {
 		return withRetryAfter(c, err)
 	}

@@ -88,14 +88,30 @@ func (s *Service) authenticate(c *fiber.Ctx, raw string) error {
 	return nil
 }
 
+// refused passes an authentication failure through server.Refuse: a
+// request refused for its token gets no durable row of its own, is counted
+// per client address and minute, and is throttled (429) past the refusal
+// limit. Other errors (the database failing) pass unchanged.
+func refused(c *fiber.Ctx, present bool, err error) error {
+	if vectabase.ErrorCode(err) != vectabase.EUNAUTHORIZED {
+		return err
+	}
+	reason := "bearer_invalid"
+	if !present {
+		reason = "bearer_missing"
+	}
+	return server.Refuse(c, reason, err)
+}
+
 // RequireUser admits requests with a valid access token (Authorization:
 // Bearer) whose session is still active, and sets the actor to the user.
-// Anything else is UNAUTHORIZED.
+// Anything else is UNAUTHORIZED (429 RATE_LIMITED once the address is past
+// the refusal limit).
 func (s *Service) RequireUser() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		raw, _ := bearer(c)
+		raw, present := bearer(c)
 		if err := s.authenticate(c, raw); err != nil {
-			return err
+			return refused(c, present, err)
 		}
 		return c.Next()
 	}
@@ -111,7 +127,7 @@ func (s *Service) OptionalUser() fiber.Handler {
 			return c.Next()
 		}
 		if err := s.authenticate(c, raw); err != nil {
-			return err
+			return refused(c, present, err)
 		}
 		return c.Next()
 	}
@@ -122,9 +138,9 @@ func (s *Service) OptionalUser() fiber.Handler {
 // others get FORBIDDEN.
 func (s *Service) RequireAdmin() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		raw, _ := bearer(c)
+		raw, present := bearer(c)
 		if err := s.authenticate(c, raw); err != nil {
-			return err
+			return refused(c, present, err)
 		}
 		if Role(c) != "admin" {
 			return vectabase.Errorf(vectabase.EFORBIDDEN, "admin role required")

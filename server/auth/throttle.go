@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vectabase/vectabase"
@@ -86,7 +86,6 @@ func (s *Service) checkLogin(ctx context.Context, acct, email string, meta Reque
 	if err != nil {
 		return store.User{}, false, err
 	}
-	s.maybePrune(ctx, now)
 	if err := s.attemptsExceeded("login", hits[0].Hits, aws, now); err != nil {
 		return store.User{}, false, err
 	}
@@ -100,9 +99,18 @@ func (s *Service) checkLogin(ctx context.Context, acct, email string, meta Reque
 		return u, found, nil
 	}
 	s.metrics.rejected.WithLabelValues("login_failures_" + which).Inc()
-	if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
-		ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
-		return store.User{}, false, err
+	// The first refusal of a locked account or address in its window is
+	// audited; the rest are counted (metric above, and as refusals by the
+	// handler), so a flood of guesses cannot fill the audit queue.
+	bucket := acct
+	if which == "ip" {
+		bucket = ipFailBucket(meta)
+	}
+	if s.throttleAudits.first(bucket, fws) {
+		if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous, Action: "auth.login_throttled",
+			ResourceType: "login", Result: vectabase.ResultDenied, Details: map[string]any{"limit": which}}); err != nil {
+			return store.User{}, false, err
+		}
 	}
 	return store.User{}, false, rateLimited("too many failed logins; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
 }
@@ -128,7 +136,6 @@ func (s *Service) checkRegister(ctx context.Context, email string, meta RequestM
 	if err != nil {
 		return err
 	}
-	s.maybePrune(ctx, now)
 	if err := s.attemptsExceeded("register", hits[0].Hits, aws, now); err != nil {
 		return err
 	}
@@ -161,23 +168,27 @@ func (s *Service) countFailure(ctx context.Context, meta RequestMeta) error {
 	return err
 }
 
-// maybePrune deletes stale counters, used OAuth states and long-expired
-// sessions now and then
-// (about one call in 500), so the tables stay small without a worker.
-func (s *Service) maybePrune(ctx context.Context, now time.Time) {
-	if rand.IntN(500) != 0 {
-		return
+// throttleAudits is the set of (bucket, window) pairs already audited as
+// throttled by this instance. It is bounded: past maxThrottleAudits
+// entries it starts over (at worst a bucket is audited once more).
+type throttleAudits struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const maxThrottleAudits = 10000
+
+// first reports whether bucket's refusal in the window starting at ws is
+// the first this instance sees.
+func (t *throttleAudits) first(bucket string, ws time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w, ok := t.seen[bucket]; ok && w.Equal(ws) {
+		return false
 	}
-	longest := max(s.cfg.FailureWindow, s.cfg.AttemptWindow)
-	if err := s.db.ThrottlePrune(ctx, now.Add(-2*longest)); err != nil {
-		s.log.Warn().Err(err).Msg("prune throttle counters")
+	if t.seen == nil || len(t.seen) >= maxThrottleAudits {
+		t.seen = map[string]time.Time{}
 	}
-	if err := s.db.PruneOAuthStates(ctx, now); err != nil {
-		s.log.Warn().Err(err).Msg("prune OAuth states")
-	}
-	// Sessions a day past expiry can neither be refreshed nor help detect
-	// reuse (an expired token is refused anyway).
-	if err := s.db.PruneSessions(ctx, now.Add(-24*time.Hour)); err != nil {
-		s.log.Warn().Err(err).Msg("prune expired sessions")
-	}
+	t.seen[bucket] = ws
+	return true
 }

@@ -223,8 +223,8 @@ func keyUseOf(c *fiber.Ctx) store.KeyUse {
 
 // APIKeyRoute wraps every API-key route: after the handler has answered
 // (errors included, through the app's error handler, so the logged status
-// is the one sent) it queues the request's api_request_logs row, with the
-// key's id when the handler authenticated one. The handlers authenticate
+// is the one sent) it queues the request's api_request_logs row when the
+// request presented a known key (revoked keys included in "unknown"). The handlers authenticate
 // themselves (useKey), so that /api/whitelist/check can pipeline the key
 // look-up with its own query in one round trip.
 func (s *Service) APIKeyRoute() fiber.Handler {
@@ -234,6 +234,11 @@ func (s *Service) APIKeyRoute() fiber.Handler {
 			if herr := c.App().ErrorHandler(c, err); herr != nil {
 				_ = c.SendStatus(fiber.StatusInternalServerError)
 			}
+		}
+		if keyUseOf(c).KeyID == "" {
+			// No known key: the refusal was counted (server.Refuse) and
+			// leaves no row, so junk keys cannot fill the table.
+			return nil
 		}
 		s.logs.Add(c.UserContext(), store.RequestLog{
 			RequestID: server.RequestID(c),
@@ -250,14 +255,19 @@ func (s *Service) APIKeyRoute() fiber.Handler {
 }
 
 // keyHash reads X-API-Key and returns its keyed hash. A missing or
-// malformed key is 401 without a database round trip.
+// malformed key is 401 without a database round trip, counted as a refusal
+// (server.Refuse); an address past its refusal limit gets 429 before its
+// key is looked up.
 func (s *Service) keyHash(c *fiber.Ctx) ([]byte, error) {
 	raw := c.Get(headerAPIKey)
 	if raw == "" {
-		return nil, vectabase.Errorf(vectabase.EUNAUTHORIZED, "X-API-Key header is required")
+		return nil, server.Refuse(c, "api_key_missing", vectabase.Errorf(vectabase.EUNAUTHORIZED, "X-API-Key header is required"))
 	}
 	if !wellFormedKey(raw) {
-		return nil, errBadKey
+		return nil, server.Refuse(c, "api_key_malformed", errBadKey)
+	}
+	if err := server.RefusalGate(c); err != nil {
+		return nil, err
 	}
 	return s.kr.MAC("api_key", []byte(raw))
 }
@@ -280,7 +290,7 @@ func (s *Service) useKey(c *fiber.Ctx, scope string) (store.KeyUse, error) {
 // "") 403. Every response for a known key carries the X-RateLimit headers.
 func (s *Service) admit(c *fiber.Ctx, u store.KeyUse, err error, scope string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return errBadKey
+		return server.Refuse(c, "api_key_unknown", errBadKey)
 	}
 	if err != nil {
 		return err

@@ -81,6 +81,13 @@ func (c *client) wants(n notification) bool {
 	return false
 }
 
+// is reports whether the client is signed in as user id.
+func (c *client) is(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return id != "" && c.userID == id
+}
+
 // enqueue queues msg for the writer without blocking. A client whose
 // buffer is full has fallen behind and is disconnected: waiting for it
 // would hold up every other client of the instance.

@@ -161,6 +161,17 @@ type changeMessage struct {
 	Record any    `json:"record"`
 }
 
+// removedMessage tells a subscriber that a row left what it may see: the
+// id and the marker, no record.
+type removedMessage struct {
+	Type    string `json:"type"`
+	Topic   string `json:"topic"`
+	Kind    string `json:"kind,omitempty"`
+	Action  string `json:"action"`
+	ID      string `json:"id"`
+	Removed bool   `json:"removed"`
+}
+
 // outMessage is every other message the server sends.
 type outMessage struct {
 	Type         string            `json:"type"`

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"github.com/vectabase/vectabase/store"
 	"pgregory.net/rapid"
 )
 
@@ -220,5 +221,29 @@ func TestParseNotificationRefusesStrays(t *testing.T) {
 	n, err := parseNotification(`{"topic":"stores","table":"stores","action":"update","id":"` + id + `","ownerId":"o"}`)
 	if err != nil || n.StoreID != id {
 		t.Fatalf("parseNotification(stores) = %+v, %v; want storeId = id", n, err)
+	}
+}
+
+// A product update that leaves it inactive is a removal for non-owners,
+// whether its record was announced or loaded (a row too large for NOTIFY);
+// other changes are not.
+func TestRemovesFromPublic(t *testing.T) {
+	t.Parallel()
+	up := notification{Topic: TopicProducts, Table: "products", Action: "update"}
+	for _, c := range []struct {
+		n    notification
+		rec  any
+		want bool
+	}{
+		{up, &store.ChangedProduct{IsActive: false}, true},
+		{up, store.ChangedProduct{IsActive: false}, true},
+		{up, &store.ChangedProduct{IsActive: true}, false},
+		{notification{Topic: TopicProducts, Table: "products", Action: "insert"}, &store.ChangedProduct{}, false},
+		{notification{Topic: TopicProducts, Table: "products", Action: "delete"}, &store.ChangedProduct{}, false},
+		{notification{Topic: TopicStores, Table: "stores", Action: "update"}, &store.ChangedStore{}, false},
+	} {
+		if got := removesFromPublic(c.n, c.rec); got != c.want {
+			t.Errorf("removesFromPublic(%s %s, %T) = %v, want %v", c.n.Action, c.n.Table, c.rec, got, c.want)
+		}
 	}
 }

@@ -252,12 +252,26 @@ func (h *Hub) dispatch(ctx context.Context, batch []notification) {
 		if len(targets[i]) == 0 {
 			continue
 		}
-		msg, ok := h.render(n, records[n.Table])
+		msg, rec, ok := h.render(n, records[n.Table])
 		if !ok {
 			continue
 		}
+		// A change that takes the row out of what non-owners may see
+		// reaches them as the id and a removed marker only, never the new
+		// field values (the owner still gets the whole record).
+		removal := removesFromPublic(n, rec)
+		var removed []byte
+		if removal {
+			removed = h.removedMessage(n)
+		}
 		h.m.events.WithLabelValues(n.Topic).Inc()
 		for _, c := range targets[i] {
+			if removal && !c.is(n.OwnerID) {
+				if removed != nil {
+					c.enqueue(removed)
+				}
+				continue
+			}
 			c.enqueue(msg)
 		}
 	}
@@ -267,14 +281,14 @@ func (h *Hub) dispatch(ctx context.Context, batch []notification) {
 // change left the row; for a row too large to announce it is the row as
 // loaded now, and an insert or update whose row is gone by then (deleted
 // since) is skipped: its delete event follows.
-func (h *Hub) render(n notification, records map[string]any) ([]byte, bool) {
+func (h *Hub) render(n notification, records map[string]any) ([]byte, any, bool) {
 	ev := changeMessage{Type: "change", Topic: n.Topic, Kind: n.kind(), Action: n.Action, ID: n.ID}
 	switch {
 	case n.Record != nil:
 		rec, err := decodeRecord(n.Table, n.Record)
 		if err != nil {
 			h.log.Warn().Err(err).Str("table", n.Table).Msg("realtime: event dropped")
-			return nil, false
+			return nil, nil, false
 		}
 		ev.Record = rec
 	case n.Action == "delete":
@@ -282,16 +296,44 @@ func (h *Hub) render(n notification, records map[string]any) ([]byte, bool) {
 	default:
 		rec, ok := records[n.ID]
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
 		ev.Record = rec
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		h.log.Error().Err(err).Str("table", n.Table).Msg("realtime: encoding event failed")
-		return nil, false
+		return nil, nil, false
 	}
-	return b, true
+	return b, ev.Record, true
+}
+
+// removesFromPublic reports whether the change takes a row out of what
+// users other than its owner may see: an update that leaves a product
+// inactive (announced publicly once, so listings can drop it).
+func removesFromPublic(n notification, rec any) bool {
+	if n.Table != "products" || n.Action != "update" {
+		return false
+	}
+	switch p := rec.(type) {
+	case *store.ChangedProduct:
+		return !p.IsActive
+	case store.ChangedProduct:
+		return !p.IsActive
+	}
+	return false
+}
+
+// removedMessage is the event of a row leaving a subscriber's view:
+// {"type":"change","topic":…,"action":"removed","id":…,"removed":true},
+// with no record.
+func (h *Hub) removedMessage(n notification) []byte {
+	b, err := json.Marshal(removedMessage{Type: "change", Topic: n.Topic, Kind: n.kind(), Action: "removed", ID: n.ID, Removed: true})
+	if err != nil {
+		h.log.Error().Err(err).Msg("realtime: encoding removed event failed")
+		return nil
+	}
+	return b
 }
 
 // broadcast sends msg to every client (resync after the listener lost

@@ -166,10 +166,16 @@ func TestNoOtherUsersPrivateChanges(t *testing.T) {
 		}
 	}
 	// Deactivating the public product is announced publicly once, so
-	// listings drop it; later changes of it are private again.
-	inst.exec(`UPDATE products SET is_active = false WHERE id = $1`, public)
-	if m := snoop.nextChange(); m.ID != public || m.Record["isActive"] != false {
-		t.Fatalf("bob got %s, want the deactivation of %s", m.raw, public)
+	// listings drop it, as the id and a removed marker only: never the new
+	// field values (here a private rename in the same update). The owner
+	// gets the whole record. Later changes of it are private again.
+	inst.exec(`UPDATE products SET is_active = false, name = 'private new name' WHERE id = $1`, public)
+	if m := snoop.nextChange(); m.ID != public || m.Action != "removed" || m.Record != nil ||
+		strings.Contains(string(m.raw), "private new name") || !strings.Contains(string(m.raw), `"removed":true`) {
+		t.Fatalf("bob got %s, want only {action:removed, id:%s, removed:true} with no record", m.raw, public)
+	}
+	if m := owner.nextChange(); m.ID != public || m.Action != "update" || m.Record["name"] != "private new name" || m.Record["isActive"] != false {
+		t.Fatalf("alice got %s, want the full update of her product", m.raw)
 	}
 	inst.exec(`UPDATE products SET name = 'secret plan' WHERE id = $1`, public)
 	other := inst.newProduct(inst.newStore(bob), false) // bob's own: visible to bob

@@ -49,13 +49,21 @@ type localKey string
 const localReached localKey = "secrets.reached"
 
 // audited runs requireUser and audits its refusals: a request that never
-// reached a handler was refused by authentication.
+// reached a handler was refused by authentication. Refusals for a missing
+// or bad token (UNAUTHORIZED, or RATE_LIMITED past the refusal limit) are
+// not audited one row each: requireUser counted them in the per-address,
+// per-minute aggregate (server.Refuse), so an anonymous flood cannot fill
+// the audit queue that signed-in reads and writes fail closed on. A
+// signed-in caller the policy refuses is still audited row by row.
 func (h *handler) audited(action string, requireUser fiber.Handler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		reached := false
 		c.Locals(localReached, &reached)
 		err := requireUser(c)
 		if err == nil || reached {
+			return err
+		}
+		if code := vectabase.ErrorCode(err); code == vectabase.EUNAUTHORIZED || code == vectabase.ERATELIMITED {
 			return err
 		}
 		name, versions := nameOf(c)

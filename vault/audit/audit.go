@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,28 @@ import (
 
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("audit: log is closed")
+
+// ErrSaturated is in the chain of Record's error when the writer is
+// saturated: the queue stayed full for the enqueue timeout, or the writer
+// has been stuck on one batch for longer than that. Its code is
+// UNAVAILABLE, so the access it fails answers 503.
+var ErrSaturated = errors.New("audit: the audit writer is saturated")
+
+// Config is the audit writer's configuration, filled from the environment
+// in cmd/.
+type Config struct {
+	// EnqueueTimeout is the longest Record waits for room in the queue; past
+	// it, or while the writer has been stuck on one batch for longer than
+	// it, Record fails at once with UNAVAILABLE instead of waiting.
+	EnqueueTimeout time.Duration `env:"AUDIT_ENQUEUE_TIMEOUT" envDefault:"2s"`
+	// QueueSize bounds the events waiting for the writer.
+	QueueSize int `env:"AUDIT_QUEUE_SIZE" envDefault:"4096"`
+}
+
+// Options turns c into New's options.
+func (c Config) Options() []Option {
+	return []Option{WithEnqueueTimeout(c.EnqueueTimeout), WithQueueSize(c.QueueSize)}
+}
 
 // Recorder is what services that audit need: Record returns nil only once
 // the event is durably stored.
@@ -66,8 +89,20 @@ func WithMaxBatch(n int) Option {
 	}
 }
 
+// WithEnqueueTimeout bounds how long Record waits for room in a full queue
+// (default 2 s), and how long the writer may be stuck on one batch before
+// Record refuses new events at once (both: UNAVAILABLE, ErrSaturated).
+func WithEnqueueTimeout(d time.Duration) Option {
+	return func(l *Log) {
+		if d > 0 {
+			l.enqueueTimeout = d
+		}
+	}
+}
+
 // WithQueueSize bounds the events waiting for the writer (default 4096);
-// Record blocks, up to its context's deadline, while the queue is full.
+// Record waits for room at most the enqueue timeout (or its context's
+// deadline, if sooner).
 func WithQueueSize(n int) Option {
 	return func(l *Log) {
 		if n > 0 {
@@ -93,13 +128,21 @@ type Log struct {
 	head      *store.AuditHead
 	maxBatch  int
 	queueSize int
+	// enqueueTimeout: see WithEnqueueTimeout.
+	enqueueTimeout time.Duration
+	// busySince is when the writer started the batch it is committing, in
+	// Unix nanoseconds (0: idle). Record reads it to fail fast while the
+	// writer is stuck (a lock held on the chain head, a database that
+	// stopped answering) instead of queueing behind it.
+	busySince atomic.Int64
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	queue  chan *pending
 	done   chan struct{}
 
-	writeFailures prometheus.Counter
+	writeFailures   prometheus.Counter
+	enqueueTimeouts prometheus.Counter
 }
 
 type pending struct {
@@ -109,15 +152,21 @@ type pending struct {
 
 // New starts the audit writer. Close stops it after flushing what is queued.
 // reg may be nil; otherwise the Log counts failed writes on it as
-// vectabase_audit_write_failures_total.
+// vectabase_audit_write_failures_total, events refused because the writer
+// was saturated as vectabase_audit_enqueue_timeouts_total, and shows the
+// queue's length as vectabase_audit_queue_length.
 func New(db *store.DB, kr *keyring.Keyring, log zerolog.Logger, reg prometheus.Registerer, opts ...Option) *Log {
-	l := &Log{db: db, kr: kr, log: log, maxBatch: 256, queueSize: 4096}
+	l := &Log{db: db, kr: kr, log: log, maxBatch: 256, queueSize: 4096, enqueueTimeout: 2 * time.Second}
 	for _, o := range opts {
 		o(l)
 	}
 	l.writeFailures = registerCounter(reg, prometheus.CounterOpts{
 		Name: "vectabase_audit_write_failures_total",
 		Help: "Audit events whose row could not be written (the access they record failed closed).",
+	})
+	l.enqueueTimeouts = registerCounter(reg, prometheus.CounterOpts{
+		Name: "vectabase_audit_enqueue_timeouts_total",
+		Help: "Audit events refused because the writer was saturated (queue full for AUDIT_ENQUEUE_TIMEOUT, or the writer stuck longer than that); the access answered 503.",
 	})
 	l.wpool = db.Pool
 	pcfg := db.Pool.Config()
@@ -129,8 +178,26 @@ func New(db *store.DB, kr *keyring.Keyring, log zerolog.Logger, reg prometheus.R
 	}
 	l.queue = make(chan *pending, l.queueSize)
 	l.done = make(chan struct{})
+	if reg != nil {
+		// A second Log on one registry (tests) keeps the first one's gauge.
+		_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vectabase_audit_queue_length",
+			Help: "Audit events waiting for the writer (bounded by AUDIT_QUEUE_SIZE).",
+		}, func() float64 { return float64(len(l.queue)) }))
+	}
 	go l.writer()
 	return l
+}
+
+// QueueLength is how many events wait for the writer.
+func (l *Log) QueueLength() int { return len(l.queue) }
+
+// saturated returns ErrSaturated, as UNAVAILABLE, and counts it.
+func (l *Log) saturated(why string) error {
+	l.enqueueTimeouts.Inc()
+	l.writeFailures.Inc()
+	return vectabase.WrapError(vectabase.EUNAVAILABLE, "the audit trail is overloaded; try again shortly",
+		fmt.Errorf("%w: %s", ErrSaturated, why))
 }
 
 // registerCounter registers c on reg, reusing a counter already registered
@@ -162,6 +229,11 @@ func (l *Log) Record(ctx context.Context, ev vectabase.AuditEvent) error {
 		l.writeFailures.Inc()
 		return err
 	}
+	if b := l.busySince.Load(); b != 0 && time.Since(time.Unix(0, b)) > l.enqueueTimeout {
+		// The writer is stuck: queueing behind it would only pile up
+		// waiting requests.
+		return l.saturated("the writer has been stuck on one batch longer than the enqueue timeout")
+	}
 	p := &pending{row: row, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
@@ -172,17 +244,42 @@ func (l *Log) Record(ctx context.Context, ev vectabase.AuditEvent) error {
 	select {
 	case l.queue <- p:
 		l.mu.RUnlock()
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		l.writeFailures.Inc()
-		return fmt.Errorf("audit: queue full: %w", ctx.Err())
+	default:
+		// Full: wait for room, but not longer than the enqueue timeout.
+		t := time.NewTimer(l.enqueueTimeout)
+		select {
+		case l.queue <- p:
+			l.mu.RUnlock()
+			t.Stop()
+		case <-t.C:
+			l.mu.RUnlock()
+			return l.saturated("the queue stayed full for the enqueue timeout")
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			t.Stop()
+			l.writeFailures.Inc()
+			return fmt.Errorf("audit: queue full: %w", ctx.Err())
+		}
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		// The row may still be committed; the access fails anyway.
-		return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+	// Wait for the commit, but give up once the writer has been stuck on
+	// one batch past the enqueue timeout: an event queued just before the
+	// writer stalled must not wait out the batch's own 10 s deadline.
+	t := time.NewTimer(l.enqueueTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-p.done:
+			return err
+		case <-ctx.Done():
+			// The row may still be committed; the access fails anyway.
+			return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+		case <-t.C:
+			if b := l.busySince.Load(); b != 0 && time.Since(time.Unix(0, b)) > l.enqueueTimeout {
+				// As above: the row may still be committed later.
+				return l.saturated("the writer has been stuck on one batch longer than the enqueue timeout")
+			}
+			t.Reset(l.enqueueTimeout)
+		}
 	}
 }
 
@@ -304,6 +401,8 @@ func (l *Log) take(batch *[]*pending) bool {
 // When a batch fails, each event is retried alone, so one unstorable event
 // cannot fail the accesses it happened to share a batch with.
 func (l *Log) commit(batch []*pending) {
+	l.busySince.Store(time.Now().UnixNano())
+	defer l.busySince.Store(0)
 	err := l.write(batch)
 	if err != nil && len(batch) > 1 {
 		for _, p := range batch {

@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -118,18 +120,26 @@ func cleanString(s string) string {
 	return s
 }
 
-// maxField bounds each text field of an audit row, so a huge resource name
-// in a refused request cannot bloat the trail.
-const maxField = 1024
+// MaxField bounds each text field of an audit row (many come from the
+// request: resource names, ids), so a huge name in a request cannot bloat
+// the trail: a longer value keeps its first MaxField bytes (whole UTF-8
+// characters) followed by "…#" and the first 16 hex digits of the SHA-256
+// of the whole value, so rows naming different long values stay apart.
+const MaxField = 256
+
+// Clip is what a text field becomes in an audit row: valid UTF-8 without
+// NUL, and at most MaxField bytes plus the hash suffix.
+func Clip(s string) string { return clip(s) }
 
 func clip(s string) string {
 	s = cleanString(s)
-	if len(s) <= maxField {
+	if len(s) <= MaxField {
 		return s
 	}
-	s = s[:maxField]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	sum := sha256.Sum256([]byte(s))
+	head := s[:MaxField]
+	for len(head) > 0 && !utf8.ValidString(head) {
+		head = head[:len(head)-1]
 	}
-	return s
+	return head + "…#" + hex.EncodeToString(sum[:8])
 }
