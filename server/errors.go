@@ -29,6 +29,8 @@ var statusOf = map[string]int{
 	vectabase.ERATELIMITED:     fiber.StatusTooManyRequests,
 	vectabase.EINTERNAL:        fiber.StatusInternalServerError,
 	vectabase.EUNAVAILABLE:     fiber.StatusServiceUnavailable,
+
+	vectabase.EINSUFFICIENTCREDITS: fiber.StatusPaymentRequired,
 }
 
 // StatusOf returns the HTTP status for an error code.

@@ -264,10 +264,14 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 			e.AmountCents, e.FeeCents, e.Currency, e.Status, salePI, piBidx); err != nil {
 			return err
 		}
-		return p.insertTransaction(ctx, tx, transaction{
+		if err := p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: e.StoreID, eventID: e.EventID, sessionID: e.SessionID,
 			paymentIntentID: e.PaymentIntentID, typ: "checkout", amount: e.AmountCents, currency: e.Currency, status: e.Status,
-		})
+		}); err != nil {
+			return err
+		}
+		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
+		return err
 	})
 	return res, MapError(err)
 }
@@ -374,10 +378,14 @@ func (p *Payments) RecordSettlement(ctx context.Context, e SettledCheckout) (Eve
 		if err != nil {
 			return err
 		}
-		return p.insertTransaction(ctx, tx, transaction{
+		if err := p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: storeID, eventID: e.EventID, sessionID: e.SessionID, paymentIntentID: e.PaymentIntentID,
 			typ: "checkout", amount: e.AmountCents, currency: e.Currency, status: e.Status,
-		})
+		}); err != nil {
+			return err
+		}
+		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
+		return err
 	})
 	return res, MapError(err)
 }

@@ -61,5 +61,9 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPatch, Path: "/api/developer/keys/:id", Auth: user, BodyLimit: tinyBody, Handler: s.handleUpdateKey(a)},
 		{Method: fiber.MethodDelete, Path: "/api/developer/keys/:id", Auth: user, Handler: s.handleDeleteKey(a)},
 		{Method: fiber.MethodPost, Path: "/api/developer/verify", Auth: key, Timeout: hotTimeout, Handler: s.handleVerify},
+
+		{Method: fiber.MethodGet, Path: "/api/developer/subscription", Auth: user, Handler: s.handleSubscription(a)},
+		{Method: fiber.MethodGet, Path: "/api/developer/credits", Auth: user, Handler: s.handleCredits(a)},
+		{Method: fiber.MethodPost, Path: "/api/developer/obfuscation/usage", Auth: key, Timeout: hotTimeout, Handler: s.handleUsage},
 	}
 }

@@ -37,6 +37,10 @@ type Config struct {
 	SecretKey     string `env:"STRIPE_SECRET_KEY"`
 	WebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"` // comma-separated: platform and Connect endpoints, rolled secrets
 	APIBase       string `env:"STRIPE_API_BASE"`       // "" is Stripe's own API
+
+	// PlanPrices maps the platform's Stripe price ids to developer plans
+	// (billing.go): STRIPE_PLAN_PRICES=price_123:pro,price_456:pro.
+	PlanPrices map[string]string `env:"STRIPE_PLAN_PRICES" envKeyValSeparator:":"`
 }
 
 // String never shows the credentials, only whether they are set.
@@ -82,6 +86,7 @@ const credentialTTL = time.Minute
 // Service is the Stripe area's business logic.
 type Service struct {
 	repo  *store.Payments
+	aud   Auditor // billing changes' audit trail (billing.go)
 	cfg   Config
 	creds Credentials
 	log   zerolog.Logger
