@@ -355,3 +355,38 @@ func TestNewPlansRefusesBadConfig(t *testing.T) {
 		t.Errorf("NewPlans(nil) = %v, %v; want free 60, pro 600", p, err)
 	}
 }
+
+// FuzzObfuscationUsage throws arbitrary bodies and Idempotency-Keys at the
+// consumption route: any answer but 201, a contract 4xx body (402 when the
+// balance is short) fails, and the balance never goes below zero.
+func FuzzObfuscationUsage(f *testing.F) {
+	e := newEnv(f)
+	dev := e.user(f)
+	_, key := e.newKey(f, dev, maxRateForFuzz, marketplace.ScopeObfuscate)
+	e.fund(f, dev, 1000)
+	for _, s := range []struct{ body, idem string }{
+		{`{"units":1}`, ""}, {`{"units":1}`, "a"}, {`{"units":2}`, "a"}, {`{"units":1,"scriptSha256":"` + strings.Repeat("0", 64) + `"}`, "b"},
+		{`{"units":1e999}`, ""}, {`{"units":null}`, "c"}, {`{"units":99999999999}`, ""}, {`[]`, ""}, {`null`, "\x00"}, {`{`, "é"},
+	} {
+		f.Add(s.body, s.idem)
+	}
+	f.Fuzz(func(t *testing.T, body, idem string) {
+		req := httptest.NewRequest("POST", "/api/developer/obfuscation/usage", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", key)
+		if idem != "" && !strings.ContainsAny(idem, "\r\n\x00") {
+			req.Header.Set("Idempotency-Key", idem)
+		}
+		r := e.do(t, req)
+		if r.Status >= 500 || (r.Status >= 400 && r.Body["requestId"] == nil) || (r.Status < 400 && r.Status != 201) {
+			t.Fatalf("%q (Idempotency-Key %q) = %d %s", body, idem, r.Status, r.Raw)
+		}
+		bal, err := store.NewMarketplace(e.db, e.kr).CreditBalance(context.Background(), dev)
+		if err != nil || bal < 0 {
+			t.Fatalf("balance = %d, %v", bal, err)
+		}
+	})
+}
+
+// maxRateForFuzz keeps the fuzzing key clear of its rate limit.
+const maxRateForFuzz = 1_000_000
