@@ -156,31 +156,36 @@ type Grant struct {
 
 // AuditGrants calls record for each grant of Stripe event eventID whose
 // audit row is not written yet, and marks it audited once record returned
-// nil. It stops at the first error, leaving the rest for the event's next
-// delivery.
+// nil, in one transaction that holds the grants' row locks: concurrent
+// deliveries of one event skip the grants another is auditing, so each is
+// audited once. On an error nothing is marked, and the event's next
+// delivery audits what is left.
 func (p *Payments) AuditGrants(ctx context.Context, eventID string, record func(Grant) error) error {
-	rows, err := p.db.Pool.Query(ctx, `SELECT id, developer_id, units, source, sale_id, created_at
-		FROM obfuscation_credit_grants WHERE stripe_event_id = $1 AND audited_at IS NULL`, eventID)
-	if err != nil {
-		return err
-	}
-	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
-		var g Grant
-		err := r.Scan(&g.ID, &g.DeveloperID, &g.Units, &g.Source, &g.SaleID, &g.CreatedAt)
-		return g, err
+	return p.db.InTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, developer_id, units, source, sale_id, created_at
+			FROM obfuscation_credit_grants WHERE stripe_event_id = $1 AND audited_at IS NULL
+			FOR UPDATE SKIP LOCKED`, eventID)
+		if err != nil {
+			return err
+		}
+		grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
+			var g Grant
+			err := r.Scan(&g.ID, &g.DeveloperID, &g.Units, &g.Source, &g.SaleID, &g.CreatedAt)
+			return g, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, g := range grants {
+			if err := record(g); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE obfuscation_credit_grants SET audited_at = now() WHERE id = $1`, g.ID); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, g := range grants {
-		if err := record(g); err != nil {
-			return err
-		}
-		if _, err := p.db.Pool.Exec(ctx, `UPDATE obfuscation_credit_grants SET audited_at = now() WHERE id = $1`, g.ID); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // GrantCredits adds units to developerID's balance outside any sale,
