@@ -133,6 +133,15 @@ func invoicePeriodEnd(inv *stripe.Invoice) int64 {
 	return end
 }
 
+// creditPackNeedsBuyer refuses an anonymous checkout of a credit pack:
+// credits belong to an account, and an anonymous sale would grant none.
+func creditPackNeedsBuyer(p store.CheckoutProduct, buyerID string) error {
+	if p.CreditUnits != nil && buyerID == "" {
+		return vectabase.Errorf(vectabase.EUNAUTHORIZED, "sign in to buy credits: a credit pack is granted to the buyer's account")
+	}
+	return nil
+}
+
 // auditGrants writes the audit rows of the credit grants event id made (a
 // credit-pack sale) that are not audited yet: after the sale's commit, and
 // again on every redelivery until it succeeds.

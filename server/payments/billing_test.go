@@ -345,3 +345,16 @@ func TestCheckoutOfCreditPackGrantsThroughTheWebhook(t *testing.T) {
 		t.Fatalf("audited %v, want one credits.grant", got)
 	}
 }
+
+// TestAnonymousCheckoutOfCreditPackIsRefused: credits need an account.
+func TestAnonymousCheckoutOfCreditPackIsRefused(t *testing.T) {
+	t.Parallel()
+	e, rec := mockEnv(t)
+	s := newShopTB(t, e)
+	e.creditPack(t, s, 10)
+	r := e.call(t, "POST", "/api/stripe/checkout", "", map[string]any{"productId": s.product, "successUrl": "https://a.example/", "cancelUrl": "https://a.example/"})
+	checkErrorBody(t, "anonymous credit pack checkout", r, 401, "UNAUTHORIZED")
+	if n := len(rec.requests("POST", "/v1/checkout/sessions")); n != 0 {
+		t.Fatalf("checkout sessions created = %d, want 0", n)
+	}
+}
