@@ -49,45 +49,64 @@ CREATE INDEX obfuscation_credit_grants_unaudited_idx ON obfuscation_credit_grant
 
 -- vectabase_consume_credits consumes p_units of p_developer's credits for
 -- API key p_key in one call (one round trip, one short transaction):
---   * a usage row is inserted first; its unique (api_key_id,
---     idempotency_key) index makes a concurrent retry wait for the first
---     request and then find its row: o_replayed, with the first request's
---     usage id, balance and body hash (the caller compares the hash);
---   * the balance row is then decremented only while it covers p_units
---     (re-checked on the newest row version after waiting for its lock), so
---     it never goes below zero; when it does not, the usage row is removed
---     again and o_usage_id is NULL (insufficient credits, nothing kept).
--- The balance row's lock is held only from its UPDATE to the commit.
+--   * a usage row already holding (p_key, p_idem) is a retry: o_replayed,
+--     with that row's usage id, balance and body hash (the caller compares
+--     the hash), and nothing is consumed;
+--   * otherwise the balance row is decremented only while it covers
+--     p_units, re-checked on the newest row version after waiting for its
+--     lock, so it never goes below zero; when it does not cover them,
+--     o_usage_id is NULL (insufficient credits) unless a retry's first
+--     request committed meanwhile, which is then replayed;
+--   * the usage row is inserted last, with the balance it left. Every
+--     consumption of a developer takes the balance row's lock before its
+--     usage row, so a retry racing its first request waits for it on that
+--     lock; one that still meets the first's usage row on insert (it read
+--     before the first committed) gives the units back, under the same
+--     lock, and replays.
 -- +goose StatementBegin
 CREATE FUNCTION vectabase_consume_credits(p_developer uuid, p_key uuid, p_idem text, p_hash text, p_units integer,
     p_sha text, p_request text,
     OUT o_usage_id uuid, OUT o_balance integer, OUT o_created_at timestamptz, OUT o_replayed boolean, OUT o_hash text)
 LANGUAGE plpgsql AS $$
 BEGIN
-  o_replayed := false;
-  o_hash := p_hash;
-  INSERT INTO obfuscation_usage AS u (developer_id, api_key_id, credits_used, script_sha256, idempotency_key, request_hash, request_id)
-  VALUES (p_developer, p_key, p_units, p_sha, p_idem, p_hash, p_request)
-  ON CONFLICT (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING u.id, u.created_at INTO o_usage_id, o_created_at;
-  IF o_usage_id IS NULL THEN
+  o_replayed := true;
+  IF p_idem IS NOT NULL THEN
     SELECT u.id, u.balance_after, u.created_at, u.request_hash INTO o_usage_id, o_balance, o_created_at, o_hash
     FROM obfuscation_usage u WHERE u.api_key_id = p_key AND u.idempotency_key = p_idem;
-    o_replayed := true;
-    RETURN;
+    IF FOUND THEN
+      RETURN;
+    END IF;
   END IF;
+  o_replayed := false;
+  o_hash := p_hash;
   UPDATE obfuscation_credits AS c SET balance = c.balance - p_units, updated_at = now()
   WHERE c.developer_id = p_developer AND c.balance >= p_units
   RETURNING c.balance INTO o_balance;
   IF NOT FOUND THEN
-    DELETE FROM obfuscation_usage u WHERE u.id = o_usage_id;
+    IF p_idem IS NOT NULL THEN
+      SELECT u.id, u.balance_after, u.created_at, u.request_hash INTO o_usage_id, o_balance, o_created_at, o_hash
+      FROM obfuscation_usage u WHERE u.api_key_id = p_key AND u.idempotency_key = p_idem;
+      IF FOUND THEN
+        o_replayed := true;
+        RETURN;
+      END IF;
+    END IF;
     o_usage_id := NULL;
-    o_created_at := NULL;
+    o_hash := p_hash;
     SELECT c.balance INTO o_balance FROM obfuscation_credits c WHERE c.developer_id = p_developer;
     o_balance := coalesce(o_balance, 0);
     RETURN;
   END IF;
-  UPDATE obfuscation_usage u SET balance_after = o_balance WHERE u.id = o_usage_id;
+  INSERT INTO obfuscation_usage AS u (developer_id, api_key_id, credits_used, script_sha256, idempotency_key, request_hash, request_id, balance_after)
+  VALUES (p_developer, p_key, p_units, p_sha, p_idem, p_hash, p_request, o_balance)
+  ON CONFLICT (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING u.id, u.created_at INTO o_usage_id, o_created_at;
+  IF o_usage_id IS NULL THEN
+    UPDATE obfuscation_credits AS c SET balance = c.balance + p_units WHERE c.developer_id = p_developer;
+    SELECT u.id, u.balance_after, u.created_at, u.request_hash INTO o_usage_id, o_balance, o_created_at, o_hash
+    FROM obfuscation_usage u WHERE u.api_key_id = p_key AND u.idempotency_key = p_idem;
+    o_replayed := true;
+  END IF;
 END
 $$;
 -- +goose StatementEnd
