@@ -358,3 +358,42 @@ func TestAnonymousCheckoutOfCreditPackIsRefused(t *testing.T) {
 		t.Fatalf("checkout sessions created = %d, want 0", n)
 	}
 }
+
+// FuzzBillingWebhook throws signed subscription and invoice events of any
+// shape at the webhook: each is answered 200 (processed, ignored or
+// duplicate) or a contract 4xx, never a 5xx, and a recorded subscription's
+// status is always a token Stripe could send.
+func FuzzBillingWebhook(f *testing.F) {
+	e := newEnv(f, payments.Config{WebhookSecret: testWebhookSecret, PlanPrices: map[string]string{proPrice: "pro"}}, nil)
+	e.svc.SetAuditor(&recordingAuditor{})
+	dev := e.user(f)
+	for _, s := range []string{
+		`{"id":"sub_1","status":"active","current_period_end":1900000000,"metadata":{"developerId":"` + dev + `"},"items":{"data":[{"price":{"id":"price_pro_monthly"}}]}}`,
+		`{"id":"sub_1","status":"past_due","current_period_end":-1,"metadata":{"developerId":"` + dev + `","plan":"\u0000"}}`,
+		`{"id":"sub_2","status":"","metadata":{"developerId":"not-a-uuid"}}`,
+		`{"id":"in_1","subscription":"sub_1","lines":{"data":[{"period":{"end":99999999999}}]}}`,
+		`{"id":"in_2","subscription":{"id":"sub_1"},"lines":{"data":[null]}}`,
+		`{"subscription":null}`, `[]`, `null`, `"sub_1"`,
+	} {
+		for _, typ := range []string{"customer.subscription.updated", "invoice.paid"} {
+			f.Add(typ, s)
+		}
+	}
+	types := []string{"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed"}
+	f.Fuzz(func(t *testing.T, typ, object string) {
+		if len(typ) > 0 {
+			typ = types[int(typ[0])%len(types)]
+		} else {
+			typ = types[0]
+		}
+		body := []byte(`{"id":"` + newID("evt_") + `","object":"event","type":"` + typ + `","data":{"object":` + object + `}}`)
+		r := e.deliver(t, body, sign(body, testWebhookSecret, time.Now()))
+		if r.Status != 200 && (r.Status < 400 || r.Status >= 500 || r.Body["error"] == nil) {
+			t.Fatalf("%s %q = %d %s, want 200 or a contract 4xx", typ, object, r.Status, r.Raw)
+		}
+		var bad int
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM developer_subscriptions WHERE status !~ '^[!-~]+$' OR plan = ''`).Scan(&bad); err != nil || bad != 0 {
+			t.Fatalf("subscriptions with an unprintable status or empty plan: %d, %v", bad, err)
+		}
+	})
+}
