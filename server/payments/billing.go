@@ -25,12 +25,24 @@ const (
 	eventInvoiceFailed = "invoice.payment_failed"
 )
 
-// Subscription metadata naming the developer (a Vectabase user id) and,
-// when the price is not in STRIPE_PLAN_PRICES, the plan.
-const (
-	metaDeveloper = "developerId"
-	metaPlan      = "plan"
+// Subscription metadata naming the developer (a Vectabase user id; the
+// first of these keys present) and, when the price is not in
+// STRIPE_PLAN_PRICES, the plan. The vectabase_ names match the checkout
+// session's metadata.
+var (
+	metaDeveloper = []string{"vectabase_developer_id", "vectabase_user_id", "developerId", "userId"}
+	metaPlan      = []string{"vectabase_plan", "plan"}
 )
+
+// metaValue is the value of the first of keys that m holds.
+func metaValue(m map[string]string, keys []string) string {
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			return v
+		}
+	}
+	return ""
+}
 
 // Auditor records audit events (vault/audit.Log); Record returns nil only
 // once the event is stored.
@@ -62,7 +74,7 @@ func (s *Service) applyBilling(ctx context.Context, id, typ string, raw json.Raw
 			return "", false, nil
 		}
 		e = store.SubscriptionEvent{SubscriptionID: sub.ID, Status: string(sub.Status), Plan: s.planOf(&sub),
-			DeveloperID: sub.Metadata[metaDeveloper]}
+			DeveloperID: metaValue(sub.Metadata, metaDeveloper)}
 		if typ == eventSubDeleted {
 			e.Status = string(stripe.SubscriptionStatusCanceled)
 		}
@@ -113,7 +125,7 @@ func (s *Service) planOf(sub *stripe.Subscription) string {
 			}
 		}
 	}
-	if p := cleanText(sub.Metadata[metaPlan], 64); p != "" {
+	if p := cleanText(metaValue(sub.Metadata, metaPlan), 64); p != "" {
 		return p
 	}
 	return "free"

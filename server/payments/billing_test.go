@@ -397,3 +397,19 @@ func FuzzBillingWebhook(f *testing.F) {
 		}
 	})
 }
+
+// TestWebhookSubscriptionMetadataNames: the developer may be named under
+// the checkout's vectabase_ metadata names too.
+func TestWebhookSubscriptionMetadataNames(t *testing.T) {
+	t.Parallel()
+	e, _ := billingEnv(t)
+	for _, key := range []string{"vectabase_developer_id", "vectabase_user_id", "userId"} {
+		dev := e.user(t)
+		sub := subscription(newID("sub_"), newID("cus_"), "", "price_other", "active", time.Now().Add(time.Hour))
+		sub["metadata"] = map[string]any{key: dev, "vectabase_plan": "team"}
+		e.send(t, event(t, newID("evt_"), "customer.subscription.created", sub), "processed")
+		if r := e.subOf(t, dev); r.plan != "team" || r.status != "active" {
+			t.Fatalf("metadata %s: %+v, want team active", key, r)
+		}
+	}
+}
