@@ -112,59 +112,29 @@ $$;
 -- +goose StatementEnd
 
 -- The realtime feed's product record carries every column but secrets
--- (00009): now creditUnits too.
+-- (00009): now creditUnits too. The trigger function is patched where its
+-- record ends rather than replaced whole, so that columns other migrations
+-- add to the record stay in it.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION vectabase_notify_products() RETURNS trigger
-LANGUAGE plpgsql AS $$
+DO $$
 DECLARE
-  r products;
-  owner uuid;
+  def text := pg_get_functiondef('vectabase_notify_products()'::regprocedure);
 BEGIN
-  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
-  IF NOT FOUND THEN
-    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
+  IF position('''updatedAt'', r.updated_at)' IN def) = 0 THEN
+    RAISE EXCEPTION 'vectabase_notify_products: the product record does not end with updatedAt';
   END IF;
-  PERFORM vectabase_notify_change(jsonb_build_object(
-    'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
-    'storeId', r.store_id, 'ownerId', owner,
-    -- Active products are public. A product that stops being active is
-    -- announced publicly once more, so listings can drop it.
-    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active),
-    'record', jsonb_build_object('id', r.id, 'storeId', r.store_id, 'name', r.name,
-      'description', r.description, 'priceCents', r.price_cents, 'currency', r.currency,
-      'robloxAssetId', r.roblox_asset_id, 'isActive', r.is_active, 'metadata', r.metadata,
-      'createdAt', r.created_at, 'updatedAt', r.updated_at, 'creditUnits', r.credit_units)));
-  RETURN NULL;
-END;
+  EXECUTE replace(def, '''updatedAt'', r.updated_at)', '''updatedAt'', r.updated_at, ''creditUnits'', r.credit_units)');
+END
 $$;
 -- +goose StatementEnd
 
 -- +goose Down
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION vectabase_notify_products() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-  r products;
-  owner uuid;
+DO $$
 BEGIN
-  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
-  IF NOT FOUND THEN
-    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
-  END IF;
-  PERFORM vectabase_notify_change(jsonb_build_object(
-    'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
-    'storeId', r.store_id, 'ownerId', owner,
-    -- Active products are public. A product that stops being active is
-    -- announced publicly once more, so listings can drop it.
-    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active),
-    'record', jsonb_build_object('id', r.id, 'storeId', r.store_id, 'name', r.name,
-      'description', r.description, 'priceCents', r.price_cents, 'currency', r.currency,
-      'robloxAssetId', r.roblox_asset_id, 'isActive', r.is_active, 'metadata', r.metadata,
-      'createdAt', r.created_at, 'updatedAt', r.updated_at)));
-  RETURN NULL;
-END;
+  EXECUTE replace(pg_get_functiondef('vectabase_notify_products()'::regprocedure),
+    '''updatedAt'', r.updated_at, ''creditUnits'', r.credit_units)', '''updatedAt'', r.updated_at)');
+END
 $$;
 -- +goose StatementEnd
 DROP FUNCTION vectabase_consume_credits(uuid, uuid, text, text, integer, text, text);
