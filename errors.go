@@ -24,6 +24,9 @@ const (
 	ERATELIMITED     = "RATE_LIMITED"
 	EINTERNAL        = "INTERNAL"
 	EUNAVAILABLE     = "UNAVAILABLE"
+	// EINSUFFICIENTCREDITS: a developer's obfuscation credits do not cover
+	// a consumption (402).
+	EINSUFFICIENTCREDITS = "INSUFFICIENT_CREDITS"
 )
 
 // Error is an application error: a code from the list above and a message

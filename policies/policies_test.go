@@ -37,7 +37,7 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 		"whitelist_users.hwid",
 		"discord_servers.webhook_url",
 		"developer_subscriptions.stripe_customer_id",
-		"developer_subscriptions.stripe_subscription_id",
+		"developer_subscriptions.stripe_subscription_id +stripe_subscription_bidx",
 		"whitelist_entries.license_key +license_key_bidx",
 		"whitelist_entries.hwid",
 		"secret_versions.value",

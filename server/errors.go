@@ -31,6 +31,8 @@ var statusOf = map[string]int{
 	vectabase.EHEADERSTOOLARGE:  fiber.StatusRequestHeaderFieldsTooLarge,
 	vectabase.EINTERNAL:         fiber.StatusInternalServerError,
 	vectabase.EUNAVAILABLE:      fiber.StatusServiceUnavailable,
+
+	vectabase.EINSUFFICIENTCREDITS: fiber.StatusPaymentRequired,
 }
 
 // StatusOf returns the HTTP status for an error code.

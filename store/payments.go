@@ -126,6 +126,8 @@ type CheckoutProduct struct {
 	Currency   string
 	Active     bool
 	Store      PaymentStore
+	// CreditUnits is set when the product is a credit pack (credits.go).
+	CreditUnits *int
 }
 
 // CheckoutProduct returns product productID with its store. A product id
@@ -137,10 +139,10 @@ func (p *Payments) CheckoutProduct(ctx context.Context, productID string) (Check
 	}
 	var acct []byte
 	err := p.db.Pool.QueryRow(ctx, `SELECT p.id, p.name, p.price_cents, p.currency, p.is_active,
-			s.id, s.owner_id, s.stripe_account_id, s.stripe_onboarded, s.commission_bps
+			s.id, s.owner_id, s.stripe_account_id, s.stripe_onboarded, s.commission_bps, p.credit_units
 		FROM products p JOIN stores s ON s.id = p.store_id WHERE p.id = $1`, productID).
 		Scan(&c.ID, &c.Name, &c.PriceCents, &c.Currency, &c.Active,
-			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps)
+			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps, &c.CreditUnits)
 	if err != nil {
 		return c, MapError(err)
 	}
@@ -264,10 +266,14 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 			e.AmountCents, e.FeeCents, e.Currency, e.Status, salePI, piBidx); err != nil {
 			return err
 		}
-		return p.insertTransaction(ctx, tx, transaction{
+		if err := p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: e.StoreID, eventID: e.EventID, sessionID: e.SessionID,
 			paymentIntentID: e.PaymentIntentID, typ: "checkout", amount: e.AmountCents, currency: e.Currency, status: e.Status,
-		})
+		}); err != nil {
+			return err
+		}
+		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
+		return err
 	})
 	return res, MapError(err)
 }
@@ -374,10 +380,14 @@ func (p *Payments) RecordSettlement(ctx context.Context, e SettledCheckout) (Eve
 		if err != nil {
 			return err
 		}
-		return p.insertTransaction(ctx, tx, transaction{
+		if err := p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: storeID, eventID: e.EventID, sessionID: e.SessionID, paymentIntentID: e.PaymentIntentID,
 			typ: "checkout", amount: e.AmountCents, currency: e.Currency, status: e.Status,
-		})
+		}); err != nil {
+			return err
+		}
+		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
+		return err
 	})
 	return res, MapError(err)
 }

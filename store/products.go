@@ -26,6 +26,7 @@ type Product struct {
 	Metadata      json.RawMessage
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	CreditUnits   *int // a credit pack: obfuscation credits a completed sale grants the buyer
 
 	OwnedByViewer bool
 }
@@ -42,6 +43,8 @@ type ProductFields struct {
 	ClearDownloadURL bool
 	IsActive         *bool
 	Metadata         json.RawMessage
+	CreditUnits      *int
+	ClearCreditUnits bool
 }
 
 // ProductFilter selects a product list. Mine lists every product of the
@@ -53,13 +56,13 @@ type ProductFilter struct {
 	StoreID  string
 }
 
-const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, s.owner_id`
+const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, s.owner_id, p.credit_units`
 
 func (m *Marketplace) scanProduct(ctx context.Context, row pgx.Row, viewerID string) (Product, error) {
 	var p Product
 	var url []byte
 	var owner string
-	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &owner); err != nil {
+	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &owner, &p.CreditUnits); err != nil {
 		return p, err
 	}
 	p.OwnedByViewer = viewerID != "" && owner == viewerID
@@ -108,11 +111,11 @@ func (m *Marketplace) CreateProduct(ctx context.Context, ownerID, storeID string
 		currency = *f.Currency
 	}
 	row := m.db.Pool.QueryRow(ctx, `WITH p AS (
-			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata)
-			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
+			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata, credit_units)
+			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
 			RETURNING *)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
-		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta)
+		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta, f.CreditUnits)
 	p, err := m.scanProduct(ctx, row, ownerID)
 	return p, MapError(err)
 }
@@ -171,11 +174,13 @@ func (m *Marketplace) UpdateProduct(ctx context.Context, ownerID, id string, f P
 				roblox_asset_id = coalesce($7, p.roblox_asset_id),
 				download_url = CASE WHEN $8 THEN $9 ELSE p.download_url END,
 				is_active = coalesce($10, p.is_active), metadata = coalesce($11, p.metadata),
+				credit_units = CASE WHEN $12 THEN $13::int ELSE p.credit_units END,
 				updated_at = now()
 			FROM stores s WHERE p.id = $1 AND s.id = p.store_id AND s.owner_id = $2
 			RETURNING p.*)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
-		id, ownerID, f.Name, f.Description, f.PriceCents, f.Currency, f.RobloxAssetID, setURL, url, f.IsActive, nullJSON(f.Metadata))
+		id, ownerID, f.Name, f.Description, f.PriceCents, f.Currency, f.RobloxAssetID, setURL, url, f.IsActive, nullJSON(f.Metadata),
+		f.CreditUnits != nil || f.ClearCreditUnits, f.CreditUnits)
 	pr, err := m.scanProduct(ctx, row, ownerID)
 	return pr, MapError(err)
 }

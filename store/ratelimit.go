@@ -21,6 +21,11 @@ type KeyUse struct {
 	Count       int       // requests in this window, this one included
 	ResetAt     time.Time // end of the window
 	Now         time.Time // the database's clock, shared by every instance
+
+	// Sub is the key's developer's newest subscription (nil: none), read
+	// in the same statement as the key, so plan limits cost no round trip.
+	// Limit above is the key's own; the caller caps it by the plan.
+	Sub *Subscription
 }
 
 // Allowed reports whether this request is within the key's limit.
@@ -105,8 +110,12 @@ func (m *Marketplace) useAPIKeyBatch(ctx context.Context, keyHash []byte, checks
 }
 
 const useKeyCTEsN = `k AS (
-			SELECT id, developer_id, scopes, rate_limit_per_minute
-			FROM developer_api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+			SELECT a.id, a.developer_id, a.scopes, a.rate_limit_per_minute, s.plan, s.status, s.current_period_end
+			FROM developer_api_keys a LEFT JOIN LATERAL (
+				SELECT d.plan, d.status, d.current_period_end FROM developer_subscriptions d
+				WHERE d.developer_id = a.developer_id ORDER BY d.updated_at DESC, d.id DESC LIMIT 1
+			) s ON true
+			WHERE a.key_hash = $1 AND a.revoked_at IS NULL
 		), c AS (
 			INSERT INTO api_rate_limits AS r (api_key_id, window_start, count)
 			SELECT id, date_trunc('minute', now()), $2::int FROM k
@@ -114,13 +123,15 @@ const useKeyCTEsN = `k AS (
 			RETURNING count, window_start
 		)`
 
-const useKeyColumns = `k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now()`
+const useKeyColumns = `k.id, k.developer_id, k.scopes, k.rate_limit_per_minute, c.count, c.window_start, now(), k.plan, k.status, k.current_period_end`
 
 // scanKeyUse scans useKeyColumns and then extra.
 func scanKeyUse(row pgx.Row, extra ...any) (KeyUse, error) {
 	var u KeyUse
 	var start time.Time
-	err := row.Scan(append([]any{&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now}, extra...)...)
+	var plan, status *string
+	var periodEnd *time.Time
+	err := row.Scan(append([]any{&u.KeyID, &u.DeveloperID, &u.Scopes, &u.Limit, &u.Count, &start, &u.Now, &plan, &status, &periodEnd}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}
@@ -128,6 +139,9 @@ func scanKeyUse(row pgx.Row, extra ...any) (KeyUse, error) {
 		return u, err
 	}
 	u.ResetAt = start.Add(RateLimitWindow)
+	if plan != nil && status != nil {
+		u.Sub = &Subscription{Plan: *plan, Status: *status, CurrentPeriodEnd: periodEnd}
+	}
 	return u, nil
 }
 

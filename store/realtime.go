@@ -42,6 +42,7 @@ type ChangedProduct struct {
 	Metadata      json.RawMessage `json:"metadata"`
 	CreatedAt     time.Time       `json:"createdAt"`
 	UpdatedAt     time.Time       `json:"updatedAt"`
+	CreditUnits   *int            `json:"creditUnits"`
 }
 
 // ChangedSale is a sales row without its Stripe payment intent id.

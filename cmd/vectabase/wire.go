@@ -58,6 +58,9 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := d.cfg.Backup.Validate(); err != nil {
 		return err
 	}
+	if err := d.cfg.Marketplace.Validate(); err != nil {
+		return err
+	}
 	if d.kr == nil {
 		kr, err := openKeyring(ctx, d)
 		if err != nil {
@@ -170,6 +173,7 @@ func mountStripe(d *deps, srv *server.Server) {
 		creds = d.vault
 	}
 	pay := payments.New(d.db, d.kr, d.cfg.Stripe, creds, d.log, d.reg)
+	pay.SetAuditor(d.audit)
 	srv.Mount(pay.Routes(payments.Auth{RequireUser: d.auth.RequireUser(), OptionalUser: d.auth.OptionalUser(), UserID: auth.UserID}))
 }
 

@@ -23,6 +23,13 @@ func TestAuthorization_SecondUserCannotReachFirstUsersResources(t *testing.T) {
 	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO sales (product_id, store_id, amount_cents) VALUES ($1, $2, 1)`, product, store); err != nil {
 		t.Fatal(err)
 	}
+	// Alice's credits, usage and subscription.
+	e.fund(t, alice, 10)
+	_, obf := e.newKey(t, alice, 10, "obfuscate")
+	usage := e.consume(t, obf, "", `{"units":1}`).Body["id"].(string)
+	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO developer_subscriptions (developer_id, plan, status) VALUES ($1, 'alice-plan', 'active')`, alice); err != nil {
+		t.Fatal(err)
+	}
 	patch := map[string]any{"name": "mine now"}
 	cases := []struct {
 		method, path string
@@ -63,6 +70,8 @@ func TestAuthorization_SecondUserCannotReachFirstUsersResources(t *testing.T) {
 		{"GET", "/api/developer/keys/" + keyID, nil, 404, ""},
 		{"PATCH", "/api/developer/keys/" + keyID, patch, 404, ""},
 		{"DELETE", "/api/developer/keys/" + keyID, nil, 404, ""},
+		{"GET", "/api/developer/credits", nil, 200, usage},
+		{"GET", "/api/developer/subscription", nil, 200, "alice-plan"},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {
@@ -80,7 +89,7 @@ func TestAuthorization_SecondUserCannotReachFirstUsersResources(t *testing.T) {
 	}
 	// Without a token every bearer route is 401.
 	for _, rt := range e.svc.Routes(authHooks(e.auth)) {
-		if rt.Path == "/api/whitelist/check" || rt.Path == "/api/developer/verify" {
+		if rt.Path == "/api/whitelist/check" || rt.Path == "/api/developer/verify" || rt.Path == "/api/developer/obfuscation/usage" {
 			continue
 		}
 		if !covered[rt.Method+" "+rt.Path] {

@@ -45,8 +45,9 @@ type localKeyUseKey struct{}
 var localKeyUse = localKeyUseKey{}
 
 // knownScopes are the scopes a key may carry. /api/developer/verify needs
-// none; /api/whitelist/check needs whitelist:read.
-var knownScopes = []string{ScopeWLRead}
+// none; /api/whitelist/check needs whitelist:read;
+// /api/developer/obfuscation/usage needs obfuscate.
+var knownScopes = []string{ScopeWLRead, ScopeObfuscate}
 
 // newAPIKey returns a fresh key.
 func newAPIKey() string {
@@ -295,6 +296,7 @@ func (s *Service) admit(c *fiber.Ctx, u store.KeyUse, err error, scope string) e
 	if err != nil {
 		return err
 	}
+	u.Limit = s.plans.Effective(u.Limit, u.Sub, u.Now)
 	c.Locals(localKeyUse, u)
 	server.SetActor(c, server.Actor{Type: "api_key", ID: u.KeyID})
 	c.Set("X-RateLimit-Limit", strconv.Itoa(u.Limit))

@@ -25,13 +25,16 @@ type ProductResource struct {
 	Metadata      json.RawMessage `json:"metadata"`
 	CreatedAt     time.Time       `json:"createdAt"`
 	UpdatedAt     time.Time       `json:"updatedAt"`
+	// CreditUnits makes the product a credit pack: each completed sale
+	// grants the buyer this many obfuscation credits.
+	CreditUnits *int `json:"creditUnits"`
 }
 
 func productResource(p store.Product) ProductResource {
 	r := ProductResource{
 		ID: p.ID, StoreID: p.StoreID, Name: p.Name, Description: p.Description, PriceCents: p.PriceCents,
 		Currency: p.Currency, RobloxAssetID: p.RobloxAssetID, IsActive: p.IsActive, Metadata: p.Metadata,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, CreditUnits: p.CreditUnits,
 	}
 	if p.OwnedByViewer {
 		r.DownloadURL = p.DownloadURL
@@ -55,6 +58,7 @@ type ProductInput struct {
 	DownloadURL   Field[string]   `json:"downloadUrl"`
 	IsActive      *bool           `json:"isActive"`
 	Metadata      json.RawMessage `json:"metadata"`
+	CreditUnits   Field[int]      `json:"creditUnits"` // null: not a credit pack
 }
 
 func (in *ProductInput) validate(create bool) error {
@@ -97,6 +101,9 @@ func (in *ProductInput) validate(create bool) error {
 		}
 		in.DownloadURL.Value = *url // trimmed
 	}
+	if err := checkRange("creditUnits", in.CreditUnits.Ptr(), 1, maxUnits); err != nil {
+		return err
+	}
 	return checkMetadata(in.Metadata)
 }
 
@@ -105,6 +112,7 @@ func (in ProductInput) fields() store.ProductFields {
 		Name: in.Name, Description: in.Description, PriceCents: in.PriceCents, Currency: in.Currency,
 		RobloxAssetID: in.RobloxAssetID, DownloadURL: in.DownloadURL.Ptr(), ClearDownloadURL: in.DownloadURL.Null,
 		IsActive: in.IsActive, Metadata: in.Metadata,
+		CreditUnits: in.CreditUnits.Ptr(), ClearCreditUnits: in.CreditUnits.Null,
 	}
 }
 

@@ -16,11 +16,12 @@ const (
 	hotTimeout = 5 * time.Second
 )
 
-// Routes is the area's route table. The two API-key routes keep the
+// Routes is the area's route table. The API-key routes keep the
 // server's default body limit and apply tinyBody themselves (checkBodySize),
 // so that an oversized body is refused inside APIKeyRoute and still leaves
 // its api_request_logs row. Bearer routes use a's middleware;
-// product reads accept an anonymous caller; check and verify take an API key.
+// product reads accept an anonymous caller; check, verify and obfuscation
+// usage take an API key.
 func (s *Service) Routes(a Auth) []server.Route {
 	user, anyone := a.RequireUser, a.OptionalUser
 	key := s.APIKeyRoute() // the handlers authenticate; check needs whitelist:read
@@ -61,5 +62,9 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPatch, Path: "/api/developer/keys/:id", Auth: user, BodyLimit: tinyBody, Handler: s.handleUpdateKey(a)},
 		{Method: fiber.MethodDelete, Path: "/api/developer/keys/:id", Auth: user, Handler: s.handleDeleteKey(a)},
 		{Method: fiber.MethodPost, Path: "/api/developer/verify", Auth: key, Timeout: hotTimeout, Handler: s.handleVerify},
+
+		{Method: fiber.MethodGet, Path: "/api/developer/subscription", Auth: user, Handler: s.handleSubscription(a)},
+		{Method: fiber.MethodGet, Path: "/api/developer/credits", Auth: user, Handler: s.handleCredits(a)},
+		{Method: fiber.MethodPost, Path: "/api/developer/obfuscation/usage", Auth: key, Timeout: hotTimeout, Handler: s.handleUsage},
 	}
 }

@@ -28,6 +28,12 @@ type Config struct {
 	RequestLogBuffer int           `env:"API_REQUEST_LOG_BUFFER" envDefault:"65536"`
 	RequestLogBatch  int           `env:"API_REQUEST_LOG_BATCH" envDefault:"1000"`
 	RequestLogFlush  time.Duration `env:"API_REQUEST_LOG_FLUSH" envDefault:"200ms"`
+
+	// PlanLimits are the per-minute limits of the subscription plans
+	// (plans.go); nil: DefaultPlanLimits. PlanDefault is the plan of a
+	// developer with no subscription ("": their keys' own limits).
+	PlanLimits  map[string]int `env:"PLAN_LIMITS" envKeyValSeparator:":" envDefault:"free:60,pro:600"`
+	PlanDefault string         `env:"PLAN_DEFAULT"`
 }
 
 // Auth is what the area needs from authentication (server/auth): middleware
@@ -53,6 +59,8 @@ type Service struct {
 	logs *store.RequestLogWriter
 	log  zerolog.Logger
 
+	plans Plans
+
 	rejected prometheus.Counter
 
 	stop      chan struct{}
@@ -65,6 +73,13 @@ type Service struct {
 // API keys' creation, changes and revocation are audited through aud.
 // reg may be nil.
 func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog.Logger, reg prometheus.Registerer) *Service {
+	plans, err := NewPlans(cfg.PlanLimits, cfg.PlanDefault)
+	if err != nil {
+		// cmd checks the configuration first (Config.Validate); a bad
+		// one here falls back to the defaults rather than no limits.
+		log.Error().Str("error", err.Error()).Msg("plan limits; using the defaults")
+		plans, _ = NewPlans(nil, "")
+	}
 	s := &Service{
 		repo: store.NewMarketplace(db, kr),
 		kr:   kr,
@@ -72,7 +87,8 @@ func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog
 		logs: store.NewRequestLogWriter(db, store.RequestLogConfig{
 			Buffer: cfg.RequestLogBuffer, Batch: cfg.RequestLogBatch, Every: cfg.RequestLogFlush,
 		}, log, reg),
-		log: log,
+		log:   log,
+		plans: plans,
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vectabase_ratelimit_rejected_total",
 			Help: "API-key requests refused with 429 because the key's per-minute limit was reached.",
@@ -85,6 +101,12 @@ func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog
 	}
 	go s.prune()
 	return s
+}
+
+// Validate checks the plan configuration (PLAN_LIMITS, PLAN_DEFAULT).
+func (c Config) Validate() error {
+	_, err := NewPlans(c.PlanLimits, c.PlanDefault)
+	return err
 }
 
 // Close flushes every queued request log and stops background work. Call it

@@ -243,6 +243,9 @@ func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput
 	if p.PriceCents <= 0 || p.PriceCents > math.MaxInt32 {
 		return CheckoutResult{}, vectabase.Errorf(vectabase.EVALIDATION, "productId: the product has no price to pay")
 	}
+	if err := creditPackNeedsBuyer(p, buyerID); err != nil { // billing.go
+		return CheckoutResult{}, err
+	}
 	fee := PlatformFee(p.PriceCents, p.Store.CommissionBps)
 	meta := map[string]string{
 		metaProduct: p.ID,

@@ -45,6 +45,10 @@ type Config struct {
 	// instances before anything reaches Stripe. 0 or less: no limit.
 	CheckoutMaxPerIP int           `env:"STRIPE_CHECKOUT_MAX_PER_IP" envDefault:"30"`
 	CheckoutWindow   time.Duration `env:"STRIPE_CHECKOUT_WINDOW" envDefault:"1m"`
+
+	// PlanPrices maps the platform's Stripe price ids to developer plans
+	// (billing.go): STRIPE_PLAN_PRICES=price_123:pro,price_456:pro.
+	PlanPrices map[string]string `env:"STRIPE_PLAN_PRICES" envKeyValSeparator:":"`
 }
 
 // String never shows the credentials, only whether they are set.
@@ -92,6 +96,7 @@ const credentialTTL = time.Minute
 type Service struct {
 	db    *store.DB
 	repo  *store.Payments
+	aud   Auditor // billing changes' audit trail (billing.go)
 	cfg   Config
 	creds Credentials
 	log   zerolog.Logger

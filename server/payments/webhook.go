@@ -47,6 +47,9 @@ func typeLabel(t string) string {
 	case eventCheckoutCompleted, eventChargeRefunded, eventAccountUpdated, eventAsyncSucceeded, eventAsyncFailed:
 		return t
 	}
+	if isBillingEvent(t) {
+		return t
+	}
 	return "other"
 }
 
@@ -78,6 +81,9 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sig string)
 		typ = "invalid"
 	}
 	res, err := s.apply(ctx, ev.ID, typ, ev.Data)
+	if err == nil {
+		err = s.auditGrants(ctx, ev.ID) // credit packs the event granted (billing.go)
+	}
 	label := typeLabel(typ)
 	if err != nil {
 		s.count(label, resultError)
@@ -215,6 +221,10 @@ func (s *Service) apply(ctx context.Context, id, typ string, data *stripe.EventD
 		var a stripe.Account
 		if json.Unmarshal(raw, &a) == nil && validToken(a.ID, 255) {
 			return s.repo.RecordAccountUpdate(ctx, store.AccountUpdate{EventID: id, AccountID: a.ID, Onboarded: onboarded(&a)})
+		}
+	case eventSubCreated, eventSubUpdated, eventSubDeleted, eventInvoicePaid, eventInvoiceFailed:
+		if res, ok, err := s.applyBilling(ctx, id, typ, raw); ok {
+			return res, err
 		}
 	}
 	return s.repo.RecordIgnored(ctx, id, typ)
