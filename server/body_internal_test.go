@@ -99,11 +99,11 @@ func TestBrotliWindowBits(t *testing.T) {
 	}
 }
 
-// TestProperty18_DecodedBodyIsTheOriginalOrRefused claims: for any body,
+// TestProperty20_DecodedBodyIsTheOriginalOrRefused claims: for any body,
 // coding and limit, decoding the encoded body gives back exactly the
 // original when it fits the limit, and PAYLOAD_TOO_LARGE (never a prefix,
 // never more) when it does not. 100 iterations (rapid's default).
-func TestProperty18_DecodedBodyIsTheOriginalOrRefused(t *testing.T) {
+func TestProperty20_DecodedBodyIsTheOriginalOrRefused(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
 		limit := rapid.IntRange(0, 4096).Draw(t, "limit")

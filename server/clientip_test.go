@@ -134,12 +134,12 @@ func TestClientIPOverSocket(t *testing.T) {
 	}
 }
 
-// TestProperty17_ForgedForwardedForNeverChangesTheClient claims: behind
+// TestProperty19_ForgedForwardedForNeverChangesTheClient claims: behind
 // any chain of trusted proxies that each append the address they received
 // from, whatever the client itself puts in X-Forwarded-For (addresses,
 // trusted addresses, garbage) ClientAddr returns the client's real
 // address. 100 iterations (rapid's default; -rapid.checks for more).
-func TestProperty17_ForgedForwardedForNeverChangesTheClient(t *testing.T) {
+func TestProperty19_ForgedForwardedForNeverChangesTheClient(t *testing.T) {
 	t.Parallel()
 	entry := rapid.OneOf(
 		rapid.SampledFrom([]string{"6.6.6.6", "10.0.0.7", "192.168.1.1", "2001:db8::9", "garbage", "", "[::1]:80", "1.2.3.4:1", "::ffff:10.1.1.1", "fe80::1%lo"}),

@@ -14,7 +14,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 )
 
-// TestProperty17_CreditsLedgerBalanceEqualsGrantsMinusDistinctConsumptions
+// TestProperty22_CreditsLedgerBalanceEqualsGrantsMinusDistinctConsumptions
 // claims: for any interleaving of concurrent consumptions (over HTTP, with
 // or without an Idempotency-Key, retries included, some with another body)
 // and grants, run by real goroutines against a real database, the balance
@@ -23,7 +23,7 @@ import (
 // consumes at most once (every 201 for it names the same usage), and
 // every answer is 201, 402 INSUFFICIENT_CREDITS or 409 (key reused with
 // another body). 100 iterations (rapid's default), each small.
-func TestProperty17_CreditsLedgerBalanceEqualsGrantsMinusDistinctConsumptions(t *testing.T) {
+func TestProperty22_CreditsLedgerBalanceEqualsGrantsMinusDistinctConsumptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	dev := e.user(t)
