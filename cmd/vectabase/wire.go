@@ -121,8 +121,8 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 // mountAuth builds authentication with its mails, starts its signing-key
 // rotation and the mail outbox's worker, and mounts its routes.
 func mountAuth(ctx context.Context, d *deps, srv *server.Server) (*auth.Service, error) {
-	mcfg := d.cfg.Mail
-	if mcfg.PublicURL == "" {
+	mcfg := d.cfg.Mail.WithDefaults()
+	if mcfg.PublicURL == "" && d.cfg.Server.HTTPAddr != "" {
 		mcfg.PublicURL = "http://" + d.cfg.Server.HTTPAddr
 	}
 	if err := mcfg.Validate(); err != nil {

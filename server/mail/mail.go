@@ -39,6 +39,24 @@ type Config struct {
 	SendTimeout  time.Duration `env:"MAIL_SEND_TIMEOUT" envDefault:"30s"`
 }
 
+// WithDefaults fills what the environment would have (for configurations
+// built in code).
+func (c Config) WithDefaults() Config {
+	if c.From == "" {
+		c.From = "Vectabase <no-reply@vectabase.local>"
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 2 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 12
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 30 * time.Second
+	}
+	return c
+}
+
 // String describes c without the SMTP password.
 func (c Config) String() string {
 	return fmt.Sprintf("mail.Config{SMTP:%s From:%q Dir:%q PublicURL:%q}", redactURL(c.SMTPURL), c.From, c.Dir, c.PublicURL)
@@ -146,6 +164,7 @@ func (c Config) Validate() error {
 // sender when Dir is set, else nil (mails stay queued until one is
 // configured).
 func NewSender(c Config, onWrite func(path string, m Message)) (Sender, error) {
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

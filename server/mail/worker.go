@@ -44,15 +44,7 @@ func NewWorker(cfg Config, db *store.DB, sender Sender, prepare Preparer, log ze
 	if db == nil || prepare == nil {
 		return nil, errors.New("mail: NewWorker needs a database and a preparer")
 	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 2 * time.Second
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 12
-	}
-	if cfg.SendTimeout <= 0 {
-		cfg.SendTimeout = 30 * time.Second
-	}
+	cfg = cfg.WithDefaults()
 	results, err := server.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vectabase_mail_deliveries_total",
 		Help: "Outbox mails handled, by template and result (sent, skipped, retry, failed).",
