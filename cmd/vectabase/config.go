@@ -16,6 +16,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
+	"github.com/vectabase/vectabase/server/mail"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/server/realtime"
@@ -40,6 +41,7 @@ type Config struct {
 	Keyring keyring.Config
 	Backup  backup.Config
 	Auth    auth.Config
+	Mail    mail.Config
 	// Realtime is the /api/realtime change feed.
 	Realtime realtime.Config
 	Secrets  vault.Config

@@ -81,6 +81,10 @@ func runDev(ctx context.Context) error {
 		}
 		os.Setenv("KEYRING_MASTER_KEY_FILE", keyFile)
 	}
+	if os.Getenv("SMTP_URL") == "" && os.Getenv("MAIL_DIR") == "" {
+		// No SMTP server needed: mails become files, their links are logged.
+		os.Setenv("MAIL_DIR", filepath.Join(devDir, "mail"))
+	}
 	cfg, err := loadConfig(true)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/mail"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
 	"github.com/vectabase/vectabase/server/payments"
@@ -79,13 +80,10 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	if err := openVault(ctx, d); err != nil {
 		return err
 	}
-	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg)
+	a, err := mountAuth(ctx, d, srv)
 	if err != nil {
 		return err
 	}
-	d.auth = a
-	go a.RunKeyRotation(ctx)
-	srv.Mount(a.Routes())
 	if err := mountSecrets(d, srv); err != nil {
 		return err
 	}
@@ -162,6 +160,42 @@ func startRefusals(ctx context.Context, d *deps, srv *server.Server) {
 		defer fcancel()
 		r.Flush(fctx, true)
 	})
+}
+
+// mountAuth builds authentication with its mails, starts its signing-key
+// rotation and the mail outbox's worker, and mounts its routes.
+func mountAuth(ctx context.Context, d *deps, srv *server.Server) (*auth.Service, error) {
+	mcfg := d.cfg.Mail.WithDefaults()
+	if mcfg.PublicURL == "" && d.cfg.Server.HTTPAddr != "" {
+		mcfg.PublicURL = "http://" + d.cfg.Server.HTTPAddr
+	}
+	if err := mcfg.Validate(); err != nil {
+		return nil, err
+	}
+	tmpl, err := mail.LoadTemplates(mcfg.TemplateDir)
+	if err != nil {
+		return nil, err
+	}
+	a, err := auth.New(ctx, d.cfg.Auth, d.db, d.kr, d.audit, d.log, d.reg, auth.WithMail(mcfg, tmpl))
+	if err != nil {
+		return nil, err
+	}
+	d.auth = a
+	sender, err := mail.NewSender(mcfg, func(path string, m mail.Message) {
+		// vectabase dev: the mail is a file, and its link is here to click.
+		d.log.Info().Str("file", path).Str("to", m.To).Str("subject", m.Subject).Str("link", m.Link).Msg("mail written")
+	})
+	if err != nil {
+		return nil, err
+	}
+	w, err := mail.NewWorker(mcfg, d.db, sender, a.PrepareMail, d.log, d.reg)
+	if err != nil {
+		return nil, err
+	}
+	go w.Run(ctx)
+	go a.RunKeyRotation(ctx)
+	srv.Mount(a.Routes())
+	return a, nil
 }
 
 // mountStripe mounts the Stripe area. Its credentials come from the

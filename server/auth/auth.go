@@ -6,16 +6,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/mail"
+	netmail "net/mail"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/server/mail"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -77,10 +79,20 @@ type Service struct {
 	// throttleAudits remembers which throttled buckets this instance has
 	// audited in their current window (one row each, not one per request).
 	throttleAudits throttleAudits
+
+	// Mails: where links point and how mails read.
+	mailCfg   mail.Config
+	templates *mail.Templates
 }
 
 // Option changes a Service for tests.
 type Option func(*Service)
+
+// WithMail sets what the account mails need: the web app's address for
+// links (cfg.PublicURL) and the templates (nil: the embedded ones).
+func WithMail(cfg mail.Config, t *mail.Templates) Option {
+	return func(s *Service) { s.mailCfg, s.templates = cfg, t }
+}
 
 // WithClock makes the Service read the time from now (tests of expiry).
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -101,6 +113,11 @@ func New(ctx context.Context, cfg Config, db *store.DB, kr *keyring.Keyring, aud
 		o(s)
 	}
 	var err error
+	if s.templates == nil {
+		if s.templates, err = mail.LoadTemplates(""); err != nil {
+			return nil, err
+		}
+	}
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
@@ -174,7 +191,7 @@ func validEmail(email string) bool {
 	if len(email) == 0 || len(email) > maxEmailLen {
 		return false
 	}
-	a, err := mail.ParseAddress(email)
+	a, err := netmail.ParseAddress(email)
 	return err == nil && a.Address == email && a.Name == "" && strings.Contains(email[strings.LastIndexByte(email, '@'):], ".")
 }
 
@@ -196,7 +213,16 @@ func (s *Service) Register(ctx context.Context, email, password string, meta Req
 	if err != nil {
 		return store.User{}, err
 	}
-	u, err := s.db.CreateUser(ctx, store.NewUser{Email: email, PasswordHash: hash})
+	// The confirmation mail and its token are written with the user: one
+	// exists exactly when the other does.
+	u, err := s.db.CreateUserThen(ctx, store.NewUser{Email: email, PasswordHash: hash}, func(tx pgx.Tx, u store.User) error {
+		id, err := store.CreateAuthToken(ctx, tx, u.ID, store.TokenEmailConfirm, "", s.now().Add(s.cfg.ConfirmTTL))
+		if err != nil {
+			return err
+		}
+		return store.EnqueueMail(ctx, tx, store.NewMail{To: email, Template: mail.TemplateEmailConfirm,
+			Data: map[string]any{"email": email, "tokenId": id}})
+	})
 	if errors.Is(err, store.ErrConflict) {
 		// Registered in the meantime: a probe all the same.
 		return store.User{}, s.emailTaken(ctx, meta)
@@ -254,6 +280,16 @@ func (s *Service) Login(ctx context.Context, email, password string, meta Reques
 			s.log.Warn().Str("userId", u.ID).Msg("password hash in an unknown format")
 		}
 		return LoginResult{}, s.loginFailed(ctx, u.ID, reason, meta)
+	}
+
+	if s.cfg.RequireConfirmedEmail {
+		ok, err := s.db.EmailConfirmed(ctx, u.ID)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		if !ok {
+			return LoginResult{}, vectabase.Errorf(vectabase.EFORBIDDEN, "email not confirmed: open the link in the confirmation mail")
+		}
 	}
 
 	var newHash, oldHash string

@@ -51,6 +51,16 @@ type Config struct {
 	// computed at once; more wait their turn. 0: GOMAXPROCS, one per core.
 	MaxConcurrentHashes int `env:"AUTH_MAX_CONCURRENT_HASHES" envDefault:"0"`
 
+	// Accounts: reset links live ResetTTL, confirmation links ConfirmTTL;
+	// an address gets at most MaxResetsPerEmail reset mails per ResetWindow.
+	// RequireConfirmedEmail refuses password logins until the email is
+	// confirmed (imported Supabase users keep their confirmation).
+	ResetTTL              time.Duration `env:"AUTH_RESET_TTL" envDefault:"1h"`
+	ConfirmTTL            time.Duration `env:"AUTH_CONFIRM_TTL" envDefault:"24h"`
+	ResetWindow           time.Duration `env:"AUTH_RESET_WINDOW" envDefault:"1h"`
+	MaxResetsPerEmail     int           `env:"AUTH_MAX_RESETS_PER_EMAIL" envDefault:"5"`
+	RequireConfirmedEmail bool          `env:"AUTH_REQUIRE_CONFIRMED_EMAIL" envDefault:"false"`
+
 	// Argon2 are the password hashing parameters; zero: OWASPArgon2.
 	Argon2 Argon2Params
 }
@@ -104,6 +114,18 @@ func (c Config) withDefaults() Config {
 		// must not outlive two rotations: rotate less often than tokens live.
 		c.SigningKeyRotateEvery = max(c.SigningKeyRotateEvery, c.AccessTTL+c.SigningKeyReload+tokenLeeway+time.Minute)
 	}
+	if c.ResetTTL == 0 {
+		c.ResetTTL = time.Hour
+	}
+	if c.ConfirmTTL == 0 {
+		c.ConfirmTTL = 24 * time.Hour
+	}
+	if c.ResetWindow == 0 {
+		c.ResetWindow = time.Hour
+	}
+	if c.MaxResetsPerEmail == 0 {
+		c.MaxResetsPerEmail = 5
+	}
 	if c.MaxConcurrentHashes == 0 {
 		c.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
 	}
@@ -131,7 +153,10 @@ func (c Config) Validate() error {
 	if c.MaxConcurrentHashes < 0 {
 		return fmt.Errorf("auth: AUTH_MAX_CONCURRENT_HASHES %d is negative", c.MaxConcurrentHashes)
 	}
-	if c.MaxFailuresPerAccount < 0 || c.MaxFailuresPerIP < 0 || c.MaxAttemptsPerIP < 0 {
+	if c.ResetTTL < time.Minute || c.ConfirmTTL < time.Minute {
+		return fmt.Errorf("auth: AUTH_RESET_TTL and AUTH_CONFIRM_TTL must be at least a minute")
+	}
+	if c.MaxFailuresPerAccount < 0 || c.MaxFailuresPerIP < 0 || c.MaxAttemptsPerIP < 0 || c.MaxResetsPerEmail < 0 {
 		return fmt.Errorf("auth: throttling limits must not be negative")
 	}
 	return nil

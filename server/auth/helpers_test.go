@@ -141,12 +141,12 @@ func newEnv(t testing.TB, cfg auth.Config) *env {
 	return newEnvOn(t, db, keyringtest.New(t, db.Pool), cfg)
 }
 
-func newEnvOn(t testing.TB, db *store.DB, kr *keyring.Keyring, cfg auth.Config) *env {
+func newEnvOn(t testing.TB, db *store.DB, kr *keyring.Keyring, cfg auth.Config, opts ...auth.Option) *env {
 	t.Helper()
 	e := &env{t: t, db: db, kr: kr, aud: &recorder{}, cfg: cfg, clock: &clock{}, logs: &syncBuffer{}}
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	var err error
-	e.svc, err = auth.New(context.Background(), cfg, db, kr, e.aud, log, prometheus.NewRegistry(), auth.WithClock(e.clock.now))
+	e.svc, err = auth.New(context.Background(), cfg, db, kr, e.aud, log, prometheus.NewRegistry(), append(opts, auth.WithClock(e.clock.now))...)
 	if err != nil {
 		t.Fatalf("auth.New err = %v, want nil", err)
 	}

@@ -23,6 +23,13 @@ func (s *Service) Routes() []server.Route {
 		{Method: fiber.MethodPost, Path: "/api/auth/refresh", BodyLimit: 4 << 10, Timeout: 10 * time.Second, Handler: s.handleRefresh},
 		{Method: fiber.MethodPost, Path: "/api/auth/logout", Auth: s.RequireUser(), BodyLimit: 4 << 10, Handler: s.handleLogout},
 		{Method: fiber.MethodGet, Path: "/api/auth/me", Auth: s.RequireUser(), Handler: s.handleMe},
+		{Method: fiber.MethodPatch, Path: "/api/auth/me", Auth: s.RequireUser(), BodyLimit: 8 << 10, Handler: s.handleUpdateMe},
+		{Method: fiber.MethodPost, Path: "/api/auth/password/forgot", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleForgot},
+		{Method: fiber.MethodPost, Path: "/api/auth/password/reset", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleReset},
+		{Method: fiber.MethodPost, Path: "/api/auth/password", Auth: s.RequireUser(), BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleChangePassword},
+		{Method: fiber.MethodPost, Path: "/api/auth/email/confirm", BodyLimit: 4 << 10, Handler: s.handleConfirmEmail},
+		{Method: fiber.MethodGet, Path: "/api/auth/sessions", Auth: s.RequireUser(), Handler: s.handleSessions},
+		{Method: fiber.MethodDelete, Path: "/api/auth/sessions/:id", Auth: s.RequireUser(), Handler: s.handleRevokeSession},
 		{Method: fiber.MethodGet, Path: "/api/auth/discord", Timeout: 20 * time.Second, Handler: s.handleDiscord},
 		{Method: fiber.MethodGet, Path: "/.well-known/jwks.json", Handler: s.handleJWKS},
 	}
@@ -107,6 +114,92 @@ func (s *Service) handleMe(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(me)
+}
+
+func (s *Service) handleUpdateMe(c *fiber.Ctx) error {
+	var req ProfileChange
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	me, err := s.UpdateMe(c.UserContext(), UserID(c), req, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(me)
+}
+
+// forgotAccepted is the one answer of /api/auth/password/forgot, whether
+// or not the address has an account.
+var forgotAccepted = fiber.Map{"message": "if an account uses this address, a reset link is on its way"}
+
+func (s *Service) handleForgot(c *fiber.Ctx) error {
+	var req struct {
+		Email string `json:"email"`
+	}
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.ForgotPassword(c.UserContext(), req.Email, meta(c)); err != nil {
+		return withRetryAfter(c, err)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusAccepted).JSON(forgotAccepted)
+}
+
+func (s *Service) handleReset(c *fiber.Ctx) error {
+	var req struct {
+		Token    string `json:"token"`
+		Password string `json:"password"`
+	}
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.ResetPassword(c.UserContext(), req.Token, req.Password, meta(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *Service) handleChangePassword(c *fiber.Ctx) error {
+	var req struct {
+		Current string `json:"current"`
+		New     string `json:"new"`
+	}
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.ChangePassword(c.UserContext(), UserID(c), SessionID(c), req.Current, req.New, meta(c)); err != nil {
+		return withRetryAfter(c, err)
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *Service) handleConfirmEmail(c *fiber.Ctx) error {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := server.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.ConfirmEmail(c.UserContext(), req.Token, meta(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *Service) handleSessions(c *fiber.Ctx) error {
+	items, err := s.Sessions(c.UserContext(), UserID(c), SessionID(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"items": items, "nextCursor": nil})
+}
+
+func (s *Service) handleRevokeSession(c *fiber.Ctx) error {
+	if err := s.RevokeSession(c.UserContext(), UserID(c), utils.CopyString(c.Params("id")), meta(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
 }
 
 func (s *Service) handleJWKS(c *fiber.Ctx) error {
