@@ -101,7 +101,33 @@ BEGIN
     'record', jsonb_build_object('id', r.id, 'systemId', r.system_id, 'robloxUserId', r.roblox_user_id,
       'robloxUsername', r.roblox_username, 'discordId', r.discord_id, 'expiresAt', r.expires_at,
       'status', r.status, 'saleId', r.sale_id, 'buyerId', r.buyer_id, 'revokedAt', r.revoked_at,
-      'createdAt', r.created_at)));
+      'revokedReason', r.revoked_reason, 'keyRevealedAt', r.key_revealed_at, 'createdAt', r.created_at)));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION vectabase_notify_products() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r products;
+  owner uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  IF NOT FOUND THEN
+    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
+  END IF;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'storeId', r.store_id, 'ownerId', owner,
+    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active),
+    'record', jsonb_build_object('id', r.id, 'storeId', r.store_id, 'name', r.name,
+      'description', r.description, 'priceCents', r.price_cents, 'currency', r.currency,
+      'robloxAssetId', r.roblox_asset_id, 'isActive', r.is_active, 'metadata', r.metadata,
+      'whitelistSystemId', r.whitelist_system_id, 'developerProductId', r.developer_product_id,
+      'createdAt', r.created_at, 'updatedAt', r.updated_at)));
   RETURN NULL;
 END;
 $$;
@@ -122,7 +148,7 @@ BEGIN
     'record', jsonb_build_object('id', r.id, 'developerProductId', r.developer_product_id,
       'robloxUserId', r.roblox_user_id, 'discordId', r.discord_id, 'expiresAt', r.expires_at,
       'status', r.status, 'saleId', r.sale_id, 'buyerId', r.buyer_id, 'revokedAt', r.revoked_at,
-      'createdAt', r.created_at)));
+      'revokedReason', r.revoked_reason, 'keyRevealedAt', r.key_revealed_at, 'createdAt', r.created_at)));
   RETURN NULL;
 END;
 $$;
@@ -166,6 +192,30 @@ BEGIN
     'record', jsonb_build_object('id', r.id, 'systemId', r.system_id, 'robloxUserId', r.roblox_user_id,
       'robloxUsername', r.roblox_username, 'discordId', r.discord_id, 'expiresAt', r.expires_at,
       'createdAt', r.created_at)));
+  RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION vectabase_notify_products() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  r products;
+  owner uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  SELECT s.owner_id INTO owner FROM stores s WHERE s.id = r.store_id;
+  IF NOT FOUND THEN
+    owner := (vectabase_deleted_parent(r.store_id) ->> 'ownerId')::uuid;
+  END IF;
+  PERFORM vectabase_notify_change(jsonb_build_object(
+    'topic', 'products', 'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', r.id,
+    'storeId', r.store_id, 'ownerId', owner,
+    'public', r.is_active OR (TG_OP = 'UPDATE' AND OLD.is_active),
+    'record', jsonb_build_object('id', r.id, 'storeId', r.store_id, 'name', r.name,
+      'description', r.description, 'priceCents', r.price_cents, 'currency', r.currency,
+      'robloxAssetId', r.roblox_asset_id, 'isActive', r.is_active, 'metadata', r.metadata,
+      'createdAt', r.created_at, 'updatedAt', r.updated_at)));
   RETURN NULL;
 END;
 $$;

@@ -26,6 +26,10 @@ type Product struct {
 	Metadata      json.RawMessage
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// What a purchase of the product licenses: a whitelist system or a
+	// developer product of the store's owner, or neither.
+	WhitelistSystemID  *string
+	DeveloperProductID *string
 
 	OwnedByViewer bool
 }
@@ -42,6 +46,12 @@ type ProductFields struct {
 	ClearDownloadURL bool
 	IsActive         *bool
 	Metadata         json.RawMessage
+	// License target: setting one clears the other; the Clear flags set
+	// it to NULL. The caller checks that a target is ownerID's.
+	WhitelistSystemID       *string
+	ClearWhitelistSystemID  bool
+	DeveloperProductID      *string
+	ClearDeveloperProductID bool
 }
 
 // ProductFilter selects a product list. Mine lists every product of the
@@ -53,13 +63,13 @@ type ProductFilter struct {
 	StoreID  string
 }
 
-const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, s.owner_id`
+const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, p.whitelist_system_id, p.developer_product_id, s.owner_id`
 
 func (m *Marketplace) scanProduct(ctx context.Context, row pgx.Row, viewerID string) (Product, error) {
 	var p Product
 	var url []byte
 	var owner string
-	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &owner); err != nil {
+	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &p.WhitelistSystemID, &p.DeveloperProductID, &owner); err != nil {
 		return p, err
 	}
 	p.OwnedByViewer = viewerID != "" && owner == viewerID
@@ -87,6 +97,12 @@ func (m *Marketplace) encryptURL(ctx context.Context, id string, url *string) ([
 	return m.kr.Encrypt(ctx, productURLLoc(id), []byte(*url))
 }
 
+// ownedTargets holds when the license targets given ($12 whitelist system,
+// $13 developer product) are the owner's ($3 on create, $2 on update: both
+// statements name the owner as s.owner_id).
+const ownedTargets = `($12::uuid IS NULL OR EXISTS (SELECT 1 FROM whitelist_systems w WHERE w.id = $12::uuid AND w.owner_id = s.owner_id))
+				AND ($13::uuid IS NULL OR EXISTS (SELECT 1 FROM developer_products d WHERE d.id = $13::uuid AND d.developer_id = s.owner_id))`
+
 // CreateProduct adds a product to ownerID's store storeID; a store that is
 // not ownerID's is ErrNotFound.
 func (m *Marketplace) CreateProduct(ctx context.Context, ownerID, storeID string, f ProductFields) (Product, error) {
@@ -108,11 +124,14 @@ func (m *Marketplace) CreateProduct(ctx context.Context, ownerID, storeID string
 		currency = *f.Currency
 	}
 	row := m.db.Pool.QueryRow(ctx, `WITH p AS (
-			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata)
-			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
+			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata,
+				whitelist_system_id, developer_product_id)
+			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
+				AND `+ownedTargets+`
 			RETURNING *)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
-		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta)
+		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta,
+		f.WhitelistSystemID, f.DeveloperProductID)
 	p, err := m.scanProduct(ctx, row, ownerID)
 	return p, MapError(err)
 }
@@ -171,11 +190,16 @@ func (m *Marketplace) UpdateProduct(ctx context.Context, ownerID, id string, f P
 				roblox_asset_id = coalesce($7, p.roblox_asset_id),
 				download_url = CASE WHEN $8 THEN $9 ELSE p.download_url END,
 				is_active = coalesce($10, p.is_active), metadata = coalesce($11, p.metadata),
+				whitelist_system_id = CASE WHEN $14 OR $13::uuid IS NOT NULL THEN $12::uuid
+					ELSE coalesce($12::uuid, p.whitelist_system_id) END,
+				developer_product_id = CASE WHEN $15 OR $12::uuid IS NOT NULL THEN $13::uuid
+					ELSE coalesce($13::uuid, p.developer_product_id) END,
 				updated_at = now()
-			FROM stores s WHERE p.id = $1 AND s.id = p.store_id AND s.owner_id = $2
+			FROM stores s WHERE p.id = $1 AND s.id = p.store_id AND s.owner_id = $2 AND `+ownedTargets+`
 			RETURNING p.*)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
-		id, ownerID, f.Name, f.Description, f.PriceCents, f.Currency, f.RobloxAssetID, setURL, url, f.IsActive, nullJSON(f.Metadata))
+		id, ownerID, f.Name, f.Description, f.PriceCents, f.Currency, f.RobloxAssetID, setURL, url, f.IsActive, nullJSON(f.Metadata),
+		f.WhitelistSystemID, f.DeveloperProductID, f.ClearWhitelistSystemID, f.ClearDeveloperProductID)
 	pr, err := m.scanProduct(ctx, row, ownerID)
 	return pr, MapError(err)
 }

@@ -64,10 +64,13 @@ type WhitelistUserFields struct {
 	ResetHWID      bool
 }
 
-// CheckResult is the answer to a whitelist check.
+// CheckResult is the answer to a whitelist check. Reason says why a
+// license does not whitelist (one of the CheckReason* values), "" when it
+// does.
 type CheckResult struct {
 	Whitelisted bool
 	ExpiresAt   *time.Time
+	Reason      string
 }
 
 const systemColumns = `w.id, w.owner_id, w.store_id, w.name, w.description, w.max_users, w.is_active, w.created_at`
@@ -256,19 +259,30 @@ func (m *Marketplace) DeleteWhitelistUser(ctx context.Context, ownerID, systemID
 	return nil
 }
 
-// CheckQuery is one whitelist check: by SystemID and RobloxUserID, or by
-// the blind index of a license key (LicenseIndex, from LicenseKeyIndex).
+// CheckQuery is one license check: by SystemID (a whitelist system) or
+// ProductID (a developer product) and RobloxUserID, or by the blind indexes
+// of a license key (LicenseIndex over whitelist_users, EntryIndex over
+// whitelist_entries: Marketplace.KeyCheck fills both). HWIDIndex and
+// EntryHWIDIndex, when set (Marketplace.SetHWID), are the blind indexes of
+// the hardware id the game server reports: a license bound to another one
+// does not whitelist. An index left nil leaves its table out.
 type CheckQuery struct {
-	SystemID     string
-	RobloxUserID int64
-	LicenseIndex []byte
+	SystemID       string
+	ProductID      string
+	RobloxUserID   int64
+	LicenseIndex   []byte
+	EntryIndex     []byte
+	HWIDIndex      []byte
+	EntryHWIDIndex []byte
 }
 
-// UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
-// developer's systems in one statement: concurrent checks with one key
-// share it (keyUseBatcher), each answered on its own. The caller must act
-// on the KeyUse (401, 429, scope) before showing the check's answer. An
-// unknown or revoked key is ErrNotFound.
+// UseAPIKeyAndCheck is UseAPIKey and a license check in one statement:
+// concurrent checks with one key share it (keyUseBatcher), each answered
+// on its own. A key tied to a developer product sees that product's
+// licenses only; a key with none sees every license of its developer's
+// whitelist systems and developer products. The caller must act on the
+// KeyUse (401, 429, scope) before showing the check's answer. An unknown or
+// revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
 	return m.uses.use(ctx, keyHash, &q)
 }

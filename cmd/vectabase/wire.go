@@ -129,6 +129,7 @@ func mountStripe(d *deps, srv *server.Server) {
 		creds = d.vault
 	}
 	pay := payments.New(d.db, d.kr, d.cfg.Stripe, creds, d.log, d.reg)
+	pay.SetAuditor(d.audit)
 	srv.Mount(pay.Routes(payments.Auth{RequireUser: d.auth.RequireUser(), OptionalUser: d.auth.OptionalUser(), UserID: auth.UserID}))
 }
 

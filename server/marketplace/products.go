@@ -25,6 +25,10 @@ type ProductResource struct {
 	Metadata      json.RawMessage `json:"metadata"`
 	CreatedAt     time.Time       `json:"createdAt"`
 	UpdatedAt     time.Time       `json:"updatedAt"`
+	// What buying the product licenses (at most one is set): a license
+	// in this whitelist system, or in this developer product.
+	WhitelistSystemID  *string `json:"whitelistSystemId"`
+	DeveloperProductID *string `json:"developerProductId"`
 }
 
 func productResource(p store.Product) ProductResource {
@@ -32,6 +36,7 @@ func productResource(p store.Product) ProductResource {
 		ID: p.ID, StoreID: p.StoreID, Name: p.Name, Description: p.Description, PriceCents: p.PriceCents,
 		Currency: p.Currency, RobloxAssetID: p.RobloxAssetID, IsActive: p.IsActive, Metadata: p.Metadata,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		WhitelistSystemID: p.WhitelistSystemID, DeveloperProductID: p.DeveloperProductID,
 	}
 	if p.OwnedByViewer {
 		r.DownloadURL = p.DownloadURL
@@ -44,7 +49,10 @@ func productResource(p store.Product) ProductResource {
 const maxPriceCents = 100_000_000
 
 // ProductInput is the body of POST and PATCH /api/products. storeId is
-// required on create and cannot change afterwards; downloadUrl null clears it.
+// required on create and cannot change afterwards; downloadUrl null clears
+// it. whitelistSystemId or developerProductId (one of the caller's own)
+// makes each purchase issue the buyer a license there; setting one clears
+// the other, null clears it.
 type ProductInput struct {
 	StoreID       *string         `json:"storeId"`
 	Name          *string         `json:"name"`
@@ -55,6 +63,9 @@ type ProductInput struct {
 	DownloadURL   Field[string]   `json:"downloadUrl"`
 	IsActive      *bool           `json:"isActive"`
 	Metadata      json.RawMessage `json:"metadata"`
+
+	WhitelistSystemID  Field[string] `json:"whitelistSystemId"`
+	DeveloperProductID Field[string] `json:"developerProductId"`
 }
 
 func (in *ProductInput) validate(create bool) error {
@@ -97,7 +108,38 @@ func (in *ProductInput) validate(create bool) error {
 		}
 		in.DownloadURL.Value = *url // trimmed
 	}
+	if in.WhitelistSystemID.Ptr() != nil && in.DeveloperProductID.Ptr() != nil {
+		return invalid("developerProductId", "a product licenses a whitelist system or a developer product, not both")
+	}
+	for _, f := range []struct {
+		name string
+		v    *Field[string]
+	}{{"whitelistSystemId", &in.WhitelistSystemID}, {"developerProductId", &in.DeveloperProductID}} {
+		if id := f.v.Ptr(); id != nil {
+			u, err := parseUUID(f.name, *id)
+			if err != nil {
+				return err
+			}
+			f.v.Value = u
+		}
+	}
 	return checkMetadata(in.Metadata)
+}
+
+// checkTargets makes sure a product licenses only the caller's own
+// whitelist system or developer product.
+func (s *Service) checkTargets(ctx context.Context, userID string, in ProductInput) error {
+	if id := in.WhitelistSystemID.Ptr(); id != nil {
+		if _, err := s.repo.GetWhitelistSystem(ctx, userID, *id); err != nil {
+			return mapErr(err, "whitelist system")
+		}
+	}
+	if id := in.DeveloperProductID.Ptr(); id != nil {
+		if _, err := s.repo.GetDeveloperProduct(ctx, userID, *id); err != nil {
+			return mapErr(err, "developer product")
+		}
+	}
+	return nil
 }
 
 func (in ProductInput) fields() store.ProductFields {
@@ -105,6 +147,8 @@ func (in ProductInput) fields() store.ProductFields {
 		Name: in.Name, Description: in.Description, PriceCents: in.PriceCents, Currency: in.Currency,
 		RobloxAssetID: in.RobloxAssetID, DownloadURL: in.DownloadURL.Ptr(), ClearDownloadURL: in.DownloadURL.Null,
 		IsActive: in.IsActive, Metadata: in.Metadata,
+		WhitelistSystemID: in.WhitelistSystemID.Ptr(), ClearWhitelistSystemID: in.WhitelistSystemID.Null,
+		DeveloperProductID: in.DeveloperProductID.Ptr(), ClearDeveloperProductID: in.DeveloperProductID.Null,
 	}
 }
 
@@ -114,6 +158,9 @@ func (s *Service) CreateProduct(ctx context.Context, userID string, in ProductIn
 	if err := in.validate(true); err != nil {
 		return ProductResource{}, err
 	}
+	if err := s.checkTargets(ctx, userID, in); err != nil {
+		return ProductResource{}, err
+	}
 	p, err := s.repo.CreateProduct(ctx, userID, *in.StoreID, in.fields())
 	return productResource(p), mapErr(err, "store")
 }
@@ -121,6 +168,9 @@ func (s *Service) CreateProduct(ctx context.Context, userID string, in ProductIn
 // UpdateProduct changes product id of one of userID's stores.
 func (s *Service) UpdateProduct(ctx context.Context, userID, id string, in ProductInput) (ProductResource, error) {
 	if err := in.validate(false); err != nil {
+		return ProductResource{}, err
+	}
+	if err := s.checkTargets(ctx, userID, in); err != nil {
 		return ProductResource{}, err
 	}
 	p, err := s.repo.UpdateProduct(ctx, userID, id, in.fields())

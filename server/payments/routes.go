@@ -25,6 +25,7 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPost, Path: "/api/stripe/onboard", Auth: a.RequireUser, BodyLimit: smallBody, Timeout: stripeTimeout, Handler: s.handleOnboard(a)},
 		{Method: fiber.MethodGet, Path: "/api/stripe/status", Auth: a.RequireUser, Timeout: stripeTimeout, Handler: s.handleStatus(a)},
 		{Method: fiber.MethodPost, Path: "/api/stripe/checkout", Auth: a.OptionalUser, BodyLimit: smallBody, Timeout: stripeTimeout, Handler: s.handleCheckout(a)},
+		{Method: fiber.MethodGet, Path: "/api/stripe/checkout/:sessionId", Auth: a.OptionalUser, Handler: s.handleCheckoutLicense},
 		{Method: fiber.MethodPost, Path: "/api/stripe/webhook", BodyLimit: webhookBody, Handler: s.handleWebhook},
 	}
 }
@@ -65,6 +66,18 @@ func (s *Service) handleCheckout(a Auth) fiber.Handler {
 		}
 		return c.JSON(out)
 	}
+}
+
+// handleCheckoutLicense is the checkout success page's look-up; the
+// session id in the path is the buyer's proof (CheckoutLicenseLookup).
+func (s *Service) handleCheckoutLicense(c *fiber.Ctx) error {
+	out, err := s.CheckoutLicenseLookup(c.UserContext(), utils.CopyString(c.Params("sessionId")),
+		utils.CopyString(c.IP()), server.RequestID(c))
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
 }
 
 // WebhookResult is the webhook's answer: what recording the event did.

@@ -84,6 +84,7 @@ type Service struct {
 	repo  *store.Payments
 	cfg   Config
 	creds Credentials
+	aud   Auditor
 	log   zerolog.Logger
 	now   func() time.Time
 
