@@ -124,11 +124,11 @@ var checkStatement = `WITH ` + useKeyCTEsN + `,
 			SELECT y.expires_at, y.reason, true AS found FROM (
 				(SELECT u.expires_at, ` + systemLicenseReason + ` AS reason
 				 FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
-				 WHERE q.ubidx IS NOT NULL AND k.developer_product_id IS NULL AND w.owner_id = k.developer_id AND u.license_key_bidx = q.ubidx)
+				 WHERE q.ubidx IS NOT NULL AND w.owner_id = k.developer_id AND u.license_key_bidx = q.ubidx)
 				UNION ALL
 				(SELECT u.expires_at, ` + systemLicenseReason + `
 				 FROM whitelist_systems w JOIN whitelist_users u ON u.system_id = w.id
-				 WHERE q.system_id IS NOT NULL AND k.developer_product_id IS NULL AND w.owner_id = k.developer_id
+				 WHERE q.system_id IS NOT NULL AND w.owner_id = k.developer_id
 				   AND w.id = q.system_id AND u.roblox_user_id = q.roblox_user_id)
 				UNION ALL
 				(SELECT e.expires_at, ` + productLicenseReason + `

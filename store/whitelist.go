@@ -278,9 +278,10 @@ type CheckQuery struct {
 
 // UseAPIKeyAndCheck is UseAPIKey and a license check in one statement:
 // concurrent checks with one key share it (keyUseBatcher), each answered
-// on its own. A key tied to a developer product sees that product's
-// licenses only; a key with none sees every license of its developer's
-// whitelist systems and developer products. The caller must act on the
+// on its own. Every key sees its developer's whitelist systems' licenses;
+// of developer products' licenses, a key tied to a developer product sees
+// that product's only, a key with none those of all its developer's
+// products. The caller must act on the
 // KeyUse (401, 429, scope) before showing the check's answer. An unknown or
 // revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
