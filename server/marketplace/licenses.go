@@ -72,16 +72,18 @@ const (
 )
 
 // parseDay accepts a date (2026-12-04) or an RFC 3339 timestamp (its UTC
-// date counts).
+// date counts), from 1970 to 9999.
 func parseDay(field, s string) (time.Time, error) {
-	if t, err := time.Parse(dateLayout, s); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(dateLayout, s)
 	if err != nil {
-		return t, invalid(field, "must be a date (YYYY-MM-DD) or an RFC 3339 timestamp")
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return t, invalid(field, "must be a date (YYYY-MM-DD) or an RFC 3339 timestamp")
+		}
 	}
 	t = t.UTC()
+	if t.Year() < 1970 || t.Year() > 9999 {
+		return t, invalid(field, "must be a date from 1970 to 9999")
+	}
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), nil
 }
 

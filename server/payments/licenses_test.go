@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -535,6 +536,30 @@ func TestProperty2_EachPaidSessionIssuesOneLicenseAndOnlyAFullRefundRevokesIt(t 
 			if revoked != wantRevoked {
 				rt.Fatalf("session %d: %d revoked licenses, want %d (full refund delivered: %v)", i, revoked, wantRevoked, fullRefund[i])
 			}
+		}
+	})
+}
+
+// FuzzCheckoutLookup throws arbitrary session ids at the success page's
+// look-up: any answer but 200 or a contract 404 fails, and no key is ever
+// shown for a session that paid for nothing.
+func FuzzCheckoutLookup(f *testing.F) {
+	e := newLicEnv(f, configWithSecret())
+	sess := newID("cs_test_")
+	payload := event(f, newID("evt_"), "checkout.session.completed", e.session(sess, newID("pi_")))
+	e.deliverOK(f, payload)
+	for _, s := range []string{sess, "cs_test_x", "", "%00", "..", strings.Repeat("c", 300), "cs_test_ü", sess + " "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		r := e.call(t, "GET", "/api/stripe/checkout/"+url.PathEscape(id), "", nil)
+		switch {
+		case r.Status == 200 && id == sess:
+		case r.Status == 404 && r.Body["error"] == "NOT_FOUND" && r.Body["requestId"] != nil:
+		case r.Status == 404 && r.Raw != nil && id == "":
+			// "/api/stripe/checkout/" is another route's path: the app's 404.
+		default:
+			t.Fatalf("GET /api/stripe/checkout/%q = %d %s", id, r.Status, r.Raw)
 		}
 	})
 }
