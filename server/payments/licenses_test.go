@@ -563,3 +563,54 @@ func FuzzCheckoutLookup(f *testing.F) {
 		}
 	})
 }
+
+// The license a purchase issues is announced on the realtime channel on
+// the whitelist topic, routed to its buyer, without its key; so is its
+// revocation.
+func TestIssuedLicenseIsAnnouncedToItsBuyer(t *testing.T) {
+	t.Parallel()
+	e := newLicEnv(t, configWithSecret())
+	ctx := context.Background()
+	conn, err := e.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN vectabase_changes"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), "UNLISTEN *")
+	sess, pi := newID("cs_test_"), newID("pi_")
+	e.deliverOK(t, event(t, newID("evt_"), "checkout.session.completed", e.session(sess, pi)))
+	e.deliverOK(t, event(t, newID("evt_"), "charge.refunded", charge(pi, 2500, 2500)))
+	key := e.myLicenses(t, e.buyer)[0]["licenseKey"].(string)
+	var actions []string
+	for len(actions) < 2 {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := conn.Conn().WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("waiting for the license's announcements (got %v): %v", actions, err)
+		}
+		var p struct {
+			Topic, Table, Action, BuyerID string
+			Record                        map[string]any
+		}
+		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Table != "whitelist_users" {
+			continue
+		}
+		if strings.Contains(n.Payload, key) {
+			t.Fatalf("the announcement holds the license key: %s", n.Payload)
+		}
+		if p.Topic != "whitelist" || p.BuyerID != e.buyer {
+			t.Fatalf("announcement = %s, want the whitelist topic routed to the buyer", n.Payload)
+		}
+		actions = append(actions, p.Action+":"+fmt.Sprint(p.Record["status"]))
+	}
+	if actions[0] != "insert:active" || actions[1] != "update:revoked" {
+		t.Fatalf("announcements = %v, want the insert and the revocation", actions)
+	}
+}
