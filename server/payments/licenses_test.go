@@ -614,3 +614,54 @@ func TestIssuedLicenseIsAnnouncedToItsBuyer(t *testing.T) {
 		t.Fatalf("announcements = %v, want the insert and the revocation", actions)
 	}
 }
+
+// GET /api/stores/:id/stats counts, per UTC day, the paid sales, their
+// revenue per currency, refund and dispute events and the licenses issued,
+// for the store's owner only.
+func TestStoreStatsCountByDay(t *testing.T) {
+	t.Parallel()
+	e := newLicEnv(t, configWithSecret())
+	started := time.Now().UTC().Format("2006-01-02")
+	pis := []string{newID("pi_"), newID("pi_"), newID("pi_")}
+	for i, pi := range pis {
+		s := e.session(newID("cs_test_"), pi)
+		s["metadata"].(map[string]any)["vectabase_roblox_user_id"] = fmt.Sprint(100 + i)
+		e.deliverOK(t, event(t, newID("evt_"), "checkout.session.completed", s))
+	}
+	unpaid := e.session(newID("cs_test_"), newID("pi_"))
+	unpaid["payment_status"] = "unpaid"
+	e.deliverOK(t, event(t, newID("evt_"), "checkout.session.completed", unpaid))
+	e.deliverOK(t, event(t, newID("evt_"), "charge.refunded", charge(pis[0], 2500, 500)))
+	e.deliverOK(t, event(t, newID("evt_"), "charge.dispute.created", map[string]any{"id": newID("dp_"), "object": "dispute",
+		"amount": 2500, "currency": "usd", "payment_intent": pis[1]}))
+
+	today := time.Now().UTC().Format("2006-01-02")
+	if today != started {
+		t.Skip("the test crossed midnight UTC: its rows are on two days")
+	}
+	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format("2006-01-02")
+	r := e.call(t, "GET", "/api/stores/"+e.store+"/stats?from="+yesterday+"&to="+today, e.owner, nil)
+	if r.Status != 200 {
+		t.Fatalf("stats = %d %s", r.Status, r.Raw)
+	}
+	days, _ := r.Body["days"].([]any)
+	if len(days) != 2 || r.Body["from"] != yesterday || r.Body["to"] != today {
+		t.Fatalf("stats = %s, want two days from yesterday to today", r.Raw)
+	}
+	empty, last := days[0].(map[string]any), days[1].(map[string]any)
+	if empty["date"] != yesterday || empty["sales"] != float64(0) || empty["licensesIssued"] != float64(0) {
+		t.Fatalf("yesterday = %v, want an empty day", empty)
+	}
+	rev, _ := last["revenueCents"].(map[string]any)
+	if last["date"] != today || last["sales"] != float64(3) || rev["usd"] != float64(7500) || last["refunds"] != float64(1) ||
+		last["disputes"] != float64(1) || last["licensesIssued"] != float64(3) {
+		t.Fatalf("today = %v, want 3 paid sales, 7500 usd, 1 refund, 1 dispute, 3 licenses", last)
+	}
+	if r := e.call(t, "GET", "/api/stores/"+e.store+"/stats", e.owner, nil); r.Status != 200 || len(r.Body["days"].([]any)) != 30 {
+		t.Fatalf("default stats = %d, %d days, want 30", r.Status, len(r.Body["days"].([]any)))
+	}
+	checkErrorBody(t, "another owner", e.call(t, "GET", "/api/stores/"+e.store+"/stats", e.buyer, nil), 404, "NOT_FOUND")
+	checkErrorBody(t, "reversed", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from="+today+"&to="+yesterday, e.owner, nil), 400, "VALIDATION_FAILED")
+	checkErrorBody(t, "too long", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from=2020-01-01&to=2026-01-01", e.owner, nil), 400, "VALIDATION_FAILED")
+	checkErrorBody(t, "bad date", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from=yesterday", e.owner, nil), 400, "VALIDATION_FAILED")
+}
