@@ -50,6 +50,10 @@ type WhitelistUser struct {
 	HasHWID        bool
 	ExpiresAt      *time.Time
 	CreatedAt      time.Time
+	// Status is active, revoked (a refund or dispute of its sale) or
+	// expired; SaleID is the sale that issued it, nil for one made by hand.
+	Status string
+	SaleID *string
 }
 
 // WhitelistUserFields are the columns an owner may set; nil is unchanged.
@@ -144,11 +148,12 @@ func (m *Marketplace) DeleteWhitelistSystem(ctx context.Context, ownerID, id str
 	return nil
 }
 
-const wlUserColumns = `u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at`
+const wlUserColumns = `u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at,
+	CASE WHEN u.status = 'active' AND u.expires_at <= now() THEN 'expired' ELSE u.status END, u.sale_id`
 
 func scanWLUser(row pgx.Row) (WhitelistUser, error) {
 	var u WhitelistUser
-	err := row.Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt)
+	err := row.Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt, &u.Status, &u.SaleID)
 	return u, err
 }
 

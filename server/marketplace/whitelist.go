@@ -44,11 +44,15 @@ type WhitelistUserResource struct {
 	ExpiresAt      *time.Time `json:"expiresAt"`
 	CreatedAt      time.Time  `json:"createdAt"`
 	LicenseKey     string     `json:"licenseKey,omitempty"`
+	// Status is active, revoked or expired; SaleID names the purchase that
+	// issued the entry (null for one made by hand or by the bot).
+	Status string  `json:"status"`
+	SaleID *string `json:"saleId"`
 }
 
 func wlUserResource(u store.WhitelistUser) WhitelistUserResource {
 	return WhitelistUserResource{ID: u.ID, SystemID: u.SystemID, RobloxUserID: u.RobloxUserID, RobloxUsername: u.RobloxUsername,
-		DiscordID: u.DiscordID, HWIDBound: u.HasHWID, ExpiresAt: u.ExpiresAt, CreatedAt: u.CreatedAt}
+		DiscordID: u.DiscordID, HWIDBound: u.HasHWID, ExpiresAt: u.ExpiresAt, CreatedAt: u.CreatedAt, Status: u.Status, SaleID: u.SaleID}
 }
 
 // SystemInput is the body of POST and PATCH /api/whitelist/systems; null
