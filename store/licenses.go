@@ -78,6 +78,45 @@ func newCheckArrays(n int) checkArrays {
 	}
 }
 
+// args are the arrays as the statement's $3 to $9. An array with no
+// element set goes as NULL, which unnest reads as empty and pads with
+// NULLs: most batches are of one kind of check, and this spares encoding
+// the others.
+func (a *checkArrays) args() []any {
+	out := make([]any, 0, 7)
+	for _, arr := range []any{a.systems, a.products, a.players, a.keys, a.entryKeys, a.hwids, a.entryHWIDs} {
+		if !anySet(arr) {
+			arr = nil
+		}
+		out = append(out, arr)
+	}
+	return out
+}
+
+func anySet(arr any) bool {
+	switch v := arr.(type) {
+	case []*string:
+		for _, x := range v {
+			if x != nil {
+				return true
+			}
+		}
+	case []*int64:
+		for _, x := range v {
+			if x != nil {
+				return true
+			}
+		}
+	case [][]byte:
+		for _, x := range v {
+			if x != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (a *checkArrays) set(i int, q *CheckQuery) {
 	if q.LicenseIndex != nil || q.EntryIndex != nil {
 		a.keys[i], a.entryKeys[i] = q.LicenseIndex, q.EntryIndex
