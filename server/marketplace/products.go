@@ -3,10 +3,12 @@ package marketplace
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -162,7 +164,26 @@ func (s *Service) CreateProduct(ctx context.Context, userID string, in ProductIn
 		return ProductResource{}, err
 	}
 	p, err := s.repo.CreateProduct(ctx, userID, *in.StoreID, in.fields())
-	return productResource(p), mapErr(err, "store")
+	if err != nil {
+		return ProductResource{}, mapErr(err, "store")
+	}
+	return productResource(p), s.auditTarget(ctx, userID, in, p)
+}
+
+// auditTarget records a change of what a product's purchase licenses (its
+// whitelist system or developer product), when the body set one: it decides
+// who gets licenses for money.
+func (s *Service) auditTarget(ctx context.Context, userID string, in ProductInput, p store.Product) error {
+	if !in.WhitelistSystemID.Set && !in.DeveloperProductID.Set {
+		return nil
+	}
+	err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID,
+		Action: "product.license_target", ResourceType: "product", ResourceID: p.ID, Result: vectabase.ResultSuccess,
+		Details: map[string]any{"whitelistSystemId": p.WhitelistSystemID, "developerProductId": p.DeveloperProductID}})
+	if err != nil {
+		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit product.license_target: %w", err))
+	}
+	return nil
 }
 
 // UpdateProduct changes product id of one of userID's stores.
@@ -174,7 +195,10 @@ func (s *Service) UpdateProduct(ctx context.Context, userID, id string, in Produ
 		return ProductResource{}, err
 	}
 	p, err := s.repo.UpdateProduct(ctx, userID, id, in.fields())
-	return productResource(p), mapErr(err, "product")
+	if err != nil {
+		return ProductResource{}, mapErr(err, "product")
+	}
+	return productResource(p), s.auditTarget(ctx, userID, in, p)
 }
 
 // ListProducts lists products for viewerID ("" anonymous). Without storeID
