@@ -66,6 +66,9 @@ type WhitelistUserFields struct {
 	ExpiresAt      *time.Time
 	ClearExpiresAt bool
 	ResetHWID      bool
+	// Status, when set, is active or revoked: the seller revokes a license
+	// (revoked_reason seller) or restores it.
+	Status *string
 }
 
 // CheckResult is the answer to a whitelist check. Reason says why a
@@ -243,11 +246,15 @@ func (m *Marketplace) UpdateWhitelistUser(ctx context.Context, ownerID, systemID
 			roblox_user_id = coalesce($4, u.roblox_user_id), roblox_username = coalesce($5, u.roblox_username),
 			discord_id = coalesce($6, u.discord_id),
 			expires_at = CASE WHEN $7 THEN NULL ELSE coalesce($8, u.expires_at) END,
-			hwid = CASE WHEN $9 THEN NULL ELSE u.hwid END
+			hwid = CASE WHEN $9 THEN NULL ELSE u.hwid END,
+			hwid_bidx = CASE WHEN $9 THEN NULL ELSE u.hwid_bidx END,
+			status = coalesce($10, u.status),
+			revoked_at = CASE WHEN $10 = 'revoked' AND u.status <> 'revoked' THEN now() WHEN $10 IS NOT NULL AND $10 <> 'revoked' THEN NULL ELSE u.revoked_at END,
+			revoked_reason = CASE WHEN $10 = 'revoked' AND u.status <> 'revoked' THEN 'seller' WHEN $10 IS NOT NULL AND $10 <> 'revoked' THEN NULL ELSE u.revoked_reason END
 		FROM whitelist_systems w
 		WHERE u.id = $1 AND u.system_id = $2 AND w.id = u.system_id AND w.owner_id = $3
 		RETURNING `+wlUserColumns,
-		userID, systemID, ownerID, f.RobloxUserID, f.RobloxUsername, f.DiscordID, f.ClearExpiresAt, f.ExpiresAt, f.ResetHWID))
+		userID, systemID, ownerID, f.RobloxUserID, f.RobloxUsername, f.DiscordID, f.ClearExpiresAt, f.ExpiresAt, f.ResetHWID, f.Status))
 	return u, MapError(err)
 }
 

@@ -143,6 +143,7 @@ func FuzzWhitelistUserJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"expiresAt":null}`, `{"expiresAt":"2030-01-01T00:00:00Z"}`, `{"expiresAt":5}`, `{"resetHwid":true}`,
 		`{"robloxUserId":0}`, `{"discordId":"123456789012345678"}`, `{"robloxUsername":"a b"}`,
+		`{"status":"revoked"}`, `{"status":"active","resetHwid":true}`, `{"status":"gone"}`, `{"status":null}`,
 	} {
 		f.Add(s)
 	}

@@ -15,6 +15,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/payments"
@@ -664,4 +665,53 @@ func TestStoreStatsCountByDay(t *testing.T) {
 	checkErrorBody(t, "reversed", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from="+today+"&to="+yesterday, e.owner, nil), 400, "VALIDATION_FAILED")
 	checkErrorBody(t, "too long", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from=2020-01-01&to=2026-01-01", e.owner, nil), 400, "VALIDATION_FAILED")
 	checkErrorBody(t, "bad date", e.call(t, "GET", "/api/stores/"+e.store+"/stats?from=yesterday", e.owner, nil), 400, "VALIDATION_FAILED")
+}
+
+// The seller revokes a license by hand and restores it; resetting its
+// hardware id lets it run on another machine. Each is audited.
+func TestSellerRevokesRestoresAndResetsALicense(t *testing.T) {
+	t.Parallel()
+	e := newLicEnv(t, configWithSecret())
+	e.deliverOK(t, event(t, newID("evt_"), "checkout.session.completed", e.session(newID("cs_test_"), newID("pi_"))))
+	lic := e.myLicenses(t, e.buyer)[0]
+	id, key := lic["id"].(string), lic["licenseKey"].(string)
+	ctx := context.Background()
+	hct, err := e.kr.Encrypt(ctx, keyring.Location{Table: "whitelist_users", Column: "hwid", RowID: id}, []byte("HW-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidx, err := e.kr.BlindIndex("whitelist_users", "hwid", []byte("HW-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE whitelist_users SET hwid = $2, hwid_bidx = $3 WHERE id = $1`, id, hct, hidx); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.check(t, map[string]any{"licenseKey": key, "hwid": "HW-2"}); r.Body["whitelisted"] != false || r.Body["reason"] != "hwid_mismatch" {
+		t.Fatalf("check on another machine = %s, want hwid_mismatch", r.Raw)
+	}
+	path := "/api/whitelist/systems/" + e.system + "/users/" + id
+	if r := e.call(t, "PATCH", path, e.owner, map[string]any{"resetHwid": true}); r.Status != 200 || r.Body["hwidBound"] != false {
+		t.Fatalf("reset hwid = %d %s", r.Status, r.Raw)
+	}
+	if r := e.check(t, map[string]any{"licenseKey": key, "hwid": "HW-2"}); r.Body["whitelisted"] != true {
+		t.Fatalf("check after the reset = %s, want whitelisted", r.Raw)
+	}
+	if r := e.call(t, "PATCH", path, e.owner, map[string]any{"status": "revoked"}); r.Status != 200 || r.Body["status"] != "revoked" || r.Body["saleId"] == nil {
+		t.Fatalf("revoke = %d %s", r.Status, r.Raw)
+	}
+	if r := e.check(t, map[string]any{"licenseKey": key}); r.Body["whitelisted"] != false || r.Body["reason"] != "revoked" {
+		t.Fatalf("check after the seller revoked = %s", r.Raw)
+	}
+	checkErrorBody(t, "bad status", e.call(t, "PATCH", path, e.owner, map[string]any{"status": "expired"}), 400, "VALIDATION_FAILED")
+	checkErrorBody(t, "not the seller", e.call(t, "PATCH", path, e.buyer, map[string]any{"status": "active"}), 404, "NOT_FOUND")
+	if r := e.call(t, "PATCH", path, e.owner, map[string]any{"status": "active"}); r.Status != 200 || r.Body["status"] != "active" {
+		t.Fatalf("restore = %d %s", r.Status, r.Raw)
+	}
+	if r := e.check(t, map[string]any{"licenseKey": key}); r.Body["whitelisted"] != true {
+		t.Fatalf("check after the restore = %s", r.Raw)
+	}
+	if got := e.audit.actions(id); strings.Join(got, ",") != "license.issued,license.hwid_reset,license.revoked,license.restored" {
+		t.Fatalf("audit of the license = %v", got)
+	}
 }
