@@ -131,6 +131,9 @@ type CheckoutProduct struct {
 	// Licenses is true when a purchase issues a license (the product is
 	// linked to a whitelist system or a developer product).
 	Licenses bool
+	// SystemFull is true when the linked whitelist system already holds
+	// max_users active licenses.
+	SystemFull bool
 }
 
 // CheckoutProduct returns product productID with its store. A product id
@@ -143,10 +146,12 @@ func (p *Payments) CheckoutProduct(ctx context.Context, productID string) (Check
 	var acct []byte
 	err := p.db.Pool.QueryRow(ctx, `SELECT p.id, p.name, p.price_cents, p.currency, p.is_active,
 			s.id, s.owner_id, s.stripe_account_id, s.stripe_onboarded, s.commission_bps,
-			num_nonnulls(p.whitelist_system_id, p.developer_product_id) > 0
+			num_nonnulls(p.whitelist_system_id, p.developer_product_id) > 0,
+			coalesce((SELECT w.max_users <= (SELECT count(*) FROM whitelist_users u WHERE u.system_id = w.id AND u.status = 'active')
+				FROM whitelist_systems w WHERE w.id = p.whitelist_system_id), false)
 		FROM products p JOIN stores s ON s.id = p.store_id WHERE p.id = $1`, productID).
 		Scan(&c.ID, &c.Name, &c.PriceCents, &c.Currency, &c.Active,
-			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps, &c.Licenses)
+			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps, &c.Licenses, &c.SystemFull)
 	if err != nil {
 		return c, MapError(err)
 	}

@@ -229,7 +229,7 @@ func PlatformFee(priceCents int64, commissionBps int) int64 {
 // its store's Connect account as a destination charge with the platform's
 // fee. buyerID is "" for an anonymous buyer. Errors: VALIDATION_FAILED,
 // NOT_FOUND (no such active product), CONFLICT (the store cannot take
-// payments yet), UNAVAILABLE.
+// payments yet, or the product's whitelist system is full), UNAVAILABLE.
 func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput) (CheckoutResult, error) {
 	if err := checkID("productId", in.ProductID); err != nil {
 		return CheckoutResult{}, err
@@ -262,6 +262,11 @@ func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput
 	}
 	if p.Licenses && in.RobloxUserID == nil {
 		return CheckoutResult{}, invalid("robloxUserId", "is required: buying this product issues a license to a Roblox user")
+	}
+	if p.SystemFull {
+		// Checked before the buyer pays; a license paid for is issued even
+		// if the system filled up meanwhile.
+		return CheckoutResult{}, vectabase.Errorf(vectabase.ECONFLICT, "this product is sold out: its whitelist system is full (maxUsers reached)")
 	}
 	if p.PriceCents <= 0 || p.PriceCents > math.MaxInt32 {
 		return CheckoutResult{}, vectabase.Errorf(vectabase.EVALIDATION, "productId: the product has no price to pay")

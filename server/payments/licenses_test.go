@@ -715,3 +715,28 @@ func TestSellerRevokesRestoresAndResetsALicense(t *testing.T) {
 		t.Fatalf("audit of the license = %v", got)
 	}
 }
+
+// A product whose whitelist system is full cannot be bought: 409 before
+// the buyer pays.
+func TestCheckoutOfAFullSystemIsRefused(t *testing.T) {
+	t.Parallel()
+	e, _ := mockEnv(t)
+	s := newShopTB(t, e)
+	ctx := context.Background()
+	name, one, player := "full", 1, int64(7)
+	sys, err := e.market.CreateWhitelistSystem(ctx, s.owner, store.WhitelistSystemFields{Name: &name, MaxUsers: &one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE products SET whitelist_system_id = $2 WHERE id = $1`, s.product, sys.ID); err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"productId": s.product, "successUrl": "https://shop.example/ok", "cancelUrl": "https://shop.example/no", "robloxUserId": 42}
+	if r := e.call(t, "POST", "/api/stripe/checkout", "", body); r.Status != 200 {
+		t.Fatalf("checkout with room = %d %s", r.Status, r.Raw)
+	}
+	if _, err := e.market.CreateWhitelistUser(ctx, s.owner, sys.ID, store.WhitelistUserFields{RobloxUserID: &player}, "VB-FULL"); err != nil {
+		t.Fatal(err)
+	}
+	checkErrorBody(t, "full system", e.call(t, "POST", "/api/stripe/checkout", "", body), 409, "CONFLICT")
+}
