@@ -429,6 +429,9 @@ type CheckoutLicense struct {
 	// KeyShown is true on the one look-up that reveals the key (then in
 	// License.Key); later look-ups see the license without it.
 	KeyShown bool
+	// Claimed is true when this look-up attached an anonymous purchase to
+	// the signed-in caller.
+	Claimed bool
 }
 
 // SessionHash is the keyed hash a sale is found by its Checkout Session id.
@@ -440,20 +443,39 @@ func (p *Payments) SessionHash(sessionID string) ([]byte, error) {
 // sessionID and the license it issued, revealing the license's key on the
 // first look-up only (key_revealed_at is set in the same statement that
 // reads the key, so two concurrent look-ups cannot both get it) and only
-// while the license is active. onReveal runs inside the transaction before
-// the key is returned (the caller audits there; its error keeps the key
-// unrevealed). A session with no sale here (unknown, or its webhook has
-// not arrived yet) is ErrNotFound.
-func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID string, onReveal func(context.Context, License) error) (CheckoutLicense, error) {
+// while the license is active. audit runs inside the transaction for each
+// write it makes (sale.claimed, license.key_revealed) before it commits; its
+// error rolls the look-up back and keeps the key unrevealed. A session with
+// no sale here (unknown, or its webhook has not arrived yet) is ErrNotFound.
+//
+// A signed-in caller (buyerID not "") looking up an anonymous purchase
+// becomes its buyer: the sale and its license are attached to their
+// account (Claimed), so the license appears at /api/me/licenses.
+func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID, buyerID string, audit func(ctx context.Context, action, resourceID string, details map[string]any) error) (CheckoutLicense, error) {
 	var out CheckoutLicense
 	hash, err := p.SessionHash(sessionID)
 	if err != nil {
 		return out, err
 	}
 	err = p.db.InTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT id, status, product_id FROM sales WHERE stripe_session_hash = $1`, hash).
-			Scan(&out.SaleID, &out.SaleStatus, &out.ProductID); err != nil {
+		var buyer *string
+		if err := tx.QueryRow(ctx, `SELECT id, status, product_id, buyer_id FROM sales WHERE stripe_session_hash = $1 FOR UPDATE`, hash).
+			Scan(&out.SaleID, &out.SaleStatus, &out.ProductID, &buyer); err != nil {
 			return err
+		}
+		if buyer == nil && buyerID != "" {
+			if _, err := tx.Exec(ctx, `UPDATE sales SET buyer_id = $2 WHERE id = $1`, out.SaleID, buyerID); err != nil {
+				return err
+			}
+			for _, t := range []string{systemLicenses, productLicenses} {
+				if _, err := tx.Exec(ctx, `UPDATE `+t+` SET buyer_id = $2 WHERE sale_id = $1`, out.SaleID, buyerID); err != nil {
+					return err
+				}
+			}
+			out.Claimed = true
+			if err := audit(ctx, "sale.claimed", out.SaleID, nil); err != nil {
+				return err
+			}
 		}
 		l, err := scanLicense(tx.QueryRow(ctx, `SELECT `+licenseColumns+` FROM licenses l WHERE l.sale_id = $1`, out.SaleID))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -479,10 +501,8 @@ func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID string, o
 		if err != nil {
 			return err
 		}
-		if onReveal != nil {
-			if err := onReveal(ctx, l); err != nil {
-				return err
-			}
+		if err := audit(ctx, "license.key_revealed", l.ID, map[string]any{"kind": l.Kind, "saleId": out.SaleID, "via": "checkout_session"}); err != nil {
+			return err
 		}
 		l.Key, out.KeyShown = string(pt), true
 		out.License = &l

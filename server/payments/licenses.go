@@ -76,22 +76,31 @@ type CheckoutLicense struct {
 // (the checkout route's answer and the success URL's
 // {CHECKOUT_SESSION_ID}), so whoever presents it is the buyer, signed in or
 // not. The license key is revealed once, audited; later look-ups see the
-// license without it (a signed-in buyer keeps it at /api/me/licenses).
+// license without it (a signed-in buyer keeps it at /api/me/licenses). A
+// signed-in caller looking up an anonymous purchase becomes its buyer.
 // Errors: NOT_FOUND while no paid sale is recorded for the session (the
 // webhook may not have arrived yet: try again shortly).
-func (s *Service) CheckoutLicenseLookup(ctx context.Context, sessionID, ip, requestID string) (CheckoutLicenseResult, error) {
+func (s *Service) CheckoutLicenseLookup(ctx context.Context, sessionID, callerID, ip, requestID string) (CheckoutLicenseResult, error) {
 	if !validToken(sessionID, 255) {
 		return CheckoutLicenseResult{}, vectabase.Errorf(vectabase.ENOTFOUND, "checkout session not found")
 	}
-	res, err := s.repo.ClaimCheckoutLicense(ctx, sessionID, func(ctx context.Context, l store.License) error {
+	actorType := vectabase.ActorAnonymous
+	if callerID != "" {
+		actorType = vectabase.ActorUser
+	}
+	res, err := s.repo.ClaimCheckoutLicense(ctx, sessionID, callerID, func(ctx context.Context, action, resourceID string, details map[string]any) error {
 		if s.aud == nil {
 			return nil
 		}
-		err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorAnonymous,
-			Action: "license.key_revealed", ResourceType: "license", ResourceID: l.ID, Result: vectabase.ResultSuccess,
-			IP: ip, RequestID: requestID, Details: map[string]any{"kind": l.Kind, "via": "checkout_session"}})
+		resourceType := "license"
+		if action == "sale.claimed" {
+			resourceType = "sale"
+		}
+		err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: actorType, ActorID: callerID,
+			Action: action, ResourceType: resourceType, ResourceID: resourceID, Result: vectabase.ResultSuccess,
+			IP: ip, RequestID: requestID, Details: details})
 		if err != nil {
-			return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("payments: audit license.key_revealed: %w", err))
+			return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("payments: audit %s: %w", action, err))
 		}
 		return nil
 	})

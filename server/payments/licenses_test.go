@@ -740,3 +740,35 @@ func TestCheckoutOfAFullSystemIsRefused(t *testing.T) {
 	}
 	checkErrorBody(t, "full system", e.call(t, "POST", "/api/stripe/checkout", "", body), 409, "CONFLICT")
 }
+
+// A signed-in buyer who paid anonymously and then looks the session up
+// becomes the purchase's buyer: the license appears at /api/me/licenses,
+// and the claim is audited. A second user's look-up claims nothing.
+func TestCheckoutLookupSignedInClaimsAnAnonymousPurchase(t *testing.T) {
+	t.Parallel()
+	e := newLicEnv(t, configWithSecret())
+	sess := newID("cs_test_")
+	anon := e.session(sess, newID("pi_"))
+	delete(anon["metadata"].(map[string]any), "vectabase_buyer_id")
+	e.deliverOK(t, event(t, newID("evt_"), "checkout.session.completed", anon))
+	if mine := e.myLicenses(t, e.buyer); len(mine) != 0 {
+		t.Fatalf("licenses before the claim = %v, want none", mine)
+	}
+	r := e.call(t, "GET", "/api/stripe/checkout/"+sess, e.buyer, nil)
+	lic, _ := r.Body["license"].(map[string]any)
+	if r.Status != 200 || lic == nil || lic["licenseKey"] == nil {
+		t.Fatalf("look-up = %d %s, want the license and its key", r.Status, r.Raw)
+	}
+	mine := e.myLicenses(t, e.buyer)
+	if len(mine) != 1 || mine[0]["licenseKey"] != lic["licenseKey"] {
+		t.Fatalf("licenses after the claim = %v, want the purchase with its key", mine)
+	}
+	if got := e.audit.actions(r.Body["saleId"].(string)); len(got) != 1 || got[0] != "sale.claimed" {
+		t.Fatalf("audit of the sale = %v, want [sale.claimed]", got)
+	}
+	other := e.user(t)
+	e.call(t, "GET", "/api/stripe/checkout/"+sess, other, nil)
+	if n := len(e.myLicenses(t, other)); n != 0 {
+		t.Fatalf("a second user's look-up gave them %d licenses, want 0", n)
+	}
+}
