@@ -379,14 +379,15 @@ func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, disc
 		err := tx.QueryRow(ctx, `SELECT `+wlUserColumns+`, w.is_active, coalesce(u.expires_at <= now(), false)
 			FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
 			WHERE u.system_id = $1 AND u.license_key_bidx = $2 LIMIT 1 FOR UPDATE OF u`, *server.WhitelistSystemID, bidx).
-			Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt, &active, &expired)
+			Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt, &u.Status, &u.SaleID, &active, &expired)
 		if err != nil {
 			return err
 		}
 		if u.DiscordID != nil && *u.DiscordID != discordUserID {
 			return ErrAlreadyRedeemed
 		}
-		if !active || expired {
+		if !active || expired || u.Status != "active" {
+			// A license revoked by a refund or dispute redeems nothing.
 			return ErrExpired
 		}
 		if u.DiscordID == nil {

@@ -20,6 +20,8 @@ import (
 type Payments struct {
 	db *DB
 	kr *keyring.Keyring
+
+	onLicense func(ctx context.Context, ch LicenseChange) error
 }
 
 // NewPayments returns the payments repository on db, encrypting with kr.
@@ -128,6 +130,12 @@ type CheckoutProduct struct {
 	Store      PaymentStore
 	// CreditUnits is set when the product is a credit pack (credits.go).
 	CreditUnits *int
+	// Licenses is true when a purchase issues a license (the product is
+	// linked to a whitelist system or a developer product).
+	Licenses bool
+	// SystemFull is true when the linked whitelist system already holds
+	// max_users active licenses.
+	SystemFull bool
 }
 
 // CheckoutProduct returns product productID with its store. A product id
@@ -139,10 +147,13 @@ func (p *Payments) CheckoutProduct(ctx context.Context, productID string) (Check
 	}
 	var acct []byte
 	err := p.db.Pool.QueryRow(ctx, `SELECT p.id, p.name, p.price_cents, p.currency, p.is_active,
-			s.id, s.owner_id, s.stripe_account_id, s.stripe_onboarded, s.commission_bps, p.credit_units
+			s.id, s.owner_id, s.stripe_account_id, s.stripe_onboarded, s.commission_bps, p.credit_units,
+			num_nonnulls(p.whitelist_system_id, p.developer_product_id) > 0,
+			coalesce((SELECT w.max_users <= (SELECT count(*) FROM whitelist_users u WHERE u.system_id = w.id AND u.status = 'active')
+				FROM whitelist_systems w WHERE w.id = p.whitelist_system_id), false)
 		FROM products p JOIN stores s ON s.id = p.store_id WHERE p.id = $1`, productID).
 		Scan(&c.ID, &c.Name, &c.PriceCents, &c.Currency, &c.Active,
-			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps, &c.CreditUnits)
+			&c.Store.ID, &c.Store.OwnerID, &acct, &c.Store.Onboarded, &c.Store.CommissionBps, &c.CreditUnits, &c.Licenses, &c.SystemFull)
 	if err != nil {
 		return c, MapError(err)
 	}
@@ -199,16 +210,22 @@ type CompletedCheckout struct {
 	BuyerID         string // "" for an anonymous buyer
 	BuyerEmail      string
 	RobloxUserID    *int64
+	DiscordID       string // "" when the buyer gave none
 	AmountCents     int64
 	FeeCents        int64
 	Currency        string
 	Status          string // sales.status: completed, or pending until paid
+	// LicenseKey is the key a license issued for this sale gets, when the
+	// product licenses anything (the caller generates one for every
+	// checkout; it is stored only if a license is issued).
+	LicenseKey string
 }
 
 // RecordCheckout records a completed checkout once: a sales row and a
-// payment_transactions row of type checkout. A session whose product is not
-// in the named store, or whose payment intent already has a sale, is
-// EventIgnored.
+// payment_transactions row of type checkout, and when it is paid the sale's
+// effects (completeSale: the buyer's license) in the same transaction. A
+// session whose product is not in the named store, or whose payment intent
+// or session already has a sale, is EventIgnored.
 func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (EventResult, error) {
 	res := EventProcessed
 	err := p.db.InTx(ctx, func(tx pgx.Tx) error {
@@ -226,18 +243,28 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 			if piBidx, err = p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(e.PaymentIntentID)); err != nil {
 				return err
 			}
-			if exists {
-				// Serialise sales of one payment intent: two different
-				// events naming it must not both find it unsold.
-				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))`, piBidx); err != nil {
-					return err
-				}
-				var taken bool
-				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sales WHERE stripe_payment_intent_bidx = $1)`, piBidx).Scan(&taken); err != nil {
-					return err
-				}
-				exists = !taken
+		}
+		sessionHash, err := p.SessionHash(e.SessionID)
+		if err != nil {
+			return err
+		}
+		if exists {
+			// Serialise sales of one payment intent (or, without one, of
+			// one session): two different events naming it must not both
+			// find it unsold.
+			lock := piBidx
+			if lock == nil {
+				lock = sessionHash
 			}
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))`, lock); err != nil {
+				return err
+			}
+			var taken bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sales WHERE stripe_payment_intent_bidx = $1 OR stripe_session_hash = $2)`,
+				piBidx, sessionHash).Scan(&taken); err != nil {
+				return err
+			}
+			exists = !taken
 		}
 		if !exists {
 			res = EventIgnored
@@ -260,10 +287,10 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO sales (id, product_id, store_id, buyer_id, buyer_email, roblox_user_id,
-				amount_cents, platform_fee_cents, currency, status, stripe_payment_intent_id, stripe_payment_intent_bidx)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+				amount_cents, platform_fee_cents, currency, status, stripe_payment_intent_id, stripe_payment_intent_bidx, stripe_session_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			saleID, e.ProductID, e.StoreID, buyer, nullString(e.BuyerEmail), e.RobloxUserID,
-			e.AmountCents, e.FeeCents, e.Currency, e.Status, salePI, piBidx); err != nil {
+			e.AmountCents, e.FeeCents, e.Currency, e.Status, salePI, piBidx, sessionHash); err != nil {
 			return err
 		}
 		if err := p.insertTransaction(ctx, tx, transaction{
@@ -272,8 +299,13 @@ func (p *Payments) RecordCheckout(ctx context.Context, e CompletedCheckout) (Eve
 		}); err != nil {
 			return err
 		}
-		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
-		return err
+		if e.Status != "completed" {
+			// Paid later: checkout.session.async_payment_succeeded
+			// completes it (RecordSettlement).
+			return nil
+		}
+		return p.completeSale(ctx, tx, paidSale{ID: saleID, ProductID: e.ProductID, BuyerID: buyer,
+			RobloxUserID: e.RobloxUserID, DiscordID: e.DiscordID, LicenseKey: e.LicenseKey, EventID: e.EventID})
 	})
 	return res, MapError(err)
 }
@@ -315,6 +347,7 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 		}
 		var saleID, storeID string
 		var first time.Time
+		var all []string
 		for rows.Next() {
 			var id, st string
 			var at time.Time
@@ -322,6 +355,7 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 				rows.Close()
 				return err
 			}
+			all = append(all, id)
 			if saleID == "" || at.Before(first) {
 				saleID, storeID, first = id, st, at
 			}
@@ -334,10 +368,73 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 			res = EventIgnored
 			return setEventResult(ctx, tx, e.EventID, EventIgnored)
 		}
-		return p.insertTransaction(ctx, tx, transaction{
+		if err := p.insertTransaction(ctx, tx, transaction{
 			saleID: saleID, storeID: storeID, eventID: e.EventID, paymentIntentID: e.PaymentIntentID,
 			typ: "refund", amount: e.AmountRefunded, currency: e.Currency, status: status,
-		})
+		}); err != nil {
+			return err
+		}
+		if !e.Full {
+			// A partial refund keeps what was bought.
+			return nil
+		}
+		return p.revokeSaleLicenses(ctx, tx, all, "refund", e.EventID)
+	})
+	return res, MapError(err)
+}
+
+// Dispute is a charge.dispute.created event: the buyer's bank disputes the
+// payment of PaymentIntentID.
+type Dispute struct {
+	EventID         string
+	PaymentIntentID string
+	AmountCents     int64
+	Currency        string
+}
+
+// RecordDispute marks the sales paid by e.PaymentIntentID disputed, revokes
+// the licenses they issued and records a payment_transactions row of type
+// dispute, once. A payment intent with no sale here is EventIgnored.
+func (p *Payments) RecordDispute(ctx context.Context, e Dispute) (EventResult, error) {
+	res := EventProcessed
+	err := p.db.InTx(ctx, func(tx pgx.Tx) error {
+		ok, err := claimEvent(ctx, tx, e.EventID, "charge.dispute.created", EventProcessed)
+		if err != nil || !ok {
+			res = EventDuplicate
+			return err
+		}
+		bidx, err := p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(e.PaymentIntentID))
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `UPDATE sales SET status = 'disputed' WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id`, bidx)
+		if err != nil {
+			return err
+		}
+		var all, stores []string
+		for rows.Next() {
+			var id, st string
+			if err := rows.Scan(&id, &st); err != nil {
+				rows.Close()
+				return err
+			}
+			all, stores = append(all, id), append(stores, st)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			res = EventIgnored
+			return setEventResult(ctx, tx, e.EventID, EventIgnored)
+		}
+		if err := p.insertTransaction(ctx, tx, transaction{
+			saleID: all[0], storeID: stores[0], eventID: e.EventID, paymentIntentID: e.PaymentIntentID,
+			typ: "dispute", amount: e.AmountCents, currency: e.Currency, status: "disputed",
+		}); err != nil {
+			return err
+		}
+		return p.revokeSaleLicenses(ctx, tx, all, "dispute", e.EventID)
 	})
 	return res, MapError(err)
 }
@@ -352,6 +449,8 @@ type SettledCheckout struct {
 	AmountCents     int64
 	Currency        string
 	Status          string // completed or failed
+	DiscordID       string // from the session's metadata, as at checkout
+	LicenseKey      string // as CompletedCheckout.LicenseKey
 }
 
 // RecordSettlement moves the pending sale paid by e.PaymentIntentID to
@@ -369,10 +468,12 @@ func (p *Payments) RecordSettlement(ctx context.Context, e SettledCheckout) (Eve
 		if err != nil {
 			return err
 		}
-		var saleID, storeID string
+		var saleID, storeID, productID string
+		var buyer *string
+		var roblox *int64
 		err = tx.QueryRow(ctx, `UPDATE sales SET status = $2 WHERE id = (
 				SELECT id FROM sales WHERE stripe_payment_intent_bidx = $1 AND status = 'pending' ORDER BY created_at LIMIT 1
-			) RETURNING id, store_id`, bidx, e.Status).Scan(&saleID, &storeID)
+			) RETURNING id, store_id, product_id, buyer_id, roblox_user_id`, bidx, e.Status).Scan(&saleID, &storeID, &productID, &buyer, &roblox)
 		if errors.Is(err, pgx.ErrNoRows) {
 			res = EventIgnored
 			return setEventResult(ctx, tx, e.EventID, EventIgnored)
@@ -386,8 +487,11 @@ func (p *Payments) RecordSettlement(ctx context.Context, e SettledCheckout) (Eve
 		}); err != nil {
 			return err
 		}
-		_, err = GrantSaleCredits(ctx, tx, saleID, e.EventID) // a credit pack's credits (credits.go)
-		return err
+		if e.Status != "completed" {
+			return nil
+		}
+		return p.completeSale(ctx, tx, paidSale{ID: saleID, ProductID: productID, BuyerID: buyer,
+			RobloxUserID: roblox, DiscordID: e.DiscordID, LicenseKey: e.LicenseKey, EventID: e.EventID})
 	})
 	return res, MapError(err)
 }

@@ -27,6 +27,10 @@ type Product struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	CreditUnits   *int // a credit pack: obfuscation credits a completed sale grants the buyer
+	// What a purchase of the product licenses: a whitelist system or a
+	// developer product of the store's owner, or neither.
+	WhitelistSystemID  *string
+	DeveloperProductID *string
 
 	OwnedByViewer bool
 }
@@ -45,6 +49,12 @@ type ProductFields struct {
 	Metadata         json.RawMessage
 	CreditUnits      *int
 	ClearCreditUnits bool
+	// License target: setting one clears the other; the Clear flags set
+	// it to NULL. The caller checks that a target is ownerID's.
+	WhitelistSystemID       *string
+	ClearWhitelistSystemID  bool
+	DeveloperProductID      *string
+	ClearDeveloperProductID bool
 }
 
 // ProductFilter selects a product list. Mine lists every product of the
@@ -56,13 +66,13 @@ type ProductFilter struct {
 	StoreID  string
 }
 
-const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, s.owner_id, p.credit_units`
+const productColumns = `p.id, p.store_id, p.name, p.description, p.price_cents, p.currency, p.roblox_asset_id, p.download_url, p.is_active, p.metadata, p.created_at, p.updated_at, p.whitelist_system_id, p.developer_product_id, s.owner_id, p.credit_units`
 
 func (m *Marketplace) scanProduct(ctx context.Context, row pgx.Row, viewerID string) (Product, error) {
 	var p Product
 	var url []byte
 	var owner string
-	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &owner, &p.CreditUnits); err != nil {
+	if err := row.Scan(&p.ID, &p.StoreID, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.RobloxAssetID, &url, &p.IsActive, &p.Metadata, &p.CreatedAt, &p.UpdatedAt, &p.WhitelistSystemID, &p.DeveloperProductID, &owner, &p.CreditUnits); err != nil {
 		return p, err
 	}
 	p.OwnedByViewer = viewerID != "" && owner == viewerID
@@ -90,6 +100,12 @@ func (m *Marketplace) encryptURL(ctx context.Context, id string, url *string) ([
 	return m.kr.Encrypt(ctx, productURLLoc(id), []byte(*url))
 }
 
+// ownedTargets holds when the license targets given ($12 whitelist system,
+// $13 developer product) are the owner's ($3 on create, $2 on update: both
+// statements name the owner as s.owner_id).
+const ownedTargets = `($12::uuid IS NULL OR EXISTS (SELECT 1 FROM whitelist_systems w WHERE w.id = $12::uuid AND w.owner_id = s.owner_id))
+				AND ($13::uuid IS NULL OR EXISTS (SELECT 1 FROM developer_products d WHERE d.id = $13::uuid AND d.developer_id = s.owner_id))`
+
 // CreateProduct adds a product to ownerID's store storeID; a store that is
 // not ownerID's is ErrNotFound.
 func (m *Marketplace) CreateProduct(ctx context.Context, ownerID, storeID string, f ProductFields) (Product, error) {
@@ -111,11 +127,14 @@ func (m *Marketplace) CreateProduct(ctx context.Context, ownerID, storeID string
 		currency = *f.Currency
 	}
 	row := m.db.Pool.QueryRow(ctx, `WITH p AS (
-			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata, credit_units)
-			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
+			INSERT INTO products (id, store_id, name, description, price_cents, currency, roblox_asset_id, download_url, is_active, metadata,
+				whitelist_system_id, developer_product_id, credit_units)
+			SELECT $1, s.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM stores s WHERE s.id = $2 AND s.owner_id = $3
+				AND `+ownedTargets+`
 			RETURNING *)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
-		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta, f.CreditUnits)
+		id, storeID, ownerID, deref(f.Name), f.Description, derefInt(f.PriceCents), currency, f.RobloxAssetID, url, active, meta,
+		f.WhitelistSystemID, f.DeveloperProductID, f.CreditUnits)
 	p, err := m.scanProduct(ctx, row, ownerID)
 	return p, MapError(err)
 }
@@ -174,12 +193,17 @@ func (m *Marketplace) UpdateProduct(ctx context.Context, ownerID, id string, f P
 				roblox_asset_id = coalesce($7, p.roblox_asset_id),
 				download_url = CASE WHEN $8 THEN $9 ELSE p.download_url END,
 				is_active = coalesce($10, p.is_active), metadata = coalesce($11, p.metadata),
-				credit_units = CASE WHEN $12 THEN $13::int ELSE p.credit_units END,
+				whitelist_system_id = CASE WHEN $14 OR $13::uuid IS NOT NULL THEN $12::uuid
+					ELSE coalesce($12::uuid, p.whitelist_system_id) END,
+				developer_product_id = CASE WHEN $15 OR $12::uuid IS NOT NULL THEN $13::uuid
+					ELSE coalesce($13::uuid, p.developer_product_id) END,
+				credit_units = CASE WHEN $16 THEN $17::int ELSE p.credit_units END,
 				updated_at = now()
-			FROM stores s WHERE p.id = $1 AND s.id = p.store_id AND s.owner_id = $2
+			FROM stores s WHERE p.id = $1 AND s.id = p.store_id AND s.owner_id = $2 AND `+ownedTargets+`
 			RETURNING p.*)
 		SELECT `+productColumns+` FROM p JOIN stores s ON s.id = p.store_id`,
 		id, ownerID, f.Name, f.Description, f.PriceCents, f.Currency, f.RobloxAssetID, setURL, url, f.IsActive, nullJSON(f.Metadata),
+		f.WhitelistSystemID, f.DeveloperProductID, f.ClearWhitelistSystemID, f.ClearDeveloperProductID,
 		f.CreditUnits != nil || f.ClearCreditUnits, f.CreditUnits)
 	pr, err := m.scanProduct(ctx, row, ownerID)
 	return pr, MapError(err)

@@ -40,9 +40,12 @@ type ChangedProduct struct {
 	RobloxAssetID *int64          `json:"robloxAssetId"`
 	IsActive      bool            `json:"isActive"`
 	Metadata      json.RawMessage `json:"metadata"`
-	CreatedAt     time.Time       `json:"createdAt"`
-	UpdatedAt     time.Time       `json:"updatedAt"`
-	CreditUnits   *int            `json:"creditUnits"`
+	// WhitelistSystemID and DeveloperProductID: what a purchase licenses.
+	WhitelistSystemID  *string   `json:"whitelistSystemId"`
+	DeveloperProductID *string   `json:"developerProductId"`
+	CreatedAt          time.Time `json:"createdAt"`
+	UpdatedAt          time.Time `json:"updatedAt"`
+	CreditUnits        *int      `json:"creditUnits"`
 }
 
 // ChangedSale is a sales row without its Stripe payment intent id.
@@ -82,7 +85,31 @@ type ChangedWhitelistUser struct {
 	RobloxUsername *string    `json:"robloxUsername"`
 	DiscordID      *string    `json:"discordId"`
 	ExpiresAt      *time.Time `json:"expiresAt"`
+	Status         string     `json:"status"`
+	SaleID         *string    `json:"saleId"`
+	BuyerID        *string    `json:"buyerId"`
+	RevokedAt      *time.Time `json:"revokedAt"`
+	RevokedReason  *string    `json:"revokedReason"`
+	KeyRevealedAt  *time.Time `json:"keyRevealedAt"`
 	CreatedAt      time.Time  `json:"createdAt"`
+}
+
+// ChangedWhitelistEntry is a whitelist_entries row (a developer product's
+// license) without its license key, the key's blind index and the hardware
+// id and its blind index.
+type ChangedWhitelistEntry struct {
+	ID                 string     `json:"id"`
+	DeveloperProductID string     `json:"developerProductId"`
+	RobloxUserID       int64      `json:"robloxUserId"`
+	DiscordID          *string    `json:"discordId"`
+	ExpiresAt          *time.Time `json:"expiresAt"`
+	Status             string     `json:"status"`
+	SaleID             *string    `json:"saleId"`
+	BuyerID            *string    `json:"buyerId"`
+	RevokedAt          *time.Time `json:"revokedAt"`
+	RevokedReason      *string    `json:"revokedReason"`
+	KeyRevealedAt      *time.Time `json:"keyRevealedAt"`
+	CreatedAt          time.Time  `json:"createdAt"`
 }
 
 // ChangedRecords loads the rows of table with the given ids as the
@@ -104,11 +131,13 @@ func (db *DB) ChangedRecords(ctx context.Context, table string, ids []string) (m
 			return r.ID, &r, err
 		}
 	case "products":
-		sql = `SELECT id, store_id, name, description, price_cents, currency, roblox_asset_id, is_active, metadata, created_at, updated_at
+		sql = `SELECT id, store_id, name, description, price_cents, currency, roblox_asset_id, is_active, metadata,
+				whitelist_system_id, developer_product_id, created_at, updated_at
 			FROM products WHERE id = ANY($1::uuid[])`
 		scan = func(rows pgx.Rows) (string, any, error) {
 			var r ChangedProduct
-			err := rows.Scan(&r.ID, &r.StoreID, &r.Name, &r.Description, &r.PriceCents, &r.Currency, &r.RobloxAssetID, &r.IsActive, &r.Metadata, &r.CreatedAt, &r.UpdatedAt)
+			err := rows.Scan(&r.ID, &r.StoreID, &r.Name, &r.Description, &r.PriceCents, &r.Currency, &r.RobloxAssetID, &r.IsActive, &r.Metadata,
+				&r.WhitelistSystemID, &r.DeveloperProductID, &r.CreatedAt, &r.UpdatedAt)
 			return r.ID, &r, err
 		}
 	case "sales":
@@ -128,11 +157,21 @@ func (db *DB) ChangedRecords(ctx context.Context, table string, ids []string) (m
 			return r.ID, &r, err
 		}
 	case "whitelist_users":
-		sql = `SELECT id, system_id, roblox_user_id, roblox_username, discord_id, expires_at, created_at
+		sql = `SELECT id, system_id, roblox_user_id, roblox_username, discord_id, expires_at, status, sale_id, buyer_id, revoked_at, revoked_reason, key_revealed_at, created_at
 			FROM whitelist_users WHERE id = ANY($1::uuid[])`
 		scan = func(rows pgx.Rows) (string, any, error) {
 			var r ChangedWhitelistUser
-			err := rows.Scan(&r.ID, &r.SystemID, &r.RobloxUserID, &r.RobloxUsername, &r.DiscordID, &r.ExpiresAt, &r.CreatedAt)
+			err := rows.Scan(&r.ID, &r.SystemID, &r.RobloxUserID, &r.RobloxUsername, &r.DiscordID, &r.ExpiresAt,
+				&r.Status, &r.SaleID, &r.BuyerID, &r.RevokedAt, &r.RevokedReason, &r.KeyRevealedAt, &r.CreatedAt)
+			return r.ID, &r, err
+		}
+	case "whitelist_entries":
+		sql = `SELECT id, developer_product_id, roblox_user_id, discord_id, expires_at, status, sale_id, buyer_id, revoked_at, revoked_reason, key_revealed_at, created_at
+			FROM whitelist_entries WHERE id = ANY($1::uuid[])`
+		scan = func(rows pgx.Rows) (string, any, error) {
+			var r ChangedWhitelistEntry
+			err := rows.Scan(&r.ID, &r.DeveloperProductID, &r.RobloxUserID, &r.DiscordID, &r.ExpiresAt,
+				&r.Status, &r.SaleID, &r.BuyerID, &r.RevokedAt, &r.RevokedReason, &r.KeyRevealedAt, &r.CreatedAt)
 			return r.ID, &r, err
 		}
 	default:

@@ -50,6 +50,10 @@ type WhitelistUser struct {
 	HasHWID        bool
 	ExpiresAt      *time.Time
 	CreatedAt      time.Time
+	// Status is active, revoked (a refund or dispute of its sale) or
+	// expired; SaleID is the sale that issued it, nil for one made by hand.
+	Status string
+	SaleID *string
 }
 
 // WhitelistUserFields are the columns an owner may set; nil is unchanged.
@@ -62,12 +66,18 @@ type WhitelistUserFields struct {
 	ExpiresAt      *time.Time
 	ClearExpiresAt bool
 	ResetHWID      bool
+	// Status, when set, is active or revoked: the seller revokes a license
+	// (revoked_reason seller) or restores it.
+	Status *string
 }
 
-// CheckResult is the answer to a whitelist check.
+// CheckResult is the answer to a whitelist check. Reason says why a
+// license does not whitelist (one of the CheckReason* values), "" when it
+// does.
 type CheckResult struct {
 	Whitelisted bool
 	ExpiresAt   *time.Time
+	Reason      string
 }
 
 const systemColumns = `w.id, w.owner_id, w.store_id, w.name, w.description, w.max_users, w.is_active, w.created_at`
@@ -141,11 +151,12 @@ func (m *Marketplace) DeleteWhitelistSystem(ctx context.Context, ownerID, id str
 	return nil
 }
 
-const wlUserColumns = `u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at`
+const wlUserColumns = `u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at,
+	CASE WHEN u.status = 'active' AND u.expires_at <= now() THEN 'expired' ELSE u.status END, u.sale_id`
 
 func scanWLUser(row pgx.Row) (WhitelistUser, error) {
 	var u WhitelistUser
-	err := row.Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt)
+	err := row.Scan(&u.ID, &u.SystemID, &u.RobloxUserID, &u.RobloxUsername, &u.DiscordID, &u.HasHWID, &u.ExpiresAt, &u.CreatedAt, &u.Status, &u.SaleID)
 	return u, err
 }
 
@@ -235,11 +246,15 @@ func (m *Marketplace) UpdateWhitelistUser(ctx context.Context, ownerID, systemID
 			roblox_user_id = coalesce($4, u.roblox_user_id), roblox_username = coalesce($5, u.roblox_username),
 			discord_id = coalesce($6, u.discord_id),
 			expires_at = CASE WHEN $7 THEN NULL ELSE coalesce($8, u.expires_at) END,
-			hwid = CASE WHEN $9 THEN NULL ELSE u.hwid END
+			hwid = CASE WHEN $9 THEN NULL ELSE u.hwid END,
+			hwid_bidx = CASE WHEN $9 THEN NULL ELSE u.hwid_bidx END,
+			status = coalesce($10, u.status),
+			revoked_at = CASE WHEN $10 = 'revoked' AND u.status <> 'revoked' THEN now() WHEN $10 IS NOT NULL AND $10 <> 'revoked' THEN NULL ELSE u.revoked_at END,
+			revoked_reason = CASE WHEN $10 = 'revoked' AND u.status <> 'revoked' THEN 'seller' WHEN $10 IS NOT NULL AND $10 <> 'revoked' THEN NULL ELSE u.revoked_reason END
 		FROM whitelist_systems w
 		WHERE u.id = $1 AND u.system_id = $2 AND w.id = u.system_id AND w.owner_id = $3
 		RETURNING `+wlUserColumns,
-		userID, systemID, ownerID, f.RobloxUserID, f.RobloxUsername, f.DiscordID, f.ClearExpiresAt, f.ExpiresAt, f.ResetHWID))
+		userID, systemID, ownerID, f.RobloxUserID, f.RobloxUsername, f.DiscordID, f.ClearExpiresAt, f.ExpiresAt, f.ResetHWID, f.Status))
 	return u, MapError(err)
 }
 
@@ -256,19 +271,31 @@ func (m *Marketplace) DeleteWhitelistUser(ctx context.Context, ownerID, systemID
 	return nil
 }
 
-// CheckQuery is one whitelist check: by SystemID and RobloxUserID, or by
-// the blind index of a license key (LicenseIndex, from LicenseKeyIndex).
+// CheckQuery is one license check: by SystemID (a whitelist system) or
+// ProductID (a developer product) and RobloxUserID, or by the blind indexes
+// of a license key (LicenseIndex over whitelist_users, EntryIndex over
+// whitelist_entries: Marketplace.KeyCheck fills both). HWIDIndex and
+// EntryHWIDIndex, when set (Marketplace.SetHWID), are the blind indexes of
+// the hardware id the game server reports: a license bound to another one
+// does not whitelist. An index left nil leaves its table out.
 type CheckQuery struct {
-	SystemID     string
-	RobloxUserID int64
-	LicenseIndex []byte
+	SystemID       string
+	ProductID      string
+	RobloxUserID   int64
+	LicenseIndex   []byte
+	EntryIndex     []byte
+	HWIDIndex      []byte
+	EntryHWIDIndex []byte
 }
 
-// UseAPIKeyAndCheck is UseAPIKey and a whitelist check over the key's own
-// developer's systems in one statement: concurrent checks with one key
-// share it (keyUseBatcher), each answered on its own. The caller must act
-// on the KeyUse (401, 429, scope) before showing the check's answer. An
-// unknown or revoked key is ErrNotFound.
+// UseAPIKeyAndCheck is UseAPIKey and a license check in one statement:
+// concurrent checks with one key share it (keyUseBatcher), each answered
+// on its own. Every key sees its developer's whitelist systems' licenses;
+// of developer products' licenses, a key tied to a developer product sees
+// that product's only, a key with none those of all its developer's
+// products. The caller must act on the
+// KeyUse (401, 429, scope) before showing the check's answer. An unknown or
+// revoked key is ErrNotFound.
 func (m *Marketplace) UseAPIKeyAndCheck(ctx context.Context, keyHash []byte, q CheckQuery) (KeyUse, CheckResult, error) {
 	return m.uses.use(ctx, keyHash, &q)
 }

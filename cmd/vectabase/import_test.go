@@ -96,6 +96,20 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 	}
 	if b, err := os.ReadFile(report); err != nil || !bytes.Contains(b, []byte(`"committed": true`)) {
 		t.Errorf("report file: %v\n%s", err, b)
+	} else {
+		// The report counts the licenses carried: the sample's whitelist
+		// users and its two whitelist_entries (one active and bound to a
+		// hardware id, one revoked).
+		var rep struct {
+			Licenses struct{ Total, System, Product, Active, Revoked, HWIDBound int64 }
+		}
+		if err := json.Unmarshal(b, &rep); err != nil || rep.Licenses.Product != 2 || rep.Licenses.Revoked < 1 ||
+			rep.Licenses.HWIDBound < 1 || rep.Licenses.Total != rep.Licenses.System+rep.Licenses.Product {
+			t.Errorf("report licenses = %+v (%v), want 2 of developer products, one revoked, one HWID-bound", rep.Licenses, err)
+		}
+	}
+	if !strings.Contains(r.stdout, "Licenses: ") {
+		t.Errorf("summary does not count the licenses:\n%s", r.stdout)
 	}
 	for _, secret := range []string{"correct horse", "vb_live_4f1d", "sk_test_51Fixture", "MIIfixture", "LIC-AAAA"} {
 		if strings.Contains(r.stdout+r.stderr, secret) {
@@ -209,6 +223,34 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 	}
 	if status, body := call(http.MethodPost, "/api/whitelist/check", map[string]any{"licenseKey": "LIC-TEST-0000-0001"}, "X-API-Key", "vb_live_4f1d2c3b4a5968778695a4b3c2d1e0f1"); status != http.StatusOK || body["whitelisted"] != false {
 		t.Errorf("whitelist check of another developer's key: %d %v, want 200 not whitelisted", status, body)
+	}
+
+	// Licenses developers sold through their API keys (Supabase's
+	// whitelist_entries) keep working the minute after the import: the live
+	// key belongs to developer product "Obfuscator Loader", which holds
+	// DEV-1111-2222 (Roblox user 2002, bound to hardware id hw-2002) and the
+	// revoked DEV-3333-4444 (Roblox user 3003).
+	const liveKey = "vb_live_4f1d2c3b4a5968778695a4b3c2d1e0f1"
+	const loader = "a0000000-0000-0000-0000-000000000001"
+	for _, c := range []struct {
+		body   map[string]any
+		want   bool
+		reason string
+	}{
+		{map[string]any{"licenseKey": "DEV-1111-2222"}, true, ""},
+		{map[string]any{"licenseKey": " dev-1111-2222"}, true, ""},
+		{map[string]any{"licenseKey": "DEV-1111-2222", "hwid": "hw-2002"}, true, ""},
+		{map[string]any{"licenseKey": "DEV-1111-2222", "hwid": "another-machine"}, false, "hwid_mismatch"},
+		{map[string]any{"productId": loader, "robloxUserId": 2002}, true, ""},
+		{map[string]any{"productId": loader, "robloxUserId": "2002", "hwid": "hw-2002"}, true, ""},
+		{map[string]any{"licenseKey": "DEV-3333-4444"}, false, "revoked"},
+		{map[string]any{"productId": loader, "robloxUserId": 3003}, false, "revoked"},
+		{map[string]any{"productId": loader, "robloxUserId": 9999}, false, "not_found"},
+	} {
+		status, body := call(http.MethodPost, "/api/whitelist/check", c.body, "X-API-Key", liveKey)
+		if status != http.StatusOK || body["whitelisted"] != c.want || (c.reason != "" && body["reason"] != c.reason) {
+			t.Errorf("whitelist check %v: %d %v, want 200 whitelisted %v reason %q", c.body, status, body, c.want, c.reason)
+		}
 	}
 
 	// The Vault secrets read back through the secrets API: zoë is an admin

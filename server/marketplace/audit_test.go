@@ -107,3 +107,29 @@ func TestAPIKeyCreationFailsClosed(t *testing.T) {
 		t.Fatalf("after a failed audit: %d live and %d revoked keys, want 0 and 1", live, revoked)
 	}
 }
+
+// Setting what a product's purchase licenses is audited; other product
+// changes leave no such row.
+func TestProductLicenseTargetIsAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.user(t)
+	st := e.must(t, 201, "POST", "/api/stores", u, map[string]any{"name": "S", "slug": "target-audit"})["id"].(string)
+	sys := e.must(t, 201, "POST", "/api/whitelist/systems", u, map[string]any{"name": "s"})["id"].(string)
+	p := e.must(t, 201, "POST", "/api/products", u, map[string]any{"storeId": st, "name": "p", "priceCents": 100, "whitelistSystemId": sys})
+	if p["whitelistSystemId"] != sys {
+		t.Fatalf("created product = %v, want it linked to the system", p)
+	}
+	id := p["id"].(string)
+	e.must(t, 200, "PATCH", "/api/products/"+id, u, map[string]any{"name": "renamed"})
+	e.must(t, 200, "PATCH", "/api/products/"+id, u, map[string]any{"whitelistSystemId": nil})
+	var n int
+	var last string
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*), max(details::text) FILTER (WHERE details->>'whitelistSystemId' IS NULL)
+		FROM audit_logs WHERE action = 'product.license_target' AND resource_id = $1 AND actor_id = $2`, id, u).Scan(&n, &last); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || last == "" {
+		t.Fatalf("product.license_target rows = %d (cleared: %q), want 2: the link and its removal", n, last)
+	}
+}

@@ -1,6 +1,7 @@
 package marketplace_test
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -96,6 +97,8 @@ func FuzzProductJSON(f *testing.F) {
 		`{"storeId":"` + store + `","name":"\u0000","priceCents":1}`,
 		`{"storeId":null}`, `{}`, `[]`, `null`, `"x"`, `{"name":1e999}`, `{"priceCents":9223372036854775808}`,
 		`{"storeId":"` + store + `","name":"p","priceCents":1,"currency":"ÉUR"}`,
+		`{"storeId":"` + store + `","name":"p","priceCents":1,"whitelistSystemId":"` + store + `"}`,
+		`{"storeId":"` + store + `","name":"p","priceCents":1,"developerProductId":null,"whitelistSystemId":"x"}`,
 	} {
 		f.Add(s)
 	}
@@ -117,6 +120,9 @@ func FuzzWhitelistCheckJSON(f *testing.F) {
 		`{"systemId":"` + sys + `","robloxUserId":1}`, `{"licenseKey":"VB-AAAA"}`, `{"licenseKey":""}`,
 		`{"systemId":"` + sys + `","robloxUserId":-1}`, `{"robloxUserId":"1"}`, `{"systemId":1}`, `{}`, ``, `{`,
 		`{"licenseKey":"` + strings.Repeat("K", 300) + `"}`,
+		`{"productId":"` + sys + `","robloxUserId":1,"hwid":"hw-1"}`, `{"licenseKey":"VB-AAAA","hwid":""}`,
+		`{"licenseKey":"VB-AAAA","hwid":"\udcff"}`, `{"systemId":"` + sys + `","productId":"` + sys + `","robloxUserId":1}`,
+		`{"licenseKey":"VB-AAAA","hwid":"` + strings.Repeat("h", 300) + `"}`, `{"productId":null,"robloxUserId":1}`,
 	} {
 		f.Add(s)
 	}
@@ -137,6 +143,7 @@ func FuzzWhitelistUserJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"expiresAt":null}`, `{"expiresAt":"2030-01-01T00:00:00Z"}`, `{"expiresAt":5}`, `{"resetHwid":true}`,
 		`{"robloxUserId":0}`, `{"discordId":"123456789012345678"}`, `{"robloxUsername":"a b"}`,
+		`{"status":"revoked"}`, `{"status":"active","resetHwid":true}`, `{"status":"gone"}`, `{"status":null}`,
 	} {
 		f.Add(s)
 	}
@@ -170,6 +177,26 @@ func FuzzAPIKeyJSON(f *testing.F) {
 			if r.Status >= 500 || (r.Status >= 400 && r.Body["requestId"] == nil) {
 				t.Fatalf("%q = %d %s", body, r.Status, r.Raw)
 			}
+		}
+	})
+}
+
+// FuzzStoreStatsQuery throws arbitrary from and to at the store stats:
+// any answer but a 5xx or a non-contract body fails.
+func FuzzStoreStatsQuery(f *testing.F) {
+	e := newEnv(f)
+	u := e.user(f)
+	store := e.must(f, 201, "POST", "/api/stores", u, map[string]any{"name": "S", "slug": "fuzz-stats"})["id"].(string)
+	for _, s := range [][2]string{
+		{"", ""}, {"2026-01-01", "2026-01-31"}, {"2026-02-01", "2026-01-01"}, {"2020-01-01", "2026-01-01"},
+		{"2026-01-01T10:00:00Z", "2026-01-02T23:59:59+05:00"}, {"0000-01-01", "9999-12-31"}, {"x", "%00"}, {"2026-13-45", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, from, to string) {
+		r := e.call(t, "GET", "/api/stores/"+store+"/stats?from="+url.QueryEscape(from)+"&to="+url.QueryEscape(to), u, nil)
+		if r.Status >= 500 || (r.Status >= 400 && r.Body["requestId"] == nil) {
+			t.Fatalf("stats from %q to %q = %d %s", from, to, r.Status, r.Raw)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
@@ -363,54 +364,81 @@ func (s *Service) handleVerify(c *fiber.Ctx) error {
 		RateLimit: RateLimit{Limit: u.Limit, Remaining: u.Remaining(), ResetAt: u.ResetAt.UTC()}})
 }
 
-// CheckInput is the body of POST /api/whitelist/check: either systemId and
-// robloxUserId, or licenseKey.
+// CheckInput is the body of POST /api/whitelist/check: licenseKey, or
+// robloxUserId with systemId (a whitelist system) or productId (a developer
+// product); hwid, optional, is the player's hardware id, compared with a
+// license bound to one.
 type CheckInput struct {
 	SystemID     *string   `json:"systemId"`
+	ProductID    *string   `json:"productId"`
 	RobloxUserID *RobloxID `json:"robloxUserId"`
 	LicenseKey   *string   `json:"licenseKey"`
+	HWID         *string   `json:"hwid"`
 }
 
-// CheckResult is the answer of POST /api/whitelist/check.
+// CheckResult is the answer of POST /api/whitelist/check. Reason, only when
+// whitelisted is false, says why: not_found, revoked, expired, inactive
+// (the whitelist system is switched off) or hwid_mismatch.
 type CheckResult struct {
 	Whitelisted bool       `json:"whitelisted"`
 	ExpiresAt   *time.Time `json:"expiresAt"`
+	Reason      string     `json:"reason,omitempty"`
 }
+
+// maxHWIDLen bounds a reported hardware id.
+const maxHWIDLen = 256
 
 // query validates a check body into a store query.
 func (s *Service) query(in CheckInput) (store.CheckQuery, error) {
+	q, err := s.target(in)
+	if err != nil || in.HWID == nil {
+		return q, err
+	}
+	if *in.HWID == "" || len(*in.HWID) > maxHWIDLen || !utf8.ValidString(*in.HWID) {
+		return store.CheckQuery{}, invalid("hwid", "must be 1 to 256 bytes of text")
+	}
+	return q, s.repo.SetHWID(&q, *in.HWID)
+}
+
+// target validates which license a check asks about.
+func (s *Service) target(in CheckInput) (store.CheckQuery, error) {
 	switch {
 	case in.LicenseKey != nil:
-		if in.SystemID != nil || in.RobloxUserID != nil {
-			return store.CheckQuery{}, invalid("licenseKey", "give either licenseKey or systemId and robloxUserId, not both")
+		if in.SystemID != nil || in.ProductID != nil || in.RobloxUserID != nil {
+			return store.CheckQuery{}, invalid("licenseKey", "give either licenseKey or robloxUserId with systemId or productId, not both")
 		}
 		key := normalizeLicenseKey(*in.LicenseKey)
 		if key == "" || len(key) > 128 {
 			return store.CheckQuery{}, invalid("licenseKey", "must be a license key")
 		}
-		idx, err := s.repo.LicenseKeyIndex(key)
-		return store.CheckQuery{LicenseIndex: idx}, err
-	case in.SystemID != nil || in.RobloxUserID != nil:
-		if err := required("systemId", in.SystemID); err != nil {
-			return store.CheckQuery{}, err
+		return s.repo.KeyCheck(key)
+	case in.SystemID != nil || in.ProductID != nil || in.RobloxUserID != nil:
+		if in.SystemID != nil && in.ProductID != nil {
+			return store.CheckQuery{}, invalid("productId", "give systemId or productId, not both")
+		}
+		if in.SystemID == nil && in.ProductID == nil {
+			return store.CheckQuery{}, invalid("systemId", "give systemId or productId with robloxUserId")
 		}
 		if err := required("robloxUserId", in.RobloxUserID); err != nil {
-			return store.CheckQuery{}, err
-		}
-		sys, err := parseUUID("systemId", *in.SystemID)
-		if err != nil {
 			return store.CheckQuery{}, err
 		}
 		if err := checkPositive64("robloxUserId", in.RobloxUserID.int64Ptr()); err != nil {
 			return store.CheckQuery{}, err
 		}
-		return store.CheckQuery{SystemID: sys, RobloxUserID: int64(*in.RobloxUserID)}, nil
+		q := store.CheckQuery{RobloxUserID: int64(*in.RobloxUserID)}
+		var err error
+		if in.SystemID != nil {
+			q.SystemID, err = parseUUID("systemId", *in.SystemID)
+		} else {
+			q.ProductID, err = parseUUID("productId", *in.ProductID)
+		}
+		return q, err
 	}
-	return store.CheckQuery{}, invalid("systemId", "give systemId and robloxUserId, or licenseKey")
+	return store.CheckQuery{}, invalid("systemId", "give systemId or productId and robloxUserId, or licenseKey")
 }
 
-// handleCheck answers a whitelist check over the key's own developer's
-// systems. The key look-up, its rate-limit count and the check travel in
+// handleCheck answers a license check over the licenses the key may see
+// (store.Marketplace.UseAPIKeyAndCheck). The key look-up, its rate-limit count and the check travel in
 // one statement, shared by concurrent checks with the same key; the answer
 // is shown only once the key is admitted. A bad
 // body is still refused after the key (401 and 429 come first).
@@ -439,6 +467,9 @@ func (s *Service) handleCheck(c *fiber.Ctx) error {
 		return err
 	}
 	out := CheckResult{Whitelisted: r.Whitelisted, ExpiresAt: r.ExpiresAt}
+	if !r.Whitelisted {
+		out.Reason = r.Reason
+	}
 	if out.ExpiresAt != nil {
 		t := out.ExpiresAt.UTC()
 		out.ExpiresAt = &t

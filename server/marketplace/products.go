@@ -3,10 +3,12 @@ package marketplace
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -28,6 +30,10 @@ type ProductResource struct {
 	// CreditUnits makes the product a credit pack: each completed sale
 	// grants the buyer this many obfuscation credits.
 	CreditUnits *int `json:"creditUnits"`
+	// What buying the product licenses (at most one is set): a license
+	// in this whitelist system, or in this developer product.
+	WhitelistSystemID  *string `json:"whitelistSystemId"`
+	DeveloperProductID *string `json:"developerProductId"`
 }
 
 func productResource(p store.Product) ProductResource {
@@ -35,6 +41,7 @@ func productResource(p store.Product) ProductResource {
 		ID: p.ID, StoreID: p.StoreID, Name: p.Name, Description: p.Description, PriceCents: p.PriceCents,
 		Currency: p.Currency, RobloxAssetID: p.RobloxAssetID, IsActive: p.IsActive, Metadata: p.Metadata,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, CreditUnits: p.CreditUnits,
+		WhitelistSystemID: p.WhitelistSystemID, DeveloperProductID: p.DeveloperProductID,
 	}
 	if p.OwnedByViewer {
 		r.DownloadURL = p.DownloadURL
@@ -47,7 +54,10 @@ func productResource(p store.Product) ProductResource {
 const maxPriceCents = 100_000_000
 
 // ProductInput is the body of POST and PATCH /api/products. storeId is
-// required on create and cannot change afterwards; downloadUrl null clears it.
+// required on create and cannot change afterwards; downloadUrl null clears
+// it. whitelistSystemId or developerProductId (one of the caller's own)
+// makes each purchase issue the buyer a license there; setting one clears
+// the other, null clears it.
 type ProductInput struct {
 	StoreID       *string         `json:"storeId"`
 	Name          *string         `json:"name"`
@@ -59,6 +69,9 @@ type ProductInput struct {
 	IsActive      *bool           `json:"isActive"`
 	Metadata      json.RawMessage `json:"metadata"`
 	CreditUnits   Field[int]      `json:"creditUnits"` // null: not a credit pack
+
+	WhitelistSystemID  Field[string] `json:"whitelistSystemId"`
+	DeveloperProductID Field[string] `json:"developerProductId"`
 }
 
 func (in *ProductInput) validate(create bool) error {
@@ -104,7 +117,38 @@ func (in *ProductInput) validate(create bool) error {
 	if err := checkRange("creditUnits", in.CreditUnits.Ptr(), 1, maxUnits); err != nil {
 		return err
 	}
+	if in.WhitelistSystemID.Ptr() != nil && in.DeveloperProductID.Ptr() != nil {
+		return invalid("developerProductId", "a product licenses a whitelist system or a developer product, not both")
+	}
+	for _, f := range []struct {
+		name string
+		v    *Field[string]
+	}{{"whitelistSystemId", &in.WhitelistSystemID}, {"developerProductId", &in.DeveloperProductID}} {
+		if id := f.v.Ptr(); id != nil {
+			u, err := parseUUID(f.name, *id)
+			if err != nil {
+				return err
+			}
+			f.v.Value = u
+		}
+	}
 	return checkMetadata(in.Metadata)
+}
+
+// checkTargets makes sure a product licenses only the caller's own
+// whitelist system or developer product.
+func (s *Service) checkTargets(ctx context.Context, userID string, in ProductInput) error {
+	if id := in.WhitelistSystemID.Ptr(); id != nil {
+		if _, err := s.repo.GetWhitelistSystem(ctx, userID, *id); err != nil {
+			return mapErr(err, "whitelist system")
+		}
+	}
+	if id := in.DeveloperProductID.Ptr(); id != nil {
+		if _, err := s.repo.GetDeveloperProduct(ctx, userID, *id); err != nil {
+			return mapErr(err, "developer product")
+		}
+	}
+	return nil
 }
 
 func (in ProductInput) fields() store.ProductFields {
@@ -113,6 +157,8 @@ func (in ProductInput) fields() store.ProductFields {
 		RobloxAssetID: in.RobloxAssetID, DownloadURL: in.DownloadURL.Ptr(), ClearDownloadURL: in.DownloadURL.Null,
 		IsActive: in.IsActive, Metadata: in.Metadata,
 		CreditUnits: in.CreditUnits.Ptr(), ClearCreditUnits: in.CreditUnits.Null,
+		WhitelistSystemID: in.WhitelistSystemID.Ptr(), ClearWhitelistSystemID: in.WhitelistSystemID.Null,
+		DeveloperProductID: in.DeveloperProductID.Ptr(), ClearDeveloperProductID: in.DeveloperProductID.Null,
 	}
 }
 
@@ -122,8 +168,30 @@ func (s *Service) CreateProduct(ctx context.Context, userID string, in ProductIn
 	if err := in.validate(true); err != nil {
 		return ProductResource{}, err
 	}
+	if err := s.checkTargets(ctx, userID, in); err != nil {
+		return ProductResource{}, err
+	}
 	p, err := s.repo.CreateProduct(ctx, userID, *in.StoreID, in.fields())
-	return productResource(p), mapErr(err, "store")
+	if err != nil {
+		return ProductResource{}, mapErr(err, "store")
+	}
+	return productResource(p), s.auditTarget(ctx, userID, in, p)
+}
+
+// auditTarget records a change of what a product's purchase licenses (its
+// whitelist system or developer product), when the body set one: it decides
+// who gets licenses for money.
+func (s *Service) auditTarget(ctx context.Context, userID string, in ProductInput, p store.Product) error {
+	if !in.WhitelistSystemID.Set && !in.DeveloperProductID.Set {
+		return nil
+	}
+	err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID,
+		Action: "product.license_target", ResourceType: "product", ResourceID: p.ID, Result: vectabase.ResultSuccess,
+		Details: map[string]any{"whitelistSystemId": p.WhitelistSystemID, "developerProductId": p.DeveloperProductID}})
+	if err != nil {
+		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit product.license_target: %w", err))
+	}
+	return nil
 }
 
 // UpdateProduct changes product id of one of userID's stores.
@@ -131,8 +199,14 @@ func (s *Service) UpdateProduct(ctx context.Context, userID, id string, in Produ
 	if err := in.validate(false); err != nil {
 		return ProductResource{}, err
 	}
+	if err := s.checkTargets(ctx, userID, in); err != nil {
+		return ProductResource{}, err
+	}
 	p, err := s.repo.UpdateProduct(ctx, userID, id, in.fields())
-	return productResource(p), mapErr(err, "product")
+	if err != nil {
+		return ProductResource{}, mapErr(err, "product")
+	}
+	return productResource(p), s.auditTarget(ctx, userID, in, p)
 }
 
 // ListProducts lists products for viewerID ("" anonymous). Without storeID

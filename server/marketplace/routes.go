@@ -32,6 +32,7 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPatch, Path: "/api/stores/:id", Auth: user, BodyLimit: smallBody, Handler: s.handleUpdateStore(a)},
 		{Method: fiber.MethodPut, Path: "/api/stores/:id", Auth: user, BodyLimit: smallBody, Handler: s.handleUpdateStore(a)},
 		{Method: fiber.MethodDelete, Path: "/api/stores/:id", Auth: user, Handler: s.handleDeleteStore(a)},
+		{Method: fiber.MethodGet, Path: "/api/stores/:id/stats", Auth: user, Handler: s.handleStoreStats(a)},
 
 		{Method: fiber.MethodGet, Path: "/api/products", Auth: anyone, Handler: s.handleListProducts(a)},
 		{Method: fiber.MethodPost, Path: "/api/products", Auth: user, BodyLimit: smallBody, Handler: s.handleCreateProduct(a)},
@@ -55,6 +56,7 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPut, Path: "/api/whitelist/systems/:id/users/:userId", Auth: user, BodyLimit: smallBody, Handler: s.handleUpdateWLUser(a)},
 		{Method: fiber.MethodDelete, Path: "/api/whitelist/systems/:id/users/:userId", Auth: user, Handler: s.handleDeleteWLUser(a)},
 		{Method: fiber.MethodPost, Path: "/api/whitelist/check", Auth: key, Timeout: hotTimeout, Handler: s.handleCheck},
+		{Method: fiber.MethodGet, Path: "/api/me/licenses", Auth: user, Handler: s.handleMyLicenses(a)},
 
 		{Method: fiber.MethodGet, Path: "/api/developer/keys", Auth: user, Handler: s.handleListKeys(a)},
 		{Method: fiber.MethodPost, Path: "/api/developer/keys", Auth: user, BodyLimit: tinyBody, Handler: s.handleCreateKey(a)},

@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -44,11 +46,15 @@ type WhitelistUserResource struct {
 	ExpiresAt      *time.Time `json:"expiresAt"`
 	CreatedAt      time.Time  `json:"createdAt"`
 	LicenseKey     string     `json:"licenseKey,omitempty"`
+	// Status is active, revoked or expired; SaleID names the purchase that
+	// issued the entry (null for one made by hand or by the bot).
+	Status string  `json:"status"`
+	SaleID *string `json:"saleId"`
 }
 
 func wlUserResource(u store.WhitelistUser) WhitelistUserResource {
 	return WhitelistUserResource{ID: u.ID, SystemID: u.SystemID, RobloxUserID: u.RobloxUserID, RobloxUsername: u.RobloxUsername,
-		DiscordID: u.DiscordID, HWIDBound: u.HasHWID, ExpiresAt: u.ExpiresAt, CreatedAt: u.CreatedAt}
+		DiscordID: u.DiscordID, HWIDBound: u.HasHWID, ExpiresAt: u.ExpiresAt, CreatedAt: u.CreatedAt, Status: u.Status, SaleID: u.SaleID}
 }
 
 // SystemInput is the body of POST and PATCH /api/whitelist/systems; null
@@ -131,6 +137,9 @@ type WhitelistUserInput struct {
 	DiscordID      *string       `json:"discordId"`
 	ExpiresAt      Field[string] `json:"expiresAt"`
 	ResetHWID      bool          `json:"resetHwid"`
+	// Status (update only): revoked revokes the license at once, active
+	// restores it. Audited.
+	Status *string `json:"status"`
 }
 
 var (
@@ -140,13 +149,19 @@ var (
 
 func (in *WhitelistUserInput) fields(create bool) (store.WhitelistUserFields, error) {
 	f := store.WhitelistUserFields{RobloxUserID: in.RobloxUserID.int64Ptr(), RobloxUsername: in.RobloxUsername,
-		DiscordID: in.DiscordID, ClearExpiresAt: in.ExpiresAt.Null, ResetHWID: in.ResetHWID}
+		DiscordID: in.DiscordID, ClearExpiresAt: in.ExpiresAt.Null, ResetHWID: in.ResetHWID, Status: in.Status}
+	if in.Status != nil && *in.Status != "active" && *in.Status != "revoked" {
+		return f, invalid("status", "must be active or revoked")
+	}
 	if create {
 		if err := required("robloxUserId", in.RobloxUserID); err != nil {
 			return f, err
 		}
 		if in.ResetHWID {
 			return f, invalid("resetHwid", "applies only to an existing entry")
+		}
+		if in.Status != nil {
+			return f, invalid("status", "applies only to an existing entry")
 		}
 	}
 	if err := checkPositive64("robloxUserId", f.RobloxUserID); err != nil {
@@ -212,7 +227,22 @@ func (s *Service) UpdateWhitelistUser(ctx context.Context, userID, systemID, ent
 		return WhitelistUserResource{}, err
 	}
 	u, err := s.repo.UpdateWhitelistUser(ctx, userID, systemID, entryID, f)
-	return wlUserResource(u), mapErr(err, "whitelist user")
+	if err != nil {
+		return WhitelistUserResource{}, mapErr(err, "whitelist user")
+	}
+	if in.Status != nil || in.ResetHWID {
+		// Revoking, restoring and unbinding a license are audited.
+		action := "license.hwid_reset"
+		if in.Status != nil {
+			action = map[string]string{"revoked": "license.revoked", "active": "license.restored"}[*in.Status]
+		}
+		if err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID, Action: action,
+			ResourceType: "license", ResourceID: u.ID, Result: vectabase.ResultSuccess,
+			Details: map[string]any{"kind": "system", "systemId": systemID, "hwidReset": in.ResetHWID}}); err != nil {
+			return WhitelistUserResource{}, vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit %s: %w", action, err))
+		}
+	}
+	return wlUserResource(u), nil
 }
 
 func (s *Service) handleCreateSystem(a Auth) fiber.Handler {

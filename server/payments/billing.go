@@ -44,16 +44,6 @@ func metaValue(m map[string]string, keys []string) string {
 	return ""
 }
 
-// Auditor records audit events (vault/audit.Log); Record returns nil only
-// once the event is stored.
-type Auditor interface {
-	Record(ctx context.Context, ev vectabase.AuditEvent) error
-}
-
-// SetAuditor sets where billing changes (subscriptions, credit grants) are
-// audited. cmd sets it; without one they are not audited.
-func (s *Service) SetAuditor(a Auditor) { s.aud = a }
-
 func isBillingEvent(t string) bool {
 	switch t {
 	case eventSubCreated, eventSubUpdated, eventSubDeleted, eventInvoicePaid, eventInvoiceFailed:

@@ -42,6 +42,9 @@ type CheckoutInput struct {
 	SuccessURL   string `json:"successUrl"`
 	CancelURL    string `json:"cancelUrl"`
 	RobloxUserID *int64 `json:"robloxUserId"`
+	// DiscordID, optional, is the buyer's Discord user id, recorded on the
+	// license a purchase issues (so the whitelist bot knows the member).
+	DiscordID *string `json:"discordId"`
 }
 
 // CheckoutResult is the answer of POST /api/stripe/checkout.
@@ -58,6 +61,7 @@ const (
 	metaBuyer    = "vectabase_buyer_id"
 	metaRoblox   = "vectabase_roblox_user_id"
 	metaFee      = "vectabase_platform_fee_cents"
+	metaDiscord  = "vectabase_discord_id"
 	maxURLLength = 2048
 )
 
@@ -196,6 +200,19 @@ func (s *Service) Status(ctx context.Context, userID, storeID string) (StatusRes
 	}, nil
 }
 
+// validSnowflake accepts a Discord user id: 15 to 20 digits.
+func validSnowflake(s string) bool {
+	if len(s) < 15 || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // PlatformFee is the platform's share of priceCents at commissionBps basis
 // points, rounded down (the seller gets the odd cent).
 func PlatformFee(priceCents int64, commissionBps int) int64 {
@@ -212,7 +229,7 @@ func PlatformFee(priceCents int64, commissionBps int) int64 {
 // its store's Connect account as a destination charge with the platform's
 // fee. buyerID is "" for an anonymous buyer. Errors: VALIDATION_FAILED,
 // NOT_FOUND (no such active product), CONFLICT (the store cannot take
-// payments yet), UNAVAILABLE.
+// payments yet, or the product's whitelist system is full), UNAVAILABLE.
 func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput) (CheckoutResult, error) {
 	if err := checkID("productId", in.ProductID); err != nil {
 		return CheckoutResult{}, err
@@ -225,6 +242,9 @@ func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput
 	}
 	if in.RobloxUserID != nil && *in.RobloxUserID <= 0 {
 		return CheckoutResult{}, invalid("robloxUserId", "must be a positive integer")
+	}
+	if in.DiscordID != nil && !validSnowflake(*in.DiscordID) {
+		return CheckoutResult{}, invalid("discordId", "must be a Discord user id (15 to 20 digits)")
 	}
 	api, err := s.client(ctx)
 	if err != nil {
@@ -239,6 +259,14 @@ func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput
 	}
 	if p.Store.AccountID == "" || !p.Store.Onboarded {
 		return CheckoutResult{}, vectabase.Errorf(vectabase.ECONFLICT, "this store cannot take payments yet: its Stripe onboarding is not complete")
+	}
+	if p.Licenses && in.RobloxUserID == nil {
+		return CheckoutResult{}, invalid("robloxUserId", "is required: buying this product issues a license to a Roblox user")
+	}
+	if p.SystemFull {
+		// Checked before the buyer pays; a license paid for is issued even
+		// if the system filled up meanwhile.
+		return CheckoutResult{}, vectabase.Errorf(vectabase.ECONFLICT, "this product is sold out: its whitelist system is full (maxUsers reached)")
 	}
 	if p.PriceCents <= 0 || p.PriceCents > math.MaxInt32 {
 		return CheckoutResult{}, vectabase.Errorf(vectabase.EVALIDATION, "productId: the product has no price to pay")
@@ -257,6 +285,9 @@ func (s *Service) Checkout(ctx context.Context, buyerID string, in CheckoutInput
 	}
 	if in.RobloxUserID != nil {
 		meta[metaRoblox] = strconv.FormatInt(*in.RobloxUserID, 10)
+	}
+	if in.DiscordID != nil {
+		meta[metaDiscord] = *in.DiscordID
 	}
 	params := &stripe.CheckoutSessionParams{
 		Mode:       stripe.String(string(stripe.CheckoutSessionModePayment)),

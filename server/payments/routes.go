@@ -28,6 +28,7 @@ func (s *Service) Routes(a Auth) []server.Route {
 		{Method: fiber.MethodPost, Path: "/api/stripe/onboard", Auth: a.RequireUser, BodyLimit: smallBody, Timeout: stripeTimeout, Handler: s.handleOnboard(a)},
 		{Method: fiber.MethodGet, Path: "/api/stripe/status", Auth: a.RequireUser, Timeout: stripeTimeout, Handler: s.handleStatus(a)},
 		{Method: fiber.MethodPost, Path: "/api/stripe/checkout", Auth: a.OptionalUser, BodyLimit: smallBody, Timeout: stripeTimeout, Handler: s.handleCheckout(a)},
+		{Method: fiber.MethodGet, Path: "/api/stripe/checkout/:sessionId", Auth: a.OptionalUser, Handler: s.handleCheckoutLicense(a)},
 		{Method: fiber.MethodPost, Path: "/api/stripe/webhook", BodyLimit: webhookBody, Handler: s.handleWebhook},
 	}
 }
@@ -75,6 +76,20 @@ func (s *Service) handleCheckout(a Auth) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		return c.JSON(out)
+	}
+}
+
+// handleCheckoutLicense is the checkout success page's look-up; the
+// session id in the path is the buyer's proof (CheckoutLicenseLookup).
+func (s *Service) handleCheckoutLicense(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		out, err := s.CheckoutLicenseLookup(c.UserContext(), utils.CopyString(c.Params("sessionId")), a.UserID(c),
+			utils.CopyString(c.IP()), server.RequestID(c))
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.JSON(out)
 	}
 }

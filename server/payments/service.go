@@ -96,9 +96,9 @@ const credentialTTL = time.Minute
 type Service struct {
 	db    *store.DB
 	repo  *store.Payments
-	aud   Auditor // billing changes' audit trail (billing.go)
 	cfg   Config
 	creds Credentials
+	aud   Auditor // licenses and billing changes (SetAuditor)
 	log   zerolog.Logger
 	now   func() time.Time
 

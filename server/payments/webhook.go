@@ -15,6 +15,7 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -33,6 +34,8 @@ const (
 	// unpaid session; one of these follows when the payment settles.
 	eventAsyncSucceeded = "checkout.session.async_payment_succeeded"
 	eventAsyncFailed    = "checkout.session.async_payment_failed"
+	// A dispute (chargeback) revokes what the payment bought at once.
+	eventDisputeCreated = "charge.dispute.created"
 )
 
 // Results of a delivery beyond store.EventResult, for the metric.
@@ -44,7 +47,7 @@ const (
 
 func typeLabel(t string) string {
 	switch t {
-	case eventCheckoutCompleted, eventChargeRefunded, eventAccountUpdated, eventAsyncSucceeded, eventAsyncFailed:
+	case eventCheckoutCompleted, eventChargeRefunded, eventAccountUpdated, eventAsyncSucceeded, eventAsyncFailed, eventDisputeCreated:
 		return t
 	}
 	if isBillingEvent(t) {
@@ -206,15 +209,27 @@ func (s *Service) apply(ctx context.Context, id, typ string, data *stripe.EventD
 			return s.repo.RecordSettlement(ctx, store.SettledCheckout{
 				EventID: id, Type: typ, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntent.ID,
 				AmountCents: sess.AmountTotal, Currency: string(sess.Currency), Status: status,
+				DiscordID: discordOf(sess.Metadata), LicenseKey: marketplace.NewLicenseKey(),
 			})
 		}
 	case eventChargeRefunded:
 		var ch stripe.Charge
 		if json.Unmarshal(raw, &ch) == nil && ch.PaymentIntent != nil && validToken(ch.PaymentIntent.ID, 255) &&
 			validAmount(ch.AmountRefunded) && validCurrency(string(ch.Currency)) {
+			// Full when Stripe says so or the whole amount is back; a
+			// partial refund keeps the license.
+			full := ch.Refunded || (ch.Amount > 0 && ch.AmountRefunded >= ch.Amount)
 			return s.repo.RecordRefund(ctx, store.Refund{
 				EventID: id, PaymentIntentID: ch.PaymentIntent.ID, AmountRefunded: ch.AmountRefunded,
-				Currency: string(ch.Currency), Full: ch.Refunded,
+				Currency: string(ch.Currency), Full: full,
+			})
+		}
+	case eventDisputeCreated:
+		var d stripe.Dispute
+		if json.Unmarshal(raw, &d) == nil && d.PaymentIntent != nil && validToken(d.PaymentIntent.ID, 255) &&
+			validAmount(d.Amount) && validCurrency(string(d.Currency)) {
+			return s.repo.RecordDispute(ctx, store.Dispute{
+				EventID: id, PaymentIntentID: d.PaymentIntent.ID, AmountCents: d.Amount, Currency: string(d.Currency),
 			})
 		}
 	case eventAccountUpdated:
@@ -259,6 +274,8 @@ func completedCheckout(eventID string, sess *stripe.CheckoutSession) (store.Comp
 	if r, err := strconv.ParseInt(m[metaRoblox], 10, 64); err == nil && r > 0 {
 		c.RobloxUserID = &r
 	}
+	c.DiscordID = discordOf(m)
+	c.LicenseKey = marketplace.NewLicenseKey()
 	if f, err := strconv.ParseInt(m[metaFee], 10, 64); err == nil && f >= 0 && f <= c.AmountCents {
 		c.FeeCents = f
 	}
@@ -266,4 +283,13 @@ func completedCheckout(eventID string, sess *stripe.CheckoutSession) (store.Comp
 		c.BuyerEmail = cleanText(sess.CustomerDetails.Email, 320)
 	}
 	return c, true
+}
+
+// discordOf is the buyer's Discord id from a session's metadata, "" when
+// absent or not a Discord id.
+func discordOf(m map[string]string) string {
+	if d := m[metaDiscord]; validSnowflake(d) {
+		return d
+	}
+	return ""
 }

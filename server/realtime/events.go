@@ -36,6 +36,7 @@ var topicOfTable = map[string]string{
 	"sales":             TopicSales,
 	"whitelist_systems": TopicWhitelist,
 	"whitelist_users":   TopicWhitelist,
+	"whitelist_entries": TopicWhitelist,
 }
 
 func parseNotification(payload string) (notification, error) {
@@ -64,8 +65,9 @@ func parseNotification(payload string) (notification, error) {
 
 // visibleTo reports whether the user may see the change. Owners see every
 // change of their stores and of what hangs off them (products, sales,
-// whitelist systems and players); buyers see their own purchases; anyone
-// signed in sees changes of active products, which are public anyway.
+// whitelist systems and players, developer products' licenses); buyers see
+// their own purchases and the licenses they issued; anyone signed in sees
+// changes of active products, which are public anyway.
 func (n notification) visibleTo(userID string) bool {
 	if userID == "" {
 		return false
@@ -78,6 +80,9 @@ func (n notification) visibleTo(userID string) bool {
 		return n.Public
 	case TopicSales:
 		return n.BuyerID == userID
+	case TopicWhitelist:
+		// A license's buyer follows it; a system has no buyer.
+		return n.Table != "whitelist_systems" && n.BuyerID == userID
 	}
 	return false
 }
@@ -135,6 +140,8 @@ func (n notification) deletedRecord() map[string]any {
 		}
 	case "whitelist_users":
 		r["systemId"] = n.SystemID
+	case "whitelist_entries":
+		r["developerProductId"] = n.ProductID
 	}
 	return r
 }
@@ -147,6 +154,8 @@ func (n notification) kind() string {
 		return "system"
 	case "whitelist_users":
 		return "user"
+	case "whitelist_entries":
+		return "entry"
 	}
 	return ""
 }
@@ -200,6 +209,8 @@ func decodeRecord(table string, raw json.RawMessage) (any, error) {
 		rec = &store.ChangedWhitelistSystem{}
 	case "whitelist_users":
 		rec = &store.ChangedWhitelistUser{}
+	case "whitelist_entries":
+		rec = &store.ChangedWhitelistEntry{}
 	default:
 		return nil, fmt.Errorf("realtime: no record type for table %q", table)
 	}

@@ -74,12 +74,12 @@ func TestSlowClientIsDisconnectedNotWaitedFor(t *testing.T) {
 
 // TestProperty_OnlyPermittedUsersReceiveChanges claims that a change reaches
 // a connection only if its user owns the changed row (or its store or
-// system), bought it (sales), or it is a public active product; and that an
+// system), bought it (sales, licenses), or it is a public active product; and that an
 // unfiltered subscription to the topic receives every change so permitted.
 func TestProperty_OnlyPermittedUsersReceiveChanges(t *testing.T) {
 	t.Parallel()
 	users := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	tables := []string{"stores", "products", "sales", "whitelist_systems", "whitelist_users"}
+	tables := []string{"stores", "products", "sales", "whitelist_systems", "whitelist_users", "whitelist_entries"}
 	ids := []string{uuid.NewString(), uuid.NewString()}
 	rapid.Check(t, func(rt *rapid.T) {
 		h := testHub(t, Config{})
@@ -109,7 +109,8 @@ func TestProperty_OnlyPermittedUsersReceiveChanges(t *testing.T) {
 
 		permitted := viewer != "" && (n.OwnerID == viewer ||
 			(n.Topic == TopicProducts && n.Public) ||
-			(n.Topic == TopicSales && n.BuyerID == viewer))
+			(n.Topic == TopicSales && n.BuyerID == viewer) ||
+			(n.Topic == TopicWhitelist && n.Table != "whitelist_systems" && n.BuyerID == viewer))
 		if c.wants(n) && !permitted {
 			rt.Fatalf("%+v reached viewer %q who may not see it", n, viewer)
 		}

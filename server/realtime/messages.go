@@ -27,7 +27,7 @@ var filterKeys = map[string][]string{
 	TopicProducts:  {"id", "storeId"},
 	TopicSales:     {"id", "storeId", "productId"},
 	TopicStores:    {"id", "storeId"},
-	TopicWhitelist: {"id", "storeId", "systemId"},
+	TopicWhitelist: {"id", "storeId", "systemId", "productId"},
 }
 
 // Message types a client sends.

@@ -25,6 +25,7 @@ var recordTypes = map[string]any{
 	"sales":             store.ChangedSale{},
 	"whitelist_systems": store.ChangedWhitelistSystem{},
 	"whitelist_users":   store.ChangedWhitelistUser{},
+	"whitelist_entries": store.ChangedWhitelistEntry{},
 }
 
 // jsonNames returns the JSON names of a struct's fields, sorted.
@@ -109,7 +110,7 @@ func TestAnnouncedRecordsMatchTheRecordTypes(t *testing.T) {
 	if _, err := listener.Exec(ctx, "LISTEN vectabase_changes"); err != nil {
 		t.Fatal(err)
 	}
-	owner, storeID, product, system := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	owner, storeID, product, system, devProduct := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	ct := append([]byte{1}, make([]byte, 40)...) // shaped like keyring ciphertext, to pass the columns' checks
 	for _, q := range []struct {
 		sql  string
@@ -121,6 +122,8 @@ func TestAnnouncedRecordsMatchTheRecordTypes(t *testing.T) {
 		{`INSERT INTO sales (product_id, store_id, buyer_id, buyer_email, roblox_user_id, amount_cents) VALUES ($1, $2, $3, 'b@example.com', 7, 1)`, []any{product, storeID, owner}},
 		{`INSERT INTO whitelist_systems (id, owner_id, store_id, name, description, max_users) VALUES ($1, $2, $3, 'n', 'd', 5)`, []any{system, owner, storeID}},
 		{`INSERT INTO whitelist_users (system_id, roblox_user_id, roblox_username, discord_id, license_key, license_key_bidx, expires_at) VALUES ($1, 7, 'u', 'd', $2, $3, now())`, []any{system, ct, make([]byte, 32)}},
+		{`INSERT INTO developer_products (id, developer_id, name) VALUES ($1, $2, 'p')`, []any{devProduct, owner}},
+		{`INSERT INTO whitelist_entries (developer_product_id, roblox_user_id, license_key, license_key_bidx) VALUES ($1, 7, $2, $3)`, []any{devProduct, ct, make([]byte, 32)}},
 	} {
 		if _, err := db.Pool.Exec(ctx, q.sql, q.args...); err != nil {
 			t.Fatalf("%s: %v", q.sql, err)

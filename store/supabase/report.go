@@ -24,9 +24,23 @@ type Report struct {
 	// Emptied lists the target tables --replace emptied first.
 	Emptied []string `json:"emptied,omitempty"`
 	Checks  []Check  `json:"checks"`
-	Notes   []string `json:"notes,omitempty"`
+	// Licenses counts the licenses the import carried (whitelist_users and
+	// whitelist_entries, through the licenses view), by status.
+	Licenses *LicenseCounts `json:"licenses,omitempty"`
+	Notes    []string       `json:"notes,omitempty"`
 	// Error is the failure that stopped the import; the target is unchanged.
 	Error string `json:"error,omitempty"`
+}
+
+// LicenseCounts are the imported licenses by kind and status.
+type LicenseCounts struct {
+	Total     int64 `json:"total"`
+	System    int64 `json:"system"`  // of whitelist systems (whitelist_users)
+	Product   int64 `json:"product"` // of developer products (whitelist_entries)
+	Active    int64 `json:"active"`
+	Revoked   int64 `json:"revoked"`
+	Expired   int64 `json:"expired"`
+	HWIDBound int64 `json:"hwidBound"`
 }
 
 // TableReport is one source table's way into one target table.
@@ -111,6 +125,10 @@ func (r *Report) WriteText(w io.Writer) {
 		if c.OK {
 			ok++
 		}
+	}
+	if l := r.Licenses; l != nil {
+		fmt.Fprintf(w, "Licenses: %d (%d of whitelist systems, %d of developer products; %d active, %d revoked, %d expired; %d bound to a hardware id)\n",
+			l.Total, l.System, l.Product, l.Active, l.Revoked, l.Expired, l.HWIDBound)
 	}
 	fmt.Fprintf(w, "Checks: %d of %d passed\n", ok, len(r.Checks))
 	for _, c := range r.Checks {

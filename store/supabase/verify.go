@@ -109,6 +109,31 @@ func (imp *importer) verify(ctx context.Context, order []string, plans map[strin
 			}
 		}
 	}
+	return imp.countLicenses(ctx, pass, fail)
+}
+
+// countLicenses counts the licenses the import carried, through the
+// licenses view the whitelist check reads (so a row the view would leave
+// out fails the import), into the report.
+func (imp *importer) countLicenses(ctx context.Context, pass func(Check), fail func(Check) error) error {
+	var l LicenseCounts
+	err := imp.tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE kind = 'system'), count(*) FILTER (WHERE kind = 'product'),
+			count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'revoked'),
+			count(*) FILTER (WHERE status = 'expired'), count(*) FILTER (WHERE hwid_bound)
+		FROM licenses`).Scan(&l.Total, &l.System, &l.Product, &l.Active, &l.Revoked, &l.Expired, &l.HWIDBound)
+	if err != nil {
+		return fmt.Errorf("verify: count licenses: %w", err)
+	}
+	imp.rep.Licenses = &l
+	var rows int64
+	if err := imp.tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM whitelist_users) + (SELECT count(*) FROM whitelist_entries)`).Scan(&rows); err != nil {
+		return fmt.Errorf("verify: count license rows: %w", err)
+	}
+	c := Check{Name: "licenses", Subject: "licenses", Detail: fmt.Sprintf("%d whitelist_users and whitelist_entries rows, %d licenses the check sees", rows, l.Total)}
+	if rows != l.Total {
+		return fail(c)
+	}
+	pass(c)
 	return nil
 }
 
