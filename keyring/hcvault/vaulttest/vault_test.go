@@ -183,20 +183,40 @@ func TestStartFailures(t *testing.T) {
 	}
 }
 
-// TestTokenRenewal: a renewable token with a short TTL outlives that TTL
-// while the KEK is open, because the KEK renews it.
+// TestTokenRenewal: a renewable token outlives its TTL while the KEK is
+// open, because the KEK renews it. The watcher renews at about two thirds
+// of the TTL, so the slack before expiry is a third of it: with a 30 s TTL
+// a busy machine has 10 s to run the renewal, where a 3 s TTL left it one
+// (and failed at load average 20). The test waits for the renewal it sees
+// in Vault (the token's expiry moved past the first one by more than half
+// a TTL: a scheduled renewal, not only the one at start), not for a clock.
 func TestTokenRenewal(t *testing.T) {
 	ctx := context.Background()
 	_, root := startVault(t)
 	if err := root.Sys().PutPolicy("vectabase-transit", policies.VaultTransitPolicy()); err != nil {
 		t.Fatal(err)
 	}
+	const ttl = 30 * time.Second
 	sec, err := root.Auth().Token().Create(&api.TokenCreateRequest{
-		Policies: []string{"vectabase-transit"}, NoDefaultPolicy: true, TTL: "3s", Renewable: boolPtr(true),
+		Policies: []string{"vectabase-transit"}, NoDefaultPolicy: true, TTL: ttl.String(), Renewable: boolPtr(true),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	expiry := func() time.Time {
+		t.Helper()
+		s, err := root.Auth().Token().LookupAccessor(sec.Auth.Accessor)
+		if err != nil {
+			t.Fatalf("look up the token: %v (expired before the KEK renewed it?)", err)
+		}
+		raw, _ := s.Data["expire_time"].(string)
+		at, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			t.Fatalf("token expire_time %q: %v", raw, err)
+		}
+		return at
+	}
+	first := expiry()
 	client, _ := root.Clone()
 	client.SetToken(sec.Auth.ClientToken)
 	kek, err := hcvault.New(ctx, hcvault.Config{Client: client})
@@ -204,8 +224,13 @@ func TestTokenRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kek.Close()
-	time.Sleep(5 * time.Second)
+	for deadline := time.Now().Add(3 * time.Minute); !expiry().After(first.Add(ttl / 2)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the token's expiry stayed at %v: the KEK did not renew it", expiry())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if _, err := kek.Encrypt(ctx, []byte("keyset"), []byte("ad")); err != nil {
-		t.Fatalf("Encrypt 5s after a 3s token was issued err = %v, want nil (token renewed)", err)
+		t.Fatalf("Encrypt after the renewal err = %v, want nil", err)
 	}
 }
