@@ -105,6 +105,12 @@ func prepareSchema(ctx context.Context, cfg store.Config, log zerolog.Logger, mi
 	// Reach the database first, with the retry policy, so that a database
 	// still starting is waited for and a wrong URL is one clear line.
 	db, err := store.Open(ctx, store.Config{URL: cfg.DirectConnString(), MaxConns: 1, SlowQueryMS: cfg.SlowQueryMS}, log, nil)
+	if errors.Is(err, store.ErrPooler) {
+		// Migrations, LISTEN/NOTIFY, session locks and pg_dump need a
+		// session of their own, which a pooler in transaction mode does
+		// not give.
+		return fmt.Errorf("DATABASE_DIRECT_URL (DATABASE_URL when it is unset) leads to a connection pooler (%s): point it at PostgreSQL itself, for migrations, LISTEN/NOTIFY, session locks and backups", store.Redact(cfg.DirectConnString()))
+	}
 	if err != nil {
 		return err
 	}
