@@ -80,7 +80,18 @@ type Manifest struct {
 	RowCounts        map[string]int64 `json:"rowCounts"`
 	VectabaseVersion string           `json:"vectabaseVersion"`
 	PostgresVersion  string           `json:"postgresVersion"`
+	// Kind is KindScheduled or KindManual. Files made before kinds existed
+	// have none and count as manual: retention never deletes them.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Kinds of backup: retention (BACKUP_KEEP) counts and deletes scheduled
+// backups only; manual ones (backup create, POST /api/admin/backups) stay
+// until deleted.
+const (
+	KindScheduled = "scheduled"
+	KindManual    = "manual"
+)
 
 // header is the parsed fixed part of a backup file.
 type header struct {
