@@ -148,7 +148,9 @@ func (s *Service) RunScheduled(ctx context.Context, sched Schedule, keep int) (s
 	}
 	// Closing the connection releases the lock too; unlock first so a
 	// pooled-looking connection never keeps it.
-	defer func() { _, _ = c.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext($1))", scheduleLock) }()
+	defer func() {
+		_, _ = c.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext($1))", scheduleLock)
+	}()
 	since := sched.PeriodStart(s.now())
 	var done bool
 	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM backup_schedule_runs WHERE started_at >= $1)", since).Scan(&done); err != nil {
