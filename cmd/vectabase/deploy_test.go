@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -489,4 +490,114 @@ func (c *apiClient) login(email, password string) string {
 		c.t.Fatalf("login gave no token: %v", r)
 	}
 	return tok
+}
+
+// The Dockerfile builds a static binary and runs it as a non-root user;
+// the compose file has what the issue lists (PostgreSQL 16, PgBouncer in
+// transaction mode, two instances, optional Vault, Prometheus, Grafana),
+// every file it mounts exists, and every variable either sets for
+// vectabase is one the README's table documents and the binary accepts.
+func TestContainerFiles(t *testing.T) {
+	t.Parallel()
+	documented := readmeVariables(t)
+	docker := readDeploy(t, "Dockerfile")
+	if !strings.Contains(docker, "CGO_ENABLED=0 go build") {
+		t.Errorf("Dockerfile: the binary is not built static (CGO_ENABLED=0)")
+	}
+	var user, entry string
+	var envKeys []string
+	for _, line := range strings.Split(strings.ReplaceAll(docker, "\\\n", " "), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "USER":
+			user = f[1]
+		case "ENTRYPOINT":
+			entry = strings.Join(f[1:], " ")
+		case "ENV":
+			for _, kv := range f[1:] {
+				if k, _, ok := strings.Cut(kv, "="); ok {
+					envKeys = append(envKeys, k)
+				}
+			}
+		}
+	}
+	if user == "" || user == "root" || strings.HasPrefix(user, "0") {
+		t.Errorf("Dockerfile: USER %q, want a non-root user", user)
+	}
+	if !strings.Contains(entry, "/usr/local/bin/vectabase") {
+		t.Errorf("Dockerfile: ENTRYPOINT %q", entry)
+	}
+	for _, k := range envKeys {
+		if !documented[k] {
+			t.Errorf("Dockerfile sets %s, which the README's table does not list", k)
+		}
+	}
+
+	var compose struct {
+		Services map[string]struct {
+			Image       string
+			Profiles    []string
+			Environment map[string]string
+			Volumes     []string
+			Command     []string
+		}
+		Secrets map[string]struct{ File string }
+	}
+	if err := yaml.Unmarshal([]byte(readDeploy(t, "compose.yaml")), &compose); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	svc := compose.Services
+	if !strings.HasPrefix(svc["postgres"].Image, "postgres:16") {
+		t.Errorf("compose: postgres image %q, want PostgreSQL 16", svc["postgres"].Image)
+	}
+	if svc["pgbouncer"].Environment["POOL_MODE"] != "transaction" {
+		t.Errorf("compose: PgBouncer POOL_MODE %q, want transaction", svc["pgbouncer"].Environment["POOL_MODE"])
+	}
+	if len(svc["vault"].Profiles) == 0 {
+		t.Errorf("compose: Vault is not optional (no profile)")
+	}
+	for _, name := range []string{"prometheus", "grafana"} {
+		if svc[name].Image == "" {
+			t.Errorf("compose: no %s", name)
+		}
+	}
+	subst := regexp.MustCompile(`\$\{[A-Z_]+(:[?-][^}]*)?\}`)
+	for _, name := range []string{"migrate", "vectabase-1", "vectabase-2"} {
+		env := svc[name].Environment
+		if len(env) == 0 {
+			t.Errorf("compose: service %s has no environment", name)
+			continue
+		}
+		resolved := map[string]string{}
+		for k, v := range env {
+			if !documented[k] {
+				t.Errorf("compose: %s sets %s, which the README's table does not list", name, k)
+			}
+			resolved[k] = subst.ReplaceAllString(v, "pw")
+		}
+		if !strings.Contains(env["DATABASE_URL"], "@pgbouncer:6432/") || env["DB_PGBOUNCER"] != "true" || !strings.Contains(env["DATABASE_DIRECT_URL"], "@postgres:5432/") {
+			t.Errorf("compose: %s does not go through PgBouncer with a direct URL to PostgreSQL: %v", name, env)
+		}
+		if _, err := parseConfig(resolved); err != nil {
+			t.Errorf("compose: %s's environment: %v", name, err)
+		}
+	}
+	for name, s := range svc {
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join(deployDir, src)); err != nil {
+					t.Errorf("compose: %s mounts %s, which deploy/ lacks", name, src)
+				}
+			}
+		}
+	}
+	// The compose Prometheus loads the same rules and scrapes both instances.
+	prom := readDeploy(t, "prometheus/compose.yml")
+	if !strings.Contains(prom, "alerts.yml") || !strings.Contains(prom, "vectabase-1:9090") || !strings.Contains(prom, "vectabase-2:9090") {
+		t.Errorf("prometheus/compose.yml does not load alerts.yml and scrape both instances")
+	}
 }
