@@ -373,15 +373,8 @@ func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error
 		return nil, err
 	}
 	s.removeStalePartials()
-	var list []Backup
-	for _, b := range all {
-		if b.Problem == "" && b.Scheduled() {
-			list = append(list, b)
-		}
-	}
 	var deleted []string
-	for i := keep; i < len(list); i++ {
-		id := list[i].ID
+	for _, id := range pruneCandidates(all, keep) {
 		err := s.delete(id)
 		if aerr := s.audit(ctx, a, "backup.delete", id, err, map[string]any{"reason": "retention", "keep": keep}); aerr != nil {
 			return deleted, aerr
@@ -389,6 +382,25 @@ func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error
 		deleted = append(deleted, id)
 	}
 	return deleted, nil
+}
+
+// pruneCandidates are the backups retention deletes from list (newest
+// first, as List returns it): the readable scheduled backups after the
+// newest keep of them. Manual backups and unreadable files are never
+// candidates.
+func pruneCandidates(list []Backup, keep int) []string {
+	var out []string
+	n := 0
+	for _, b := range list {
+		if b.Problem != "" || !b.Scheduled() {
+			continue
+		}
+		n++
+		if n > keep {
+			out = append(out, b.ID)
+		}
+	}
+	return out
 }
 
 // removeStalePartials deletes the half-written files of creates that died

@@ -44,3 +44,6 @@ func CreateScheduled(ctx context.Context, s *Service) (Backup, error) {
 // EveryFor is a schedule with an interval shorter than ParseSchedule
 // allows, for tests of the loop.
 func EveryFor(d time.Duration) Schedule { return Schedule{every: d} }
+
+// PruneCandidates is what retention would delete from list.
+func PruneCandidates(list []Backup, keep int) []string { return pruneCandidates(list, keep) }
