@@ -29,12 +29,12 @@ func behindPooler(ctx context.Context, conn *pgx.Conn) (bool, error) {
 }
 
 // checkPooler refuses a pool behind a pooler unless cfg says so
-// (DB_PGBOUNCER): without it pgx prepares named statements, which
+// (DB_PGBOUNCER), and a Direct pool behind one always. Without DB_PGBOUNCER pgx prepares named statements, which
 // PgBouncer's transaction mode hands to whichever server connection comes
 // next, and the server fails later, on some request, with "prepared
 // statement does not exist". Failing at start-up says what to change.
 func checkPooler(ctx context.Context, pool *pgxpool.Pool, cfg Config) error {
-	if cfg.PgBouncer {
+	if cfg.PgBouncer && !cfg.Direct {
 		return nil
 	}
 	c, err := pool.Acquire(ctx)
@@ -45,6 +45,9 @@ func checkPooler(ctx context.Context, pool *pgxpool.Pool, cfg Config) error {
 	behind, err := behindPooler(ctx, c.Conn())
 	if err != nil {
 		return err
+	}
+	if behind && cfg.Direct {
+		return fmt.Errorf("%w at %s: DATABASE_DIRECT_URL (DATABASE_URL when it is unset) must reach PostgreSQL itself, for migrations, LISTEN/NOTIFY, session locks and backups", ErrPooler, Redact(cfg.ConnString()))
 	}
 	if behind {
 		return fmt.Errorf("%w at %s, but DB_PGBOUNCER is not true: set DB_PGBOUNCER=true for PgBouncer in transaction mode (and DATABASE_DIRECT_URL to PostgreSQL itself), or point the URL at PostgreSQL", ErrPooler, Redact(cfg.ConnString()))

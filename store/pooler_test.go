@@ -33,6 +33,13 @@ func TestOpenDetectsPgBouncer(t *testing.T) {
 		t.Errorf("refusal %q: want the fix named and the password masked", msg)
 	}
 
+	// A pool that must be direct is refused behind PgBouncer even with
+	// DB_PGBOUNCER, naming DATABASE_DIRECT_URL.
+	_, err = store.Open(ctx, store.Config{URL: pooled, MaxConns: 2, PgBouncer: true, Direct: true}, zerolog.Nop(), nil)
+	if !errors.Is(err, store.ErrPooler) || !strings.Contains(err.Error(), "DATABASE_DIRECT_URL") {
+		t.Fatalf("Open(pgbouncer URL, Direct) err = %v, want ErrPooler naming DATABASE_DIRECT_URL", err)
+	}
+
 	db, err := store.Open(ctx, store.Config{URL: pooled, MaxConns: 4, PgBouncer: true}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatalf("Open(pgbouncer URL, DB_PGBOUNCER=true) err = %v, want nil", err)

@@ -18,7 +18,7 @@ import (
 // PgBouncer in transaction mode, started from deploy/pgbouncer/pgbouncer.ini
 // (skipped, saying why, where PgBouncer is not installed):
 //   - without DB_PGBOUNCER=true, serve refuses to start with one clear line;
-//     with DB_PGBOUNCER=true but no direct URL, it refuses too;
+//     with DB_PGBOUNCER=true but no direct URL, serve and migrate refuse too;
 //   - import-supabase, then serve with DATABASE_URL through PgBouncer and
 //     DATABASE_DIRECT_URL to PostgreSQL: login, refresh (and reuse
 //     detection), developer key verify, whitelist check, secrets, a
@@ -43,6 +43,11 @@ func TestServeThroughPgBouncer(t *testing.T) {
 	r = run(t, dir, baseEnv(append(common, "DATABASE_URL="+pooled, "DB_PGBOUNCER=true")...), "serve")
 	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "DATABASE_DIRECT_URL") {
 		t.Fatalf("serve through PgBouncer without a direct URL: exit %d, stderr %q; want 1 and a line naming DATABASE_DIRECT_URL", r.code, r.stderr)
+	}
+
+	r = run(t, dir, baseEnv(append(common, "DATABASE_URL="+pooled, "DB_PGBOUNCER=true")...), "migrate", "up")
+	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "DATABASE_DIRECT_URL") {
+		t.Fatalf("migrate up through PgBouncer: exit %d, stderr %q; want 1 and a line naming DATABASE_DIRECT_URL", r.code, r.stderr)
 	}
 
 	env := baseEnv(append(common, "DATABASE_URL="+pooled, "DB_PGBOUNCER=true", "DATABASE_DIRECT_URL="+direct,
