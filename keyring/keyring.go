@@ -568,7 +568,11 @@ func (k *Keyring) CheckKEK(ctx context.Context) error {
 		_, err = kek.Decrypt(ctx, ct, pingAAD)
 	}
 	if err != nil {
+		// Counted, so that an alert (deploy/prometheus/alerts.yml) sees an
+		// unreachable KEK between the readiness checks that find it.
+		k.metrics.ops.WithLabelValues("kek_check", "error").Inc()
 		return fmt.Errorf("keyring: KEK unusable: %w", err)
 	}
+	k.metrics.ops.WithLabelValues("kek_check", "ok").Inc()
 	return nil
 }

@@ -24,6 +24,11 @@ type Config struct {
 	// traced (one-shot bulk commands, whose statements are slow by design).
 	SlowQueryMS int `env:"SLOW_QUERY_MS" envDefault:"100"`
 
+	// Direct says the pool must reach PostgreSQL itself (migrations,
+	// LISTEN, session locks, pg_dump): Open refuses one that leads to a
+	// pooler, whatever PgBouncer says. Not from the environment.
+	Direct bool `env:"-"`
+
 	// Not from the environment: the seed's fixed pool and retry policy.
 	MaxConnIdleTime time.Duration `env:"-"`
 	ConnectTimeout  time.Duration `env:"-"`

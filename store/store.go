@@ -33,7 +33,9 @@ type DB struct {
 // Open builds the pool from cfg and waits for the database, retrying with
 // exponential backoff (cfg.RetryTries tries, cfg.RetryFirst first, doubling,
 // at most cfg.RetryMax) while it is not up yet. Errors that waiting cannot
-// fix (bad URL, wrong password, unknown database) return at once.
+// fix (bad URL, wrong password, unknown database) return at once. A URL
+// that leads to PgBouncer (or another pooler) without cfg.PgBouncer is
+// refused with an error wrapping ErrPooler.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*DB, error) {
 	cfg = cfg.withDefaults()
 	pcfg, err := pgxpool.ParseConfig(cfg.ConnString())
@@ -63,6 +65,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger, reg prometheus.Re
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := waitReady(ctx, pool, cfg, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := checkPooler(ctx, pool, cfg); err != nil {
 		pool.Close()
 		return nil, err
 	}

@@ -59,7 +59,9 @@ func newBackupCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List the backups in BACKUP_DIR, newest first",
 		Long: `List the backups in BACKUP_DIR, newest first. The figures come from each
-file's manifest, read without the KEK; 'verify' authenticates them.`,
+file's manifest, read without the KEK; 'verify' authenticates them. KIND is
+scheduled (counted by BACKUP_KEEP) or manual (kept until deleted); KEK names
+the key-encryption key that wraps the backup's key.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withBackups(cmd.Context(), auditNone, func(ctx context.Context, svc *backup.Service) error {
@@ -75,10 +77,10 @@ file's manifest, read without the KEK; 'verify' authenticates them.`,
 					return nil
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tCREATED\tDUMP\tFILE\tSCHEMA\tTABLES\tROWS\tPROBLEM")
+				fmt.Fprintln(w, "ID\tCREATED\tKIND\tDUMP\tFILE\tSCHEMA\tTABLES\tROWS\tKEK\tPROBLEM")
 				for _, b := range items {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", b.ID, b.CreatedAt.UTC().Format(time.RFC3339),
-						humanBytes(b.DumpSize), humanBytes(b.FileSize), b.SchemaVersion, len(b.RowCounts), totalRows(b.RowCounts), b.Problem)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.CreatedAt.UTC().Format(time.RFC3339), b.Kind,
+						humanBytes(b.DumpSize), humanBytes(b.FileSize), b.SchemaVersion, len(b.RowCounts), totalRows(b.RowCounts), b.KEK, b.Problem)
 				}
 				return w.Flush()
 			})

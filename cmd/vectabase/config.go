@@ -123,6 +123,9 @@ func toolLogger(cfg Config, w io.Writer) (zerolog.Logger, error) {
 // backup, re-encryption) are slow by design and would bury the one line a
 // failing command prints.
 func toolStore(c store.Config, url string, maxConns int32) store.Config {
+	// The direct URL must be PostgreSQL itself: a pooled one is refused
+	// with a line naming DATABASE_DIRECT_URL.
+	c.Direct = url == c.DirectConnString()
 	c.URL = url
 	c.MaxConns = maxConns
 	c.SlowQueryMS = -1

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -459,12 +461,20 @@ every instance at the new key.`,
 				return err
 			}
 			defer d.close()
+			// The backups' service opens kept backups with the KEK being
+			// replaced; it is built before the rotation changes anything.
+			bsvc, err := newBackupService(ctx, d, backup.WithAuditor(d.audit))
+			if err != nil {
+				return err
+			}
 			var job store.RotationJob
+			var next keyring.KEK
 			switch {
 			case vault:
 				job, err = d.rot.RotateKEKInPlace(ctx, rotation.LocalOperator)
+				// The transit key's new version wraps from now on.
+				next = d.kek
 			default:
-				var next keyring.KEK
 				if newKeyFile != "" {
 					if _, serr := os.Stat(newKeyFile); errors.Is(serr, os.ErrNotExist) {
 						if err := local.GenerateKeyFile(newKeyFile); err != nil {
@@ -491,10 +501,32 @@ every instance at the new key.`,
 			if err != nil {
 				return err
 			}
+			// Kept backups follow the keysets, so the old KEK can be
+			// retired without leaving backups only it opens.
+			rw, rwErr := bsvc.RewrapAll(ctx, backup.LocalOperator, next)
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"job": job, "kekBackend": st.KEKBackend, "kekKeyId": st.KEKKeyID})
+				if err := writeJSON(cmd.OutOrStdout(), map[string]any{"job": job, "kekBackend": st.KEKBackend, "kekKeyId": st.KEKKeyID, "backups": rw}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "keysets re-wrapped under KEK %s %s\n", st.KEKBackend, st.KEKKeyID)
+				fmt.Fprintf(cmd.OutOrStdout(), "%d backup(s) in %s re-wrapped under the new KEK\n", len(rw.Rewrapped), bsvc.Config().Dir)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "keysets re-wrapped under KEK %s %s\n", st.KEKBackend, st.KEKKeyID)
+			if rwErr != nil {
+				return fmt.Errorf("the keysets are re-wrapped, but re-wrapping the backups stopped: %w", rwErr)
+			}
+			if len(rw.Failed) > 0 {
+				ids := make([]string, 0, len(rw.Failed))
+				for id, why := range rw.Failed {
+					fmt.Fprintf(cmd.ErrOrStderr(), "backup %s not re-wrapped: %s\n", id, why)
+					ids = append(ids, id)
+				}
+				sort.Strings(ids)
+				return fmt.Errorf("the keysets are re-wrapped, but %d backup(s) are still under an older KEK (%s): keep that KEK to restore them, or delete them", len(ids), strings.Join(ids, ", "))
+			}
+			if asJSON {
+				return nil
+			}
 			switch {
 			case newKeyFile != "":
 				fmt.Fprintf(cmd.OutOrStdout(), "set KEYRING_MASTER_KEY_FILE=%s on every instance and restart them\n", newKeyFile)

@@ -107,7 +107,10 @@ func runServer(ctx context.Context, cfg Config, log zerolog.Logger, opts runOpti
 func prepareSchema(ctx context.Context, cfg store.Config, log zerolog.Logger, migrate bool) error {
 	// Reach the database first, with the retry policy, so that a database
 	// still starting is waited for and a wrong URL is one clear line.
-	db, err := store.Open(ctx, store.Config{URL: cfg.DirectConnString(), MaxConns: 1, SlowQueryMS: cfg.SlowQueryMS}, log, nil)
+	// Migrations, LISTEN/NOTIFY, session locks and pg_dump need a session
+	// of their own, which a pooler in transaction mode does not give:
+	// Direct refuses a DATABASE_DIRECT_URL that leads to one.
+	db, err := store.Open(ctx, store.Config{URL: cfg.DirectConnString(), MaxConns: 1, SlowQueryMS: cfg.SlowQueryMS, Direct: true}, log, nil)
 	if err != nil {
 		return err
 	}

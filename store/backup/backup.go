@@ -79,9 +79,16 @@ type Backup struct {
 	Manifest
 	// FileSize is the size of the backup file in bytes.
 	FileSize int64 `json:"fileSize"`
+	// KEK names the key-encryption key that wraps the backup's key
+	// ("local:3f2a…", "vault:…"), from the file's header; keys rotate-kek
+	// re-wraps kept backups under the new one.
+	KEK string `json:"kek"`
 	// Problem is set when the file cannot be read as a backup.
 	Problem string `json:"problem,omitempty"`
 }
+
+// Scheduled reports whether retention counts the backup.
+func (b Backup) Scheduled() bool { return b.Kind == KindScheduled }
 
 // VerifyResult is what verify found.
 type VerifyResult struct {
@@ -370,6 +377,10 @@ func (s *Service) describe(id string) Backup {
 		return b
 	}
 	b.Manifest = f.manifest
+	b.KEK = f.hdr.kek
+	if b.Kind == "" {
+		b.Kind = KindManual
+	}
 	return b
 }
 
@@ -392,20 +403,20 @@ func (s *Service) delete(id string) error {
 	return nil
 }
 
-// Prune deletes all but the newest keep backups and returns the ids it
-// deleted, oldest last.
+// Prune deletes all but the newest keep scheduled backups and returns the
+// ids it deleted, oldest last. Manual backups are neither counted nor
+// deleted, and neither is a file that cannot be read as a backup.
 func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error) {
 	if keep < 1 {
 		return nil, vectabase.Errorf(vectabase.EVALIDATION, "keep: must be at least 1, got %d", keep)
 	}
-	list, err := s.List(ctx)
+	all, err := s.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s.removeStalePartials()
 	var deleted []string
-	for i := keep; i < len(list); i++ {
-		id := list[i].ID
+	for _, id := range pruneCandidates(all, keep) {
 		err := s.delete(id)
 		if aerr := s.audit(ctx, a, "backup.delete", id, err, map[string]any{"reason": "retention", "keep": keep}); aerr != nil {
 			return deleted, aerr
@@ -413,6 +424,25 @@ func (s *Service) Prune(ctx context.Context, a Actor, keep int) ([]string, error
 		deleted = append(deleted, id)
 	}
 	return deleted, nil
+}
+
+// pruneCandidates are the backups retention deletes from list (newest
+// first, as List returns it): the readable scheduled backups after the
+// newest keep of them. Manual backups and unreadable files are never
+// candidates.
+func pruneCandidates(list []Backup, keep int) []string {
+	var out []string
+	n := 0
+	for _, b := range list {
+		if b.Problem != "" || !b.Scheduled() {
+			continue
+		}
+		n++
+		if n > keep {
+			out = append(out, b.ID)
+		}
+	}
+	return out
 }
 
 // removeStalePartials deletes the half-written files of creates that died

@@ -581,29 +581,106 @@ func TestRetentionKeepsNewest(t *testing.T) {
 	f := setup(t)
 	now := time.Date(2026, 1, 9, 12, 0, 0, 0, time.UTC)
 	backup.SetClock(f.svc, func() time.Time { now = now.Add(time.Hour); return now })
-	var ids []string
-	for range 4 {
-		b, err := f.svc.Create(ctx, backup.System, nil)
+	var ids, manual []string
+	for i := range 6 {
+		// Scheduled and manual backups interleaved, manual ones oldest
+		// and newest.
+		if i == 0 || i == 5 {
+			b, err := f.svc.Create(ctx, backup.LocalOperator, nil)
+			if err != nil {
+				t.Fatalf("Create err = %v", err)
+			}
+			manual = append(manual, b.ID)
+			continue
+		}
+		b, err := backup.CreateScheduled(ctx, f.svc)
 		if err != nil {
-			t.Fatalf("Create err = %v", err)
+			t.Fatalf("CreateScheduled err = %v", err)
 		}
 		ids = append(ids, b.ID)
 	}
-	// A scheduled run makes a fifth and keeps the newest three.
-	backup.RunScheduled(ctx, f.svc, 3)
+	// A scheduled run makes a fifth scheduled one and keeps the newest
+	// three scheduled; the manual backups stay, whatever their age.
+	newID, err := f.svc.RunScheduled(ctx, backup.EveryFor(time.Hour), 3)
+	if err != nil || newID == "" {
+		t.Fatalf("RunScheduled = %q, %v; want a new backup", newID, err)
+	}
 	list, err := f.svc.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	got := map[string]string{}
 	for _, b := range list {
-		got = append(got, b.ID)
+		got[b.ID] = b.Kind
 	}
-	if len(got) != 3 || got[1] != ids[3] || got[2] != ids[2] {
-		t.Errorf("after retention: %v, want the newest 3 of %v and the scheduled one", got, ids)
+	want := map[string]string{newID: "scheduled", ids[3]: "scheduled", ids[2]: "scheduled", manual[0]: "manual", manual[1]: "manual"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after retention (-want +got):\n%s", diff)
 	}
 	if _, err := f.svc.Prune(ctx, backup.LocalOperator, 0); vectabase.ErrorCode(err) != vectabase.EVALIDATION {
 		t.Errorf("Prune(0) err = %v, want VALIDATION_FAILED", err)
+	}
+}
+
+// Two instances (two services on one database, each with a backup
+// directory of its own, as on two machines) running the schedule at the
+// same moment make one backup per period between them: the session lock
+// on the direct connection lets one in, and the record of the period's
+// run keeps the other out afterwards. The next period makes one more.
+func TestScheduledBackupOncePerPeriodAcrossInstances(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	other, err := backup.New(backup.Config{Dir: t.TempDir(), Keep: 3}, f.url, f.kek, backup.WithAuditor(f.audit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := backup.ParseSchedule("@hourly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now().UTC().Truncate(time.Hour).Add(5 * time.Minute)
+	now := func() time.Time { return clock }
+	backup.SetClock(f.svc, now)
+	backup.SetClock(other, now)
+	period := func() []string {
+		t.Helper()
+		var wg sync.WaitGroup
+		ids := make([]string, 4)
+		errs := make([]error, 4)
+		for i := range ids {
+			svc := f.svc
+			if i%2 == 1 {
+				svc = other
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); ids[i], errs[i] = svc.RunScheduled(ctx, sched, 3) }()
+		}
+		wg.Wait()
+		var made []string
+		for i, id := range ids {
+			if errs[i] != nil && vectabase.ErrorCode(errs[i]) != vectabase.ECONFLICT {
+				t.Fatalf("RunScheduled err = %v", errs[i])
+			}
+			if id != "" {
+				made = append(made, id)
+			}
+		}
+		return made
+	}
+	if made := period(); len(made) != 1 {
+		t.Fatalf("four runs at once in one period made %v, want one backup", made)
+	}
+	if made := period(); len(made) != 0 {
+		t.Fatalf("runs later in the same period made %v, want none", made)
+	}
+	clock = clock.Add(time.Hour)
+	if made := period(); len(made) != 1 {
+		t.Fatalf("the next period made %v, want one backup", made)
+	}
+	var runs int
+	if err := f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM backup_schedule_runs").Scan(&runs); err != nil || runs != 2 {
+		t.Errorf("backup_schedule_runs rows = %d (%v), want 2", runs, err)
 	}
 }
 

@@ -107,17 +107,22 @@ func newID(now time.Time) string {
 // Create dumps the database into a new backup file and returns it. The
 // row counts in the manifest and the dump come from one snapshot. A failed
 // create leaves no file behind.
+// The backup is manual: retention never deletes it (see Prune).
 func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (Backup, error) {
+	return s.createKind(ctx, a, KindManual, progress)
+}
+
+func (s *Service) createKind(ctx context.Context, a Actor, kind string, progress ProgressFunc) (Backup, error) {
 	if err := s.lock(); err != nil {
 		return Backup{}, err
 	}
 	defer s.busy.Unlock()
 	now := s.now()
 	id := newID(now)
-	b, err := s.create(ctx, id, now, progress)
+	b, err := s.create(ctx, id, now, kind, progress)
 	var details map[string]any
 	if err == nil {
-		details = map[string]any{"dumpSize": b.DumpSize, "schemaVersion": b.SchemaVersion, "tables": len(b.RowCounts)}
+		details = map[string]any{"dumpSize": b.DumpSize, "schemaVersion": b.SchemaVersion, "tables": len(b.RowCounts), "kind": kind}
 		s.noteSuccess(b.CreatedAt)
 	} else {
 		s.log.Warn().Str("backup", id).Str("error", err.Error()).Msg("backup failed")
@@ -128,7 +133,7 @@ func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (B
 	return b, nil
 }
 
-func (s *Service) create(ctx context.Context, id string, now time.Time, progress ProgressFunc) (Backup, error) {
+func (s *Service) create(ctx context.Context, id string, now time.Time, kind string, progress ProgressFunc) (Backup, error) {
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return Backup{}, fmt.Errorf("backup: create %s: %w", s.cfg.Dir, err)
 	}
@@ -219,7 +224,7 @@ func (s *Service) create(ctx context.Context, id string, now time.Time, progress
 	man := Manifest{
 		ID: id, CreatedAt: now.UTC(), DumpSize: m.n, DumpSHA256: m.sum(),
 		BodySize: body.n, SchemaVersion: schema, RowCounts: counts,
-		VectabaseVersion: s.version, PostgresVersion: pgVersion,
+		VectabaseVersion: s.version, PostgresVersion: pgVersion, Kind: kind,
 	}
 	rawMan, err := json.Marshal(man)
 	if err != nil {
@@ -252,7 +257,7 @@ func (s *Service) create(ctx context.Context, id string, now time.Time, progress
 	if err != nil {
 		return Backup{}, fmt.Errorf("backup: %w", err)
 	}
-	return Backup{Manifest: man, FileSize: st.Size()}, nil
+	return Backup{Manifest: man, FileSize: st.Size(), KEK: describeKEK(s.kek)}, nil
 }
 
 // syncDir makes a rename durable.

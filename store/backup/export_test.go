@@ -35,9 +35,15 @@ func Authenticate(ctx context.Context, s *Service, id string) error {
 	return checkSum(b, m)
 }
 
-// RunScheduled is one scheduled run: create, then keep the newest keep.
-func RunScheduled(ctx context.Context, s *Service, keep int) { s.runScheduled(ctx, keep) }
+// CreateScheduled makes a backup as the schedule does (kind scheduled),
+// without the schedule's lock and period check.
+func CreateScheduled(ctx context.Context, s *Service) (Backup, error) {
+	return s.createKind(ctx, System, KindScheduled, nil)
+}
 
 // EveryFor is a schedule with an interval shorter than ParseSchedule
 // allows, for tests of the loop.
 func EveryFor(d time.Duration) Schedule { return Schedule{every: d} }
+
+// PruneCandidates is what retention would delete from list.
+func PruneCandidates(list []Backup, keep int) []string { return pruneCandidates(list, keep) }

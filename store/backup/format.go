@@ -80,7 +80,18 @@ type Manifest struct {
 	RowCounts        map[string]int64 `json:"rowCounts"`
 	VectabaseVersion string           `json:"vectabaseVersion"`
 	PostgresVersion  string           `json:"postgresVersion"`
+	// Kind is KindScheduled or KindManual. Files made before kinds existed
+	// have none and count as manual: retention never deletes them.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Kinds of backup: retention (BACKUP_KEEP) counts and deletes scheduled
+// backups only; manual ones (backup create, POST /api/admin/backups) stay
+// until deleted.
+const (
+	KindScheduled = "scheduled"
+	KindManual    = "manual"
+)
 
 // header is the parsed fixed part of a backup file.
 type header struct {
@@ -265,6 +276,26 @@ func newBackupKey(ctx context.Context, kek keyring.KEK, tmpl *tinkpb.KeyTemplate
 
 // openBackupKey unwraps a backup's key with the KEK.
 func openBackupKey(ctx context.Context, kek keyring.KEK, h header) (tink.StreamingAEAD, error) {
+	s, _, err := openBackupKeyset(ctx, kek, h)
+	return s, err
+}
+
+// wrapBackupKey wraps a backup's keyset under kek, bound to backup id.
+func wrapBackupKey(ctx context.Context, kek keyring.KEK, h *keyset.Handle, id string) ([]byte, error) {
+	var buf bytes.Buffer
+	a := &kekAEAD{kek: kek}
+	if err := h.WriteWithContext(ctx, keyset.NewBinaryWriter(&buf), a, []byte(keyADPrefix+id)); err != nil {
+		if a.err != nil {
+			err = a.err
+		}
+		return nil, fmt.Errorf("backup: the KEK cannot wrap the backup key: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// openBackupKeyset unwraps a backup's key with the KEK and returns it both
+// as a primitive and as the keyset (to wrap again under another KEK).
+func openBackupKeyset(ctx context.Context, kek keyring.KEK, h header) (tink.StreamingAEAD, *keyset.Handle, error) {
 	a := &kekAEAD{kek: kek}
 	ks, err := keyset.ReadWithContext(ctx, keyset.NewBinaryReader(bytes.NewReader(h.wrappedKey)), a, []byte(keyADPrefix+h.id))
 	if err != nil {
@@ -272,19 +303,19 @@ func openBackupKey(ctx context.Context, kek keyring.KEK, h header) (tink.Streami
 		if a.err != nil && !(errors.As(a.err, &ae) && ae.AuthFailure()) {
 			// Not "wrong key" but "cannot ask": a KMS outage or a
 			// cancelled context says nothing about this backup.
-			return nil, fmt.Errorf("backup %s: the KEK is unavailable: %w", h.id, a.err)
+			return nil, nil, fmt.Errorf("backup %s: the KEK is unavailable: %w", h.id, a.err)
 		}
 		mine := describeKEK(kek)
 		if h.kek != "" && mine != "" && h.kek != mine {
-			return nil, fmt.Errorf("backup %s was made under KEK %s, but the configured KEK is %s: %w", h.id, h.kek, mine, ErrWrongKEK)
+			return nil, nil, fmt.Errorf("backup %s was made under KEK %s, but the configured KEK is %s: %w", h.id, h.kek, mine, ErrWrongKEK)
 		}
-		return nil, fmt.Errorf("backup %s: %w (or its header was altered)", h.id, ErrWrongKEK)
+		return nil, nil, fmt.Errorf("backup %s: %w (or its header was altered)", h.id, ErrWrongKEK)
 	}
 	s, err := streamingaead.New(ks)
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: the unwrapped key is not a streaming AEAD key: %w", h.id, ErrCorrupt)
+		return nil, nil, fmt.Errorf("backup %s: the unwrapped key is not a streaming AEAD key: %w", h.id, ErrCorrupt)
 	}
-	return s, nil
+	return s, ks, nil
 }
 
 // describeKEK names a KEK by backend and key id ("local:3f2a…"), which
