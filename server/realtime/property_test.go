@@ -34,9 +34,22 @@ type change struct {
 	public            bool   // products: visible to everyone signed in
 	keys              map[string]string
 	marker            string // the record field the test set, to tell versions apart
+	// removed: a product update that took the row out of public view; those
+	// who saw it only because it was public get the id and a "removed"
+	// marker, never the new fields.
+	removed bool
 }
 
 func (c change) String() string { return c.topic + " " + c.action + " " + c.id + " " + c.marker }
+
+// seenBy is the event user receives for c: the change itself, or for a
+// non-owner of a product that left public view only its removal.
+func (c change) seenBy(user string) string {
+	if c.removed && c.owner != user {
+		return c.topic + " removed " + c.id + " "
+	}
+	return c.String()
+}
 
 // visibleTo is who may see a change: the owner of the row (or of the store
 // or system it hangs off), the buyer of a sale, and anyone signed in for a
@@ -287,8 +300,10 @@ func (w *world) drawStep(rt *rapid.T, i int) {
 		st.sql, st.args = `UPDATE products SET name = $2, is_active = $3 WHERE id = $1`, []any{id, p.name, p.active}
 		w.viaAPI(rt, &st, label, w.stores[p.store].owner, "PATCH", "/api/products/"+id, map[string]any{"name": p.name, "isActive": p.active}, 200)
 		// A product that stops being active is announced publicly once
-		// more, so public listings can drop it.
-		st.changes = []change{w.productChange("update", id, p.active || was)}
+		// more, so public listings can drop it: as its removal only.
+		ch := w.productChange("update", id, p.active || was)
+		ch.removed = was && !p.active
+		st.changes = []change{ch}
 	case "product-":
 		var unsold []string
 		for _, id := range live(w, "product", w.products) {
@@ -638,7 +653,7 @@ func TestProperty17_RealtimeBroadcasting(t *testing.T) {
 					}
 					for _, s := range c.subs {
 						if s.matches(ch) {
-							want[ch.id] = append(want[ch.id], ch.String())
+							want[ch.id] = append(want[ch.id], ch.seenBy(c.user.id))
 							break
 						}
 					}
