@@ -84,7 +84,7 @@ func BenchmarkInteractionsHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	srv := server.New(server.Config{}, zerolog.Nop(), prometheus.NewRegistry())
-	srv.Mount(bot.Routes())
+	srv.Mount(bot.Routes(discord.Auth{}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,31 +53,82 @@ type recorded struct {
 	Body                            []byte
 }
 
-// discordDouble is a local stand-in for Discord's REST API: it records
-// every request and answers 204, or status when set.
+// discordDouble is a local stand-in for Discord's REST API, following its
+// documented shapes: role changes (PUT/DELETE
+// /guilds/{guild}/members/{user}/roles/{role}) answer 204, or status when
+// set, or failN 500s first; PATCH /webhooks/{app}/{token}/messages/@original
+// records the follow-up and answers the message; the OAuth2 token endpoint
+// and /users/@me/guilds answer from code and guilds.
 type discordDouble struct {
 	*httptest.Server
-	mu     sync.Mutex
-	reqs   []recorded
-	status int
+	mu        sync.Mutex
+	reqs      []recorded
+	followups map[string][]byte // interaction token -> PATCH body
+	status    int
+	failN     int // role changes answered 500 before the next succeeds
+	code      string
+	token     string
+	guilds    []map[string]any
+	oauth     *oauthGuild
 }
 
+type oauthGuild struct{ ID, Name string }
+
 func newDiscordDouble(t testing.TB) *discordDouble {
-	d := &discordDouble{status: http.StatusNoContent}
+	d := &discordDouble{status: http.StatusNoContent, followups: map[string][]byte{}}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
+		defer d.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/webhooks/"):
+			parts := strings.Split(r.URL.Path, "/")
+			if r.Method != http.MethodPatch || len(parts) != 6 || parts[4] != "messages" || parts[5] != "@original" {
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+			d.followups[parts[3]] = b
+			_, _ = w.Write([]byte(`{"id":"700000000000000001","type":0,"content":"","flags":64}`))
+			return
+		case r.URL.Path == "/oauth2/token":
+			_ = r.ParseForm()
+			form, _ := url.ParseQuery(string(b))
+			if r.Method != http.MethodPost || form.Get("grant_type") != "authorization_code" || form.Get("code") != d.code || d.code == "" {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+				return
+			}
+			out := map[string]any{"access_token": d.token, "token_type": "Bearer", "expires_in": 604800, "refresh_token": "r", "scope": "bot applications.commands identify guilds"}
+			if d.oauth != nil {
+				out["guild"] = map[string]any{"id": d.oauth.ID, "name": d.oauth.Name}
+			}
+			_ = json.NewEncoder(w).Encode(out)
+			return
+		case r.URL.Path == "/users/@me/guilds":
+			if r.Header.Get("Authorization") != "Bearer "+d.token {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"message":"401: Unauthorized","code":0}`))
+				return
+			}
+			_ = json.NewEncoder(w).Encode(d.guilds)
+			return
+		}
 		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
 		status := d.status
-		d.mu.Unlock()
+		if d.failN > 0 && status/100 == 2 {
+			d.failN--
+			status = http.StatusInternalServerError
+		}
 		if status/100 != 2 {
-			w.Header().Set("Content-Type", "application/json")
+			if status == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "0.05")
+			}
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"message": "Missing Permissions", "code": 50013}`))
 			return
 		}
 		if r.URL.Path != "" && strings.HasSuffix(r.URL.Path, "/commands") {
-			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(b)
 			return
 		}
@@ -91,10 +144,47 @@ func (d *discordDouble) setStatus(s int) {
 	d.status = s
 }
 
+func (d *discordDouble) failNext(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failN = n
+}
+
+// requests are the role and command requests (not follow-ups or OAuth).
 func (d *discordDouble) requests() []recorded {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]recorded(nil), d.reqs...)
+}
+
+// followUp waits (up to 20 s) for the follow-up edit of interaction token
+// and returns its content.
+func (d *discordDouble) followUp(t testing.TB, token string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		b, ok := d.followups[token]
+		d.mu.Unlock()
+		if ok {
+			var m struct {
+				Content         string `json:"content"`
+				AllowedMentions struct {
+					Parse []string `json:"parse"`
+				} `json:"allowed_mentions"`
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatalf("follow-up body %s: %v", b, err)
+			}
+			if m.AllowedMentions.Parse == nil || len(m.AllowedMentions.Parse) != 0 {
+				t.Errorf("follow-up allowed_mentions = %s, want parse [] (never ping)", b)
+			}
+			return m.Content
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no follow-up for the deferred reply within 20 s")
+	return ""
 }
 
 // robloxDouble answers POST /v1/usernames/users from a fixed set of users,
@@ -189,6 +279,7 @@ type env struct {
 	discord *discordDouble
 	roblox  *robloxDouble
 	audit   *recordingAuditor
+	bot     *discord.Service
 	server  store.DiscordServer
 	product store.BotProduct
 	owner   string
@@ -256,12 +347,14 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	bot, err := discord.New(discord.Config{
 		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
 		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
-	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }))
+	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }), discord.WithRegisterer(o.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.bot = bot
+	t.Cleanup(func() { _ = bot.Close(context.Background()) })
 	e.srv = server.New(server.Config{}, o.log, o.reg)
-	e.srv.Mount(bot.Routes())
+	e.srv.Mount(bot.Routes(discord.Auth{}))
 	return e
 }
 
@@ -295,8 +388,9 @@ func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.
 
 // reply is a decoded interaction response.
 type reply struct {
-	Type int `json:"type"`
-	Data *struct {
+	deferred bool // answered with type 5, content from the follow-up
+	Type     int  `json:"type"`
+	Data     *struct {
 		Content         string `json:"content"`
 		Flags           int    `json:"flags"`
 		AllowedMentions struct {
@@ -318,8 +412,20 @@ func (e *env) run(body []byte) reply {
 	if err := json.Unmarshal(b, &r); err != nil {
 		e.t.Fatalf("reply %s: %v", b, err)
 	}
-	if r.Type == 4 && (r.Data == nil || r.Data.Flags != 64) {
+	if (r.Type == 4 || r.Type == 5) && (r.Data == nil || r.Data.Flags != 64) {
 		e.t.Fatalf("reply %s is not ephemeral (flags 64)", b)
+	}
+	if r.Type == 5 {
+		// Deferred: the answer is the follow-up edit of the original.
+		var in struct {
+			Token string `json:"token"`
+		}
+		_ = json.Unmarshal(body, &in)
+		content := e.discord.followUp(e.t, in.Token)
+		r.Type = 4
+		r.Data.Content = content
+		r.Data.AllowedMentions.Parse = []string{}
+		r.deferred = true
 	}
 	return r
 }
@@ -331,6 +437,10 @@ func (r reply) content() string {
 	return r.Data.Content
 }
 
+// interactionSeq makes every interaction's id and token unique, as
+// Discord's are.
+var interactionSeq atomic.Int64
+
 // opt is an interaction option.
 type opt map[string]any
 
@@ -340,8 +450,10 @@ func command(guild, caller, perms string, roles []string, name string, options [
 	if roles == nil {
 		roles = []string{}
 	}
+	n := interactionSeq.Add(1)
 	in := map[string]any{
-		"id": "400000000000000001", "application_id": "500000000000000001", "type": 2, "token": "interaction-token",
+		"id": strconv.FormatInt(400000000000000000+n, 10), "application_id": "500000000000000001", "type": 2,
+		"token":   "interaction-token-" + strconv.FormatInt(n, 10),
 		"version": 1, "locale": "en-US",
 		"member": map[string]any{
 			"user":        map[string]any{"id": caller, "username": "u" + caller[len(caller)-2:], "discriminator": "0"},
