@@ -25,6 +25,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -188,11 +189,14 @@ func (d *discordDouble) followUp(t testing.TB, token string) string {
 }
 
 // robloxDouble answers POST /v1/usernames/users from a fixed set of users,
-// as Roblox's users API documents it.
+// as Roblox's users API documents it; delay holds every answer back, and
+// the first throttle requests get 429 with Retry-After: 1.
 type robloxDouble struct {
 	*httptest.Server
-	mu   sync.Mutex
-	reqs []recorded
+	mu       sync.Mutex
+	reqs     []recorded
+	delay    time.Duration
+	throttle int
 }
 
 func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
@@ -201,7 +205,25 @@ func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
 		b, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
 		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
+		delay, throttled := d.delay, d.throttle > 0
+		if throttled {
+			d.throttle--
+		}
 		d.mu.Unlock()
+		if throttled {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"errors":[{"code":0,"message":"Too many requests"}]}`))
+			return
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/usernames/users" {
 			http.NotFound(w, r)
 			return
@@ -244,6 +266,10 @@ func (d *robloxDouble) requests() []recorded {
 	return append([]recorded(nil), d.reqs...)
 }
 
+type nopAuditor struct{}
+
+func (nopAuditor) Record(context.Context, vectabase.AuditEvent) error { return nil }
+
 // recordingAuditor keeps every event; fail makes Record fail.
 type recordingAuditor struct {
 	mu     sync.Mutex
@@ -284,30 +310,39 @@ type env struct {
 	product store.BotProduct
 	owner   string
 	system  string
-	logs    *bytes.Buffer
+	storeID string
+	prodID  string
+	logs    *syncBuffer
+
+	auth        *auth.Service
+	sellerToken string
 }
 
 // newEnv registers guild guildID with a whitelist system and one product
 // whose role is buyerRole.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, webhook: "https://discord.com/api/webhooks/1/secret-webhook-token"})
 }
 
 // envOptions are what a leak test plants or watches.
 type envOptions struct {
 	log     zerolog.Logger
-	logs    *bytes.Buffer // may be nil
+	logs    *syncBuffer // may be nil
 	reg     *prometheus.Registry
 	token   string
 	webhook string
+	// seller: the guild is not registered; the bot is configured for the
+	// install flow and mounted with the real bearer authentication, and
+	// the store's owner is a signed-in user (sellerToken).
+	seller bool
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.logs == nil {
-		o.logs = &bytes.Buffer{}
+		o.logs = &syncBuffer{}
 	}
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -320,11 +355,27 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		now:     time.Unix(1_790_000_000, 0),
 		discord: newDiscordDouble(t), roblox: newRobloxDouble(t, map[string]int64{robloxName: robloxID}),
 		audit: &recordingAuditor{}, logs: o.logs}
-	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
-	if err != nil {
-		t.Fatal(err)
+	if o.seller {
+		e.auth, err = auth.New(ctx, auth.Config{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+			MaxAttemptsPerIP: 1 << 20, MaxFailuresPerIP: 1 << 20}, db, kr, nopAuditor{}, o.log, o.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.auth.Register(ctx, "seller@example.com", "correct horse battery", auth.RequestMeta{IP: "127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.auth.Login(ctx, "seller@example.com", "correct horse battery", auth.RequestMeta{IP: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.owner, e.sellerToken = res.User.ID, res.Token
+	} else {
+		u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.owner = u.ID
 	}
-	e.owner = u.ID
 	var storeID, productID string
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO stores (owner_id, name, slug) VALUES ($1, 'Shop', 'shop') RETURNING id`, e.owner).Scan(&storeID); err != nil {
 		t.Fatal(err)
@@ -335,26 +386,39 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'Main') RETURNING id`, e.owner, storeID).Scan(&e.system); err != nil {
 		t.Fatal(err)
 	}
-	e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := buyerRole
-	e.product, err = e.repo.CreateBotProduct(ctx, e.server.ID, productID, &role)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bot, err := discord.New(discord.Config{
+	e.storeID, e.prodID = storeID, productID
+	cfg := discord.Config{
 		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
 		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
-	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }), discord.WithRegisterer(o.reg))
+	}
+	opts := []discord.Option{discord.WithClock(func() time.Time { return e.now }), discord.WithRegisterer(o.reg)}
+	var a discord.Auth
+	if o.seller {
+		cfg.ApplicationID, cfg.ClientSecret, cfg.InstallRedirectURI = "500000000000000001", "client-secret-9d2f", "https://shop.example/api/discord/install/callback"
+		opts = append(opts, discord.WithStore(db, kr))
+		a = discord.Auth{RequireUser: e.auth.RequireUser(), UserID: auth.UserID}
+	} else {
+		e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, StoreID: &storeID, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		role := buyerRole
+		e.product, err = e.repo.CreateBotProduct(ctx, e.server.ID, productID, &role)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bot, err := discord.New(cfg, e.repo, e.audit, o.log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.bot = bot
 	t.Cleanup(func() { _ = bot.Close(context.Background()) })
 	e.srv = server.New(server.Config{}, o.log, o.reg)
-	e.srv.Mount(bot.Routes(discord.Auth{}))
+	if e.auth != nil {
+		e.srv.Mount(e.auth.Routes())
+	}
+	e.srv.Mount(bot.Routes(a))
 	return e
 }
 
@@ -502,4 +566,31 @@ func (e *env) licenseKeyOf(discordID string) string {
 		e.t.Fatal(err)
 	}
 	return string(pt)
+}
+
+// newSellerEnv is an env for the install flow: no guild registered yet,
+// the seller signed in.
+func newSellerEnv(t testing.TB) *env {
+	t.Helper()
+	logs := &syncBuffer{}
+	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, seller: true})
+}
+
+// syncBuffer is a log sink that deferred commands may write to while a
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
