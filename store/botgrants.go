@@ -120,10 +120,11 @@ type CommandContext struct {
 	Rules  []CommandPermission
 }
 
-// BeginCommand claims interactionID (a second claim of the same id is not
-// Fresh: Discord delivered it again) and reads guildID's registration and
-// its bot_command_permissions rows for any of commands and roleIDs.
-func (b *Bot) BeginCommand(ctx context.Context, interactionID, guildID string, commands, roleIDs []string) (CommandContext, error) {
+// BeginCommand claims interactionID when claim is set (a second claim of
+// the same id is not Fresh: Discord delivered it again; unclaimed reads are
+// always Fresh) and reads guildID's registration and its
+// bot_command_permissions rows for any of commands and roleIDs.
+func (b *Bot) BeginCommand(ctx context.Context, interactionID string, claim bool, guildID string, commands, roleIDs []string) (CommandContext, error) {
 	var out CommandContext
 	var fresh int
 	var s DiscordServer
@@ -131,15 +132,15 @@ func (b *Bot) BeginCommand(ctx context.Context, interactionID, guildID string, c
 	var cmds, roles []string
 	var allowed []bool
 	err := b.db.Pool.QueryRow(ctx, `WITH claim AS (
-			INSERT INTO discord_interactions (id) VALUES ($1) ON CONFLICT (id) DO NOTHING RETURNING 1)
-		SELECT (SELECT count(*) FROM claim), s.id, coalesce(s.guild_id, ''), coalesce(s.owner_id::text, ''), s.store_id, s.whitelist_system_id, s.guild_name, s.log_channel_id,
+			INSERT INTO discord_interactions (id) SELECT $1 WHERE $5 ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT CASE WHEN $5 THEN (SELECT count(*) FROM claim) ELSE 1 END, s.id, coalesce(s.guild_id, ''), coalesce(s.owner_id::text, ''), s.store_id, s.whitelist_system_id, s.guild_name, s.log_channel_id,
 			s.webhook_url IS NOT NULL, coalesce(s.created_at, 'epoch'),
 			coalesce(r.cmds, '{}'), coalesce(r.roles, '{}'), coalesce(r.allowed, '{}')
 		FROM (SELECT 1) one
 		LEFT JOIN discord_servers s ON s.guild_id = $2
 		LEFT JOIN LATERAL (SELECT array_agg(p.command) cmds, array_agg(p.role_id) roles, array_agg(p.allowed) allowed
 			FROM bot_command_permissions p WHERE p.discord_server_id = s.id AND p.command = ANY($3) AND p.role_id = ANY($4)) r ON true`,
-		interactionID, guildID, commands, roleIDs).Scan(&fresh, &sid, &s.GuildID, &s.OwnerID, &s.StoreID, &s.WhitelistSystemID, &s.GuildName,
+		interactionID, guildID, commands, roleIDs, claim).Scan(&fresh, &sid, &s.GuildID, &s.OwnerID, &s.StoreID, &s.WhitelistSystemID, &s.GuildName,
 		&s.LogChannelID, &s.HasWebhook, &s.CreatedAt, &cmds, &roles, &allowed)
 	if err != nil {
 		return out, MapError(err)

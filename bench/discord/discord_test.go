@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,18 +98,26 @@ func BenchmarkInteractionsHTTP(b *testing.B) {
 	})
 	base := "http://" + ln.Addr().String() + "/api/discord/interactions"
 
-	check, _ := json.Marshal(map[string]any{
-		"type": 2, "guild_id": guildID,
-		"member": map[string]any{"user": map[string]any{"id": "200000000000000001"}, "roles": []string{"300000000000000001"}, "permissions": "0"},
-		"data": map[string]any{"name": "whitelist", "options": []any{map[string]any{"type": 1, "name": "check",
-			"options": []any{map[string]any{"type": 6, "name": "user", "value": discordID}}}}},
-	})
-	ping := []byte(`{"type":1}`)
+	// Every interaction has its own id (the bot handles an id once), so
+	// the body is made per request.
+	var seq atomic.Int64
+	checkBody := func() []byte {
+		b, _ := json.Marshal(map[string]any{
+			"id": strconv.FormatInt(400000000000000000+seq.Add(1), 10), "application_id": "500000000000000001", "token": "bench",
+			"type": 2, "guild_id": guildID,
+			"member": map[string]any{"user": map[string]any{"id": "200000000000000001"}, "roles": []string{"300000000000000001"}, "permissions": "0"},
+			"data": map[string]any{"name": "whitelist", "options": []any{map[string]any{"type": 1, "name": "check",
+				"options": []any{map[string]any{"type": 6, "name": "user", "value": discordID}}}}},
+		})
+		return b
+	}
+	ping := func() []byte { return []byte(`{"type":1}`) }
 
 	concurrency := envInt("BENCH_DISCORD_CONCURRENCY", 16)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}, Timeout: 10 * time.Second}
-	send := func(body []byte, want string) func(context.Context) error {
+	send := func(mk func() []byte, want string) func(context.Context) error {
 		return func(ctx context.Context) error {
+			body := mk()
 			// Signed per request, as Discord does; the signing cost is the
 			// client's and the same on both sides.
 			ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -136,9 +145,9 @@ func BenchmarkInteractionsHTTP(b *testing.B) {
 		var c, p load.Result
 		if round%2 == 0 {
 			p = load.Run(ctx, opts, send(ping, `"type":1`))
-			c = load.Run(ctx, opts, send(check, "is whitelisted"))
+			c = load.Run(ctx, opts, send(checkBody, "is whitelisted"))
 		} else {
-			c = load.Run(ctx, opts, send(check, "is whitelisted"))
+			c = load.Run(ctx, opts, send(checkBody, "is whitelisted"))
 			p = load.Run(ctx, opts, send(ping, `"type":1`))
 		}
 		if c.Errors > 0 || p.Errors > 0 {

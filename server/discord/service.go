@@ -128,8 +128,9 @@ type Service struct {
 	credMu sync.Mutex // one vault refresh at a time
 	cur    atomic.Pointer[botCreds]
 
-	wg     sync.WaitGroup // deferred commands still running
+	wg     sync.WaitGroup // deferred commands and audit writes still running
 	closed atomic.Bool
+	seen   *seenSet
 	budget Budget
 }
 
@@ -184,7 +185,7 @@ const HTTPTimeout = 5 * time.Second
 // the bot unconfigured (interactions answer 503); a malformed one in the
 // environment is an error.
 func New(cfg Config, repo *store.Bot, audit Auditor, log zerolog.Logger, opts ...Option) (*Service, error) {
-	s := &Service{cfg: cfg, repo: repo, audit: audit, log: log, now: time.Now, budget: DefaultBudget}
+	s := &Service{cfg: cfg, repo: repo, audit: audit, log: log, now: time.Now, budget: DefaultBudget, seen: newSeenSet(maxSeen, 2*MaxClockSkew)}
 	if cfg.PublicKey != "" {
 		if _, err := ParsePublicKey(cfg.PublicKey); err != nil {
 			return nil, err
@@ -368,12 +369,22 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		return ephemeral("Unknown command.")
 	}
 	c := &call{in: in, req: r, name: name, opts: opts, caller: in.Member.User.ID, guildID: in.GuildID, rest: cr.rest}
-	cc, err := s.repo.BeginCommand(ctx, in.ID, in.GuildID, ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...))
-	if err != nil {
-		s.metrics.count(name, outcomeError)
-		return s.internal(r, "begin discord command", err)
+	// Replays: this instance remembers the ids it saw; a command that
+	// changes state also claims its id in the database (one row), so a
+	// delivery to another instance is refused too. A read-only command
+	// seen by two instances is only read twice.
+	fresh := s.seen.add(in.ID, s.now())
+	var cc store.CommandContext
+	var err error
+	if fresh {
+		cc, err = s.repo.BeginCommand(ctx, in.ID, h.deferred, in.GuildID, ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...))
+		if err != nil {
+			s.metrics.count(name, outcomeError)
+			return s.internal(r, "begin discord command", err)
+		}
+		fresh = cc.Fresh
 	}
-	if !cc.Fresh {
+	if !fresh {
 		// Discord delivered this interaction before: its first delivery
 		// runs (or ran) the command; this one changes nothing.
 		s.metrics.count(name, outcomeReplay)
@@ -618,9 +629,10 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	if err != nil {
 		return Response{}, err
 	}
-	if err := s.audit.Record(ctx, c.event("discord.whitelist_check", vectabase.ResultSuccess, map[string]any{"target_discord_id": target})); err != nil {
-		return Response{}, err
-	}
+	// A check changes nothing and shows no secret: its audit row is
+	// queued, and the reply does not wait for its commit (a failed write
+	// is logged and counted by the audit trail).
+	s.recordLater(c.event("discord.whitelist_check", vectabase.ResultSuccess, map[string]any{"target_discord_id": target}), c.req.RequestID)
 	if len(rows) == 0 && entry == nil {
 		return ephemeral("%s is not whitelisted here.", mention(target)), nil
 	}
@@ -699,4 +711,18 @@ func (s *Service) recordRefusal(ctx context.Context, c *call, reason string) {
 	if err := s.audit.Record(ctx, ev); err != nil {
 		s.log.Error().Str("requestId", c.req.RequestID).Str("error", err.Error()).Msg("audit discord redeem refusal")
 	}
+}
+
+// recordLater writes ev to the audit trail without making the caller wait
+// for its commit; Close waits for it.
+func (s *Service) recordLater(ev vectabase.AuditEvent, requestID string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.audit.Record(ctx, ev); err != nil {
+			s.log.Error().Str("requestId", requestID).Str("error", err.Error()).Msg("audit discord command")
+		}
+	}()
 }
