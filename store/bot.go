@@ -361,34 +361,42 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 
 // BotWhitelistStatus returns discordUserID's bot_whitelisted_users rows in
 // server and their entry in its whitelist system (nil: none). It never
-// reads the license key.
+// reads the license key. Both look-ups travel in one round trip (a pgx
+// batch): /whitelist check is on Discord's clock.
 func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, discordUserID string) ([]BotWhitelisted, *WhitelistUser, error) {
-	rows, err := b.db.Pool.Query(ctx, `SELECT w.id, w.discord_user_id, p.name, w.roblox_user_id, w.whitelisted_by, w.created_at
+	batch := &pgx.Batch{}
+	var list []BotWhitelisted
+	batch.Queue(`SELECT w.id, w.discord_user_id, p.name, w.roblox_user_id, w.whitelisted_by, w.created_at
 		FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
-		WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 ORDER BY w.created_at, w.id`, server.ID, discordUserID)
-	if err != nil {
+		WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 ORDER BY w.created_at, w.id`, server.ID, discordUserID).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotWhitelisted, error) {
+				var w BotWhitelisted
+				err := r.Scan(&w.ID, &w.DiscordUserID, &w.ProductName, &w.RobloxUserID, &w.WhitelistedBy, &w.CreatedAt)
+				return w, err
+			})
+			return err
+		})
+	var entry *WhitelistUser
+	if server.WhitelistSystemID != nil {
+		batch.Queue(`SELECT `+wlUserColumns+` FROM whitelist_users u WHERE u.system_id = $1 AND u.discord_id = $2
+		ORDER BY u.created_at LIMIT 1`, *server.WhitelistSystemID, discordUserID).
+			QueryRow(func(row pgx.Row) error {
+				u, err := scanWLUser(row)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				if err == nil {
+					entry = &u
+				}
+				return err
+			})
+	}
+	if err := b.db.Pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, nil, err
 	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotWhitelisted, error) {
-		var w BotWhitelisted
-		err := r.Scan(&w.ID, &w.DiscordUserID, &w.ProductName, &w.RobloxUserID, &w.WhitelistedBy, &w.CreatedAt)
-		return w, err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if server.WhitelistSystemID == nil {
-		return list, nil, nil
-	}
-	u, err := scanWLUser(b.db.Pool.QueryRow(ctx, `SELECT `+wlUserColumns+` FROM whitelist_users u WHERE u.system_id = $1 AND u.discord_id = $2
-		ORDER BY u.created_at LIMIT 1`, *server.WhitelistSystemID, discordUserID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return list, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return list, &u, nil
+	return list, entry, nil
 }
 
 // Redeem links the whitelist entry of licenseKey (normalized) in server's

@@ -131,6 +131,7 @@ type Service struct {
 	wg     sync.WaitGroup // deferred commands and audit writes still running
 	closed atomic.Bool
 	seen   *seenSet
+	table  map[string]handler
 	budget Budget
 }
 
@@ -195,6 +196,7 @@ func New(cfg Config, repo *store.Bot, audit Auditor, log zerolog.Logger, opts ..
 	for _, o := range opts {
 		o(s)
 	}
+	s.table = s.handlers()
 	m, err := newMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -363,7 +365,7 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		s.metrics.count("other", outcomeRefused)
 		return ephemeral("Use this command in a server.")
 	}
-	h, ok := s.handlers()[name]
+	h, ok := s.table[name]
 	if !ok {
 		s.metrics.count("other", outcomeUnknown)
 		return ephemeral("Unknown command.")
