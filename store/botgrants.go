@@ -161,3 +161,32 @@ func (b *Bot) PurgeInteractions(ctx context.Context, before time.Time) (int64, e
 	tag, err := b.db.Pool.Exec(ctx, `DELETE FROM discord_interactions WHERE received_at < $1`, before)
 	return tag.RowsAffected(), err
 }
+
+// GuildConfig reads guildID's registration (nil: not set up) and every one
+// of its command rules, in one round trip.
+func (b *Bot) GuildConfig(ctx context.Context, guildID string) (*DiscordServer, []CommandPermission, error) {
+	var s DiscordServer
+	var sid *string
+	var cmds, roles []string
+	var allowed []bool
+	err := b.db.Pool.QueryRow(ctx, `SELECT s.id, coalesce(s.guild_id, ''), coalesce(s.owner_id::text, ''), s.store_id, s.whitelist_system_id, s.guild_name, s.log_channel_id,
+			s.webhook_url IS NOT NULL, coalesce(s.created_at, 'epoch'),
+			coalesce(r.cmds, '{}'), coalesce(r.roles, '{}'), coalesce(r.allowed, '{}')
+		FROM (SELECT 1) one
+		LEFT JOIN discord_servers s ON s.guild_id = $1
+		LEFT JOIN LATERAL (SELECT array_agg(p.command) cmds, array_agg(p.role_id) roles, array_agg(p.allowed) allowed
+			FROM bot_command_permissions p WHERE p.discord_server_id = s.id) r ON true`, guildID).
+		Scan(&sid, &s.GuildID, &s.OwnerID, &s.StoreID, &s.WhitelistSystemID, &s.GuildName, &s.LogChannelID, &s.HasWebhook, &s.CreatedAt, &cmds, &roles, &allowed)
+	if err != nil {
+		return nil, nil, MapError(err)
+	}
+	var rules []CommandPermission
+	for i := range cmds {
+		rules = append(rules, CommandPermission{Command: cmds[i], RoleID: roles[i], Allowed: allowed[i]})
+	}
+	if sid == nil {
+		return nil, nil, nil
+	}
+	s.ID = *sid
+	return &s, rules, nil
+}

@@ -132,6 +132,7 @@ type Service struct {
 	closed atomic.Bool
 	seen   *seenSet
 	table  map[string]handler
+	guilds *guildCache
 	budget Budget
 }
 
@@ -197,6 +198,7 @@ func New(cfg Config, repo *store.Bot, audit Auditor, log zerolog.Logger, opts ..
 		o(s)
 	}
 	s.table = s.handlers()
+	s.guilds = newGuildCache()
 	m, err := newMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -379,7 +381,12 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	var cc store.CommandContext
 	var err error
 	if fresh {
-		cc, err = s.repo.BeginCommand(ctx, in.ID, h.deferred, in.GuildID, ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...))
+		names, roles := ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...)
+		if h.deferred {
+			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, names, roles)
+		} else {
+			cc, err = s.readConfig(ctx, in.GuildID, names, roles)
+		}
 		if err != nil {
 			s.metrics.count(name, outcomeError)
 			return s.internal(r, "begin discord command", err)

@@ -144,6 +144,7 @@ func (s *Service) UpdateServer(ctx context.Context, a Actor, guildID string, in 
 	if sys != nil && uuid.Validate(*sys) != nil {
 		return Server{}, validation("whitelistSystemId: must be a UUID")
 	}
+	defer s.guilds.forget(guildID)
 	out, err := s.repo.SetWhitelistSystem(ctx, srv, sys, func(ctx context.Context) error {
 		return s.audit.Record(ctx, a.event("discord.server_update", "discord_server", srv.ID,
 			map[string]any{"guild_id": guildID, "whitelist_system_id": deref(sys)}))
@@ -165,6 +166,7 @@ func (s *Service) RemoveServer(ctx context.Context, a Actor, guildID string) err
 	if err != nil {
 		return err
 	}
+	defer s.guilds.forget(guildID)
 	err = s.repo.DeleteDiscordServer(ctx, srv, func(ctx context.Context) error {
 		return s.audit.Record(ctx, a.event("discord.server_remove", "discord_server", srv.ID, map[string]any{"guild_id": guildID}))
 	})
@@ -199,6 +201,7 @@ func (s *Service) RegisterServer(ctx context.Context, a Actor, guildID, storeID,
 
 // install records the guild and audits the outcome.
 func (s *Service) install(ctx context.Context, a Actor, in store.InstallServer) (Server, string, error) {
+	defer s.guilds.forget(in.GuildID)
 	out, outcome, err := s.repo.InstallDiscordServer(ctx, in, func(ctx context.Context, srv store.DiscordServer, outcome string) error {
 		return s.audit.Record(ctx, a.event("discord.server_install", "discord_server", srv.ID,
 			map[string]any{"guild_id": srv.GuildID, "store_id": in.StoreID, "outcome": outcome}))
@@ -341,6 +344,7 @@ func (s *Service) PutPermission(ctx context.Context, a Actor, guildID string, in
 	if err != nil {
 		return Permission{}, false, err
 	}
+	defer s.guilds.forget(guildID)
 	p, created, err := s.repo.PutCommandPermission(ctx, srv.ID, cmd, in.RoleID, allowed, func(ctx context.Context, p store.CommandPermission) error {
 		return s.audit.Record(ctx, a.event("discord.permission_set", "bot_command_permission", p.ID,
 			map[string]any{"guild_id": guildID, "command": cmd, "role_id": in.RoleID, "allowed": allowed}))
@@ -361,6 +365,7 @@ func (s *Service) RemovePermission(ctx context.Context, a Actor, guildID, id str
 	if err != nil {
 		return err
 	}
+	defer s.guilds.forget(guildID)
 	err = s.repo.RemoveCommandPermission(ctx, srv.ID, id, func(ctx context.Context) error {
 		return s.audit.Record(ctx, a.event("discord.permission_remove", "bot_command_permission", id, map[string]any{"guild_id": guildID}))
 	})
