@@ -163,6 +163,16 @@ func TestSellerInstallsBotAndMembersUseIt(t *testing.T) {
 		t.Fatalf("staff /whitelist check = %q", r.content())
 	}
 
+	// Counted per command and outcome.
+	for _, c := range []struct {
+		command, outcome string
+		want             float64
+	}{{"redeem", "ok", 2}, {"whitelist check", "denied", 1}, {"whitelist check", "ok", 1}} {
+		if got := e.commandsCounted(c.command, c.outcome); got != c.want {
+			t.Errorf("vectabase_discord_commands_total{command=%q,outcome=%q} = %v, want %v", c.command, c.outcome, got, c.want)
+		}
+	}
+
 	// Every change of the set-up is audited, as the seller.
 	want := map[string]int{"discord.server_install": 1, "discord.server_update": 1, "discord.product_add": 1, "discord.permission_set": 3}
 	got := map[string]int{}

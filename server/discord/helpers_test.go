@@ -316,6 +316,7 @@ type env struct {
 
 	auth        *auth.Service
 	sellerToken string
+	reg         *prometheus.Registry
 }
 
 // newEnv registers guild guildID with a whitelist system and one product
@@ -386,7 +387,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'Main') RETURNING id`, e.owner, storeID).Scan(&e.system); err != nil {
 		t.Fatal(err)
 	}
-	e.storeID, e.prodID = storeID, productID
+	e.storeID, e.prodID, e.reg = storeID, productID, o.reg
 	cfg := discord.Config{
 		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
 		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
@@ -593,4 +594,28 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// commandsCounted is vectabase_discord_commands_total{command,outcome}.
+func (e *env) commandsCounted(command, outcome string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "vectabase_discord_commands_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["command"] == command && labels["outcome"] == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

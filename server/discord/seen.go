@@ -41,3 +41,11 @@ func (s *seenSet) add(id string, now time.Time) bool {
 	s.order = append(s.order, id)
 	return true
 }
+
+// forget drops id, so that a delivery whose handling failed before it
+// started may be retried.
+func (s *seenSet) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.at, id)
+}
