@@ -128,8 +128,9 @@ type Service struct {
 	credMu sync.Mutex // one vault refresh at a time
 	cur    atomic.Pointer[botCreds]
 
-	wg     sync.WaitGroup // deferred commands and audit writes still running
-	closed atomic.Bool
+	runMu  sync.Mutex     // orders wg.Add against Close
+	wg     sync.WaitGroup // deferred commands still running
+	closed bool
 	seen   *seenSet
 	table  map[string]handler
 	guilds *guildCache
@@ -419,13 +420,16 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	if !h.deferred {
 		return s.finish(ctx, c, h)
 	}
-	if s.closed.Load() {
+	// Discord wants an answer within 3 seconds; Roblox and Discord's own
+	// REST API may take longer. Answer "thinking…" now and edit it later.
+	s.runMu.Lock()
+	if s.closed {
+		s.runMu.Unlock()
 		s.metrics.count(name, outcomeUnavailable)
 		return ephemeral("The bot is restarting; nothing was changed. Try again in a moment.")
 	}
-	// Discord wants an answer within 3 seconds; Roblox and Discord's own
-	// REST API may take longer. Answer "thinking…" now and edit it later.
 	s.wg.Add(1)
+	s.runMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		total := s.budget.Roblox + 3*s.budget.Role + s.budget.FollowUp
@@ -477,7 +481,9 @@ func (s *Service) followUp(c *call, resp Response) {
 // Close stops taking deferred commands and waits, until ctx ends, for
 // those running to send their follow-ups.
 func (s *Service) Close(ctx context.Context) error {
-	s.closed.Store(true)
+	s.runMu.Lock()
+	s.closed = true
+	s.runMu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
