@@ -361,42 +361,45 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 
 // BotWhitelistStatus returns discordUserID's bot_whitelisted_users rows in
 // server and their entry in its whitelist system (nil: none). It never
-// reads the license key. Both look-ups travel in one round trip (a pgx
-// batch): /whitelist check is on Discord's clock.
+// reads the license key. It is one statement (the rows as arrays beside
+// the entry): /whitelist check is on Discord's clock.
 func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, discordUserID string) ([]BotWhitelisted, *WhitelistUser, error) {
-	batch := &pgx.Batch{}
-	var list []BotWhitelisted
-	batch.Queue(`SELECT w.id, w.discord_user_id, p.name, w.roblox_user_id, w.whitelisted_by, w.created_at
-		FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
-		WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 ORDER BY w.created_at, w.id`, server.ID, discordUserID).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotWhitelisted, error) {
-				var w BotWhitelisted
-				err := r.Scan(&w.ID, &w.DiscordUserID, &w.ProductName, &w.RobloxUserID, &w.WhitelistedBy, &w.CreatedAt)
-				return w, err
-			})
-			return err
-		})
-	var entry *WhitelistUser
-	if server.WhitelistSystemID != nil {
-		batch.Queue(`SELECT `+wlUserColumns+` FROM whitelist_users u WHERE u.system_id = $1 AND u.discord_id = $2
-		ORDER BY u.created_at LIMIT 1`, *server.WhitelistSystemID, discordUserID).
-			QueryRow(func(row pgx.Row) error {
-				u, err := scanWLUser(row)
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				if err == nil {
-					entry = &u
-				}
-				return err
-			})
-	}
-	if err := b.db.Pool.SendBatch(ctx, batch).Close(); err != nil {
+	var ids, users []string
+	var names, by []*string
+	var roblox []*int64
+	var created []time.Time
+	var u WhitelistUser
+	var uid *string
+	var hwid *bool
+	var uroblox *int64
+	var ucreated *time.Time
+	var usys *string
+	err := b.db.Pool.QueryRow(ctx, `SELECT l.ids, l.users, l.names, l.roblox, l.by, l.created,
+			u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at
+		FROM (SELECT coalesce(array_agg(w.id::text ORDER BY w.created_at, w.id), '{}') ids,
+				coalesce(array_agg(w.discord_user_id ORDER BY w.created_at, w.id), '{}') users,
+				coalesce(array_agg(p.name ORDER BY w.created_at, w.id), '{}') names,
+				coalesce(array_agg(w.roblox_user_id ORDER BY w.created_at, w.id), '{}') roblox,
+				coalesce(array_agg(w.whitelisted_by ORDER BY w.created_at, w.id), '{}') by,
+				coalesce(array_agg(w.created_at ORDER BY w.created_at, w.id), '{}') created
+			FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
+			WHERE w.discord_server_id = $1 AND w.discord_user_id = $2) l
+		LEFT JOIN LATERAL (SELECT * FROM whitelist_users u WHERE u.system_id = $3 AND u.discord_id = $2
+			ORDER BY u.created_at LIMIT 1) u ON true`, server.ID, discordUserID, server.WhitelistSystemID).
+		Scan(&ids, &users, &names, &roblox, &by, &created,
+			&uid, &usys, &uroblox, &u.RobloxUsername, &u.DiscordID, &hwid, &u.ExpiresAt, &ucreated)
+	if err != nil {
 		return nil, nil, err
 	}
-	return list, entry, nil
+	list := make([]BotWhitelisted, len(ids))
+	for i := range ids {
+		list[i] = BotWhitelisted{ID: ids[i], DiscordUserID: users[i], ProductName: names[i], RobloxUserID: roblox[i], WhitelistedBy: by[i], CreatedAt: created[i]}
+	}
+	if uid == nil {
+		return list, nil, nil
+	}
+	u.ID, u.SystemID, u.RobloxUserID, u.HasHWID, u.CreatedAt = *uid, *usys, *uroblox, *hwid, *ucreated
+	return list, &u, nil
 }
 
 // Redeem links the whitelist entry of licenseKey (normalized) in server's
