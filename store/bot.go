@@ -41,6 +41,7 @@ type DiscordServer struct {
 	ID                string
 	GuildID           string
 	OwnerID           string
+	StoreID           *string // nil: registered before guilds belonged to stores
 	WhitelistSystemID *string
 	GuildName         *string
 	LogChannelID      *string
@@ -52,6 +53,7 @@ type DiscordServer struct {
 type NewDiscordServer struct {
 	GuildID           string
 	OwnerID           string
+	StoreID           *string
 	WhitelistSystemID *string
 	GuildName         *string
 	LogChannelID      *string
@@ -68,6 +70,7 @@ type BotProduct struct {
 
 // CommandPermission is a row of bot_command_permissions.
 type CommandPermission struct {
+	ID      string
 	Command string
 	RoleID  string
 	Allowed bool
@@ -87,11 +90,11 @@ func webhookLoc(id string) keyring.Location {
 	return keyring.Location{Table: "discord_servers", Column: "webhook_url", RowID: id}
 }
 
-const discordServerColumns = `s.id, s.guild_id, s.owner_id, s.whitelist_system_id, s.guild_name, s.log_channel_id, s.webhook_url IS NOT NULL, s.created_at`
+const discordServerColumns = `s.id, s.guild_id, s.owner_id, s.store_id, s.whitelist_system_id, s.guild_name, s.log_channel_id, s.webhook_url IS NOT NULL, s.created_at`
 
 func scanDiscordServer(row pgx.Row) (DiscordServer, error) {
 	var s DiscordServer
-	err := row.Scan(&s.ID, &s.GuildID, &s.OwnerID, &s.WhitelistSystemID, &s.GuildName, &s.LogChannelID, &s.HasWebhook, &s.CreatedAt)
+	err := row.Scan(&s.ID, &s.GuildID, &s.OwnerID, &s.StoreID, &s.WhitelistSystemID, &s.GuildName, &s.LogChannelID, &s.HasWebhook, &s.CreatedAt)
 	return s, err
 }
 
@@ -107,9 +110,9 @@ func (b *Bot) CreateDiscordServer(ctx context.Context, in NewDiscordServer) (Dis
 		}
 		webhook = ct
 	}
-	s, err := scanDiscordServer(b.db.Pool.QueryRow(ctx, `INSERT INTO discord_servers AS s (id, guild_id, owner_id, whitelist_system_id, guild_name, log_channel_id, webhook_url)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+discordServerColumns,
-		id, in.GuildID, in.OwnerID, in.WhitelistSystemID, in.GuildName, in.LogChannelID, webhook))
+	s, err := scanDiscordServer(b.db.Pool.QueryRow(ctx, `INSERT INTO discord_servers AS s (id, guild_id, owner_id, store_id, whitelist_system_id, guild_name, log_channel_id, webhook_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+discordServerColumns,
+		id, in.GuildID, in.OwnerID, in.StoreID, in.WhitelistSystemID, in.GuildName, in.LogChannelID, webhook))
 	return s, MapError(err)
 }
 
@@ -193,32 +196,47 @@ type BotWhitelistAdd struct {
 	RobloxUsername string
 	WhitelistedBy  string // the Discord id of the member who ran the command
 	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
+	InteractionID  string // the interaction that asked, kept on the role grant
+}
+
+// Change is what a bot command wrote in one transaction: enough to take it
+// back (Undo) when Discord never confirms the role change it needs, and
+// the role changes owed to Discord (bot_role_grants rows, pending).
+type Change struct {
+	Entry    *WhitelistUser // the whitelist entry made or linked (nil: none)
+	Undo     Undo
+	Grants   []RoleGrant
+	Repeated bool // nothing new was recorded (a repeated /redeem)
 }
 
 // AddBotWhitelist records in.DiscordUserID in bot_whitelisted_users and,
-// when the guild has a whitelist system, creates their entry there; then it
-// calls beforeCommit (which grants the Discord role) inside the same
-// transaction: when it fails nothing is kept. A full system is ErrFull, a
-// member already recorded in the guild (or a Roblox account already in the
-// system) ErrConflict, a guild deleted meanwhile ErrNotFound.
-func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCommit func(context.Context) error) (*WhitelistUser, error) {
+// when the guild has a whitelist system, creates their entry there, with a
+// pending role grant for the product's role; then it calls beforeCommit
+// (which audits) inside the same transaction: when it fails nothing is
+// kept. No outside call runs inside: the caller grants the role after the
+// commit and takes the change back with RollbackGrants if Discord refuses.
+// A full system is ErrFull, a member already recorded in the guild (or a
+// Roblox account already in the system) ErrConflict, a guild deleted
+// meanwhile ErrNotFound.
+func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCommit func(context.Context) error) (Change, error) {
 	id := uuid.NewString()
 	var ct, bidx []byte
 	if in.Server.WhitelistSystemID != nil {
 		var err error
 		if ct, err = b.kr.Encrypt(ctx, licenseLoc(id), []byte(in.LicenseKey)); err != nil {
-			return nil, err
+			return Change{}, err
 		}
 		if bidx, err = b.mk.LicenseKeyIndex(in.LicenseKey); err != nil {
-			return nil, err
+			return Change{}, err
 		}
 	}
 	var productID *string
 	if in.Product != nil {
 		productID = &in.Product.ID
 	}
-	var u *WhitelistUser
+	var ch Change
 	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		ch = Change{}
 		// The guild row is locked so that two adds of one member cannot both
 		// pass the check below (NULL products never collide in the unique key).
 		if err := tx.QueryRow(ctx, `SELECT id FROM discord_servers WHERE id = $1 FOR UPDATE`, in.Server.ID).Scan(new(string)); err != nil {
@@ -247,18 +265,28 @@ func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCom
 			if err != nil {
 				return err
 			}
-			u = &w
+			ch.Entry = &w
+			ch.Undo.DeleteEntryID = &w.ID
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
-			VALUES ($1, $2, $3, $4, $5)`, in.Server.ID, productID, in.DiscordUserID, in.RobloxUserID, in.WhitelistedBy); err != nil {
+		var recID string
+		if err := tx.QueryRow(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
+			VALUES ($1, $2, $3, $4, $5) RETURNING id`, in.Server.ID, productID, in.DiscordUserID, in.RobloxUserID, in.WhitelistedBy).Scan(&recID); err != nil {
 			return err
+		}
+		ch.Undo.DeleteRecordID = &recID
+		if in.Product != nil && in.Product.RoleID != nil {
+			g, err := insertGrant(ctx, tx, in.Server, in.DiscordUserID, *in.Product.RoleID, GrantAdd, "whitelist add", in.InteractionID)
+			if err != nil {
+				return err
+			}
+			ch.Grants = append(ch.Grants, g)
 		}
 		return beforeCommit(ctx)
 	})
 	if err != nil {
-		return nil, MapError(err)
+		return Change{}, MapError(err)
 	}
-	return u, nil
+	return ch, nil
 }
 
 // lockSystemForInsert locks whitelist system id so that concurrent adds
@@ -282,12 +310,14 @@ func lockSystemForInsert(ctx context.Context, tx pgx.Tx, id string) error {
 }
 
 // RemoveBotWhitelist deletes discordUserID's bot_whitelisted_users rows in
-// server and their entries in its whitelist system, then calls
-// beforeCommit with the roles of the products they had (which revokes them)
-// inside the same transaction. A member with neither is ErrNotFound.
-func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID string, beforeCommit func(ctx context.Context, roleIDs []string) error) (int, error) {
-	var removed int
+// server and their entries in its whitelist system, records a pending
+// removal of each role their products gave, and calls beforeCommit (which
+// audits) inside the same transaction. The Discord calls run after the
+// commit (the returned grants). A member with neither is ErrNotFound.
+func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID, interactionID string, beforeCommit func(ctx context.Context, roleIDs []string) error) (Change, error) {
+	var ch Change
 	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		ch = Change{}
 		rows, err := tx.Query(ctx, `DELETE FROM bot_whitelisted_users w WHERE w.discord_server_id = $1 AND w.discord_user_id = $2
 			RETURNING (SELECT role_id FROM bot_products p WHERE p.id = w.bot_product_id)`, server.ID, discordUserID)
 		if err != nil {
@@ -308,73 +338,94 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 		if len(roles) == 0 && entries == 0 {
 			return ErrNotFound
 		}
-		removed = max(len(roles), int(entries))
 		var roleIDs []string
 		seen := map[string]bool{}
 		for _, r := range roles {
 			if r != nil && !seen[*r] {
 				seen[*r] = true
 				roleIDs = append(roleIDs, *r)
+				g, err := insertGrant(ctx, tx, server, discordUserID, *r, GrantRemove, "whitelist remove", interactionID)
+				if err != nil {
+					return err
+				}
+				ch.Grants = append(ch.Grants, g)
 			}
 		}
 		return beforeCommit(ctx, roleIDs)
 	})
-	return removed, MapError(err)
+	if err != nil {
+		return Change{}, MapError(err)
+	}
+	return ch, nil
 }
 
 // BotWhitelistStatus returns discordUserID's bot_whitelisted_users rows in
 // server and their entry in its whitelist system (nil: none). It never
-// reads the license key.
+// reads the license key. It is one statement (the rows as arrays beside
+// the entry): /whitelist check is on Discord's clock.
 func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, discordUserID string) ([]BotWhitelisted, *WhitelistUser, error) {
-	rows, err := b.db.Pool.Query(ctx, `SELECT w.id, w.discord_user_id, p.name, w.roblox_user_id, w.whitelisted_by, w.created_at
-		FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
-		WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 ORDER BY w.created_at, w.id`, server.ID, discordUserID)
+	var ids, users []string
+	var names, by []*string
+	var roblox []*int64
+	var created []time.Time
+	var u WhitelistUser
+	var uid *string
+	var hwid *bool
+	var uroblox *int64
+	var ucreated *time.Time
+	var usys *string
+	err := b.db.Pool.QueryRow(ctx, `SELECT l.ids, l.users, l.names, l.roblox, l.by, l.created,
+			u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at
+		FROM (SELECT coalesce(array_agg(w.id::text ORDER BY w.created_at, w.id), '{}') ids,
+				coalesce(array_agg(w.discord_user_id ORDER BY w.created_at, w.id), '{}') users,
+				coalesce(array_agg(p.name ORDER BY w.created_at, w.id), '{}') names,
+				coalesce(array_agg(w.roblox_user_id ORDER BY w.created_at, w.id), '{}') roblox,
+				coalesce(array_agg(w.whitelisted_by ORDER BY w.created_at, w.id), '{}') by,
+				coalesce(array_agg(w.created_at ORDER BY w.created_at, w.id), '{}') created
+			FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
+			WHERE w.discord_server_id = $1 AND w.discord_user_id = $2) l
+		LEFT JOIN LATERAL (SELECT * FROM whitelist_users u WHERE u.system_id = $3 AND u.discord_id = $2
+			ORDER BY u.created_at LIMIT 1) u ON true`, server.ID, discordUserID, server.WhitelistSystemID).
+		Scan(&ids, &users, &names, &roblox, &by, &created,
+			&uid, &usys, &uroblox, &u.RobloxUsername, &u.DiscordID, &hwid, &u.ExpiresAt, &ucreated)
 	if err != nil {
 		return nil, nil, err
 	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BotWhitelisted, error) {
-		var w BotWhitelisted
-		err := r.Scan(&w.ID, &w.DiscordUserID, &w.ProductName, &w.RobloxUserID, &w.WhitelistedBy, &w.CreatedAt)
-		return w, err
-	})
-	if err != nil {
-		return nil, nil, err
+	list := make([]BotWhitelisted, len(ids))
+	for i := range ids {
+		list[i] = BotWhitelisted{ID: ids[i], DiscordUserID: users[i], ProductName: names[i], RobloxUserID: roblox[i], WhitelistedBy: by[i], CreatedAt: created[i]}
 	}
-	if server.WhitelistSystemID == nil {
+	if uid == nil {
 		return list, nil, nil
 	}
-	u, err := scanWLUser(b.db.Pool.QueryRow(ctx, `SELECT `+wlUserColumns+` FROM whitelist_users u WHERE u.system_id = $1 AND u.discord_id = $2
-		ORDER BY u.created_at LIMIT 1`, *server.WhitelistSystemID, discordUserID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return list, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
+	u.ID, u.SystemID, u.RobloxUserID, u.HasHWID, u.CreatedAt = *uid, *usys, *uroblox, *hwid, *ucreated
 	return list, &u, nil
 }
 
 // Redeem links the whitelist entry of licenseKey (normalized) in server's
 // whitelist system to discordUserID, records them in bot_whitelisted_users
-// for product (nil: none), and calls beforeCommit (which grants the role)
-// inside the same transaction. The key is looked up by its blind index
-// only. An unknown key (or a server with no system) is ErrNotFound, a key
-// linked to someone else ErrAlreadyRedeemed, an expired entry or inactive
-// system ErrExpired. Redeeming one's own key again succeeds.
-func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, beforeCommit func(context.Context) error) (WhitelistUser, error) {
+// for product (nil: none) with a pending grant of the product's role, and
+// calls beforeCommit (which audits) inside the same transaction. The key is
+// looked up by its blind index only. An unknown key (or a server with no
+// system) is ErrNotFound, a key linked to someone else ErrAlreadyRedeemed,
+// an expired entry or inactive system ErrExpired. Redeeming one's own key
+// again succeeds (Change.Repeated; the role is granted again).
+func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, interactionID string, beforeCommit func(context.Context) error) (Change, error) {
 	if server.WhitelistSystemID == nil {
-		return WhitelistUser{}, ErrNotFound
+		return Change{}, ErrNotFound
 	}
 	bidx, err := b.mk.LicenseKeyIndex(licenseKey)
 	if err != nil {
-		return WhitelistUser{}, err
+		return Change{}, err
 	}
 	var productID *string
 	if product != nil {
 		productID = &product.ID
 	}
-	var u WhitelistUser
+	var ch Change
 	err = b.db.InTx(ctx, func(tx pgx.Tx) error {
+		ch = Change{}
+		var u WhitelistUser
 		var active, expired bool
 		err := tx.QueryRow(ctx, `SELECT `+wlUserColumns+`, w.is_active, coalesce(u.expires_at <= now(), false)
 			FROM whitelist_users u JOIN whitelist_systems w ON w.id = u.system_id
@@ -390,21 +441,45 @@ func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, disc
 			// A license revoked by a refund or dispute redeems nothing.
 			return ErrExpired
 		}
+		ch.Entry = &u
+		ch.Repeated = true
 		if u.DiscordID == nil {
 			if _, err := tx.Exec(ctx, `UPDATE whitelist_users SET discord_id = $2 WHERE id = $1`, u.ID, discordUserID); err != nil {
 				return err
 			}
 			u.DiscordID = &discordUserID
+			ch.Undo.UnlinkEntryID = &u.ID
+			ch.Repeated = false
 		}
 		// NULLs are distinct in the unique key, so "already recorded" is
 		// checked by hand rather than with ON CONFLICT.
-		if _, err := tx.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
+		rows, err := tx.Query(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, bot_product_id, discord_user_id, roblox_user_id, whitelisted_by)
 			SELECT $1, $2, $3, $4, $3 WHERE NOT EXISTS (SELECT 1 FROM bot_whitelisted_users
-				WHERE discord_server_id = $1 AND discord_user_id = $3 AND bot_product_id IS NOT DISTINCT FROM $2)`,
-			server.ID, productID, discordUserID, u.RobloxUserID); err != nil {
+				WHERE discord_server_id = $1 AND discord_user_id = $3 AND bot_product_id IS NOT DISTINCT FROM $2)
+			RETURNING id`,
+			server.ID, productID, discordUserID, u.RobloxUserID)
+		if err != nil {
 			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(ids) == 1 {
+			ch.Undo.DeleteRecordID = &ids[0]
+			ch.Repeated = false
+		}
+		if product != nil && product.RoleID != nil {
+			g, err := insertGrant(ctx, tx, server, discordUserID, *product.RoleID, GrantAdd, "redeem", interactionID)
+			if err != nil {
+				return err
+			}
+			ch.Grants = append(ch.Grants, g)
 		}
 		return beforeCommit(ctx)
 	})
-	return u, MapError(err)
+	if err != nil {
+		return Change{}, MapError(err)
+	}
+	return ch, nil
 }

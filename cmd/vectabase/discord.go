@@ -11,13 +11,15 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/store"
 )
 
 // discordCredentials fills the bot's public key, token and application id
-// from the secrets vault where the environment leaves them empty. The
-// application id is the OAuth client id, which auth may already have read.
+// from the secrets vault where the environment leaves them empty (for
+// register-commands). The application id is the OAuth client id, which
+// auth may already have read.
 func discordCredentials(ctx context.Context, d *deps) error {
 	c := &d.cfg.Discord
 	if c.ApplicationID == "" {
@@ -40,16 +42,36 @@ func discordCredentials(ctx context.Context, d *deps) error {
 	return nil
 }
 
-// mountDiscord builds the whitelist bot and mounts its interactions route.
+// mountDiscord builds the whitelist bot and mounts its routes. The public
+// key, bot token and client secret the environment leaves empty are read
+// from the vault at request time and re-read every minute, so a rotated
+// credential needs no restart; the grant worker retries role changes left
+// pending, and closing waits for deferred commands' follow-ups.
 func mountDiscord(ctx context.Context, d *deps, srv *server.Server) error {
-	if err := discordCredentials(ctx, d); err != nil {
-		return err
+	c := d.cfg.Discord
+	if c.ApplicationID == "" {
+		c.ApplicationID = d.cfg.Auth.DiscordClientID
 	}
-	bot, err := discord.New(d.cfg.Discord, store.NewBot(d.db, d.kr), d.audit, d.log)
+	if c.ClientSecret == "" {
+		c.ClientSecret = d.cfg.Auth.DiscordClientSecret
+	}
+	opts := []discord.Option{discord.WithRegisterer(d.reg), discord.WithStore(d.db, d.kr)}
+	if d.vault != nil {
+		opts = append(opts, discord.WithCredentials(d.vault))
+	}
+	bot, err := discord.New(c, store.NewBot(d.db, d.kr), d.audit, d.log, opts...)
 	if err != nil {
 		return err
 	}
-	srv.Mount(bot.Routes())
+	srv.Mount(bot.Routes(discord.Auth{RequireUser: d.auth.RequireUser(), UserID: auth.UserID}))
+	go bot.RunGrants(ctx, 30*time.Second)
+	d.closers = append(d.closers, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := bot.Close(cctx); err != nil {
+			d.log.Error().Str("error", err.Error()).Msg("discord: follow-ups still running at shutdown")
+		}
+	})
 	return nil
 }
 
@@ -89,7 +111,7 @@ func newDiscordCmd() *cobra.Command {
 		},
 	}
 	register.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	return groupCmd("discord", "Discord whitelist bot", register)
+	return groupCmd("discord", "Discord whitelist bot", register, newDiscordServersCmd(), newDiscordProductsCmd(), newDiscordPermissionsCmd())
 }
 
 // registerConfig reads the bot's configuration; only when the environment

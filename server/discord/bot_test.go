@@ -113,7 +113,7 @@ func TestUnconfiguredBotIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := server.New(server.Config{}, zerolog.Nop(), prometheus.NewRegistry())
-	srv.Mount(bot.Routes())
+	srv.Mount(bot.Routes(discord.Auth{}))
 	req := httptest.NewRequest(http.MethodPost, "/api/discord/interactions", strings.NewReader(`{"type":1}`))
 	res, err := srv.App().Test(req, -1)
 	if err != nil {
@@ -267,8 +267,16 @@ func TestWhitelistAddDiscordFailureLeavesNoState(t *testing.T) {
 			t.Fatalf("Discord %d: rows left behind", status)
 		}
 	}
-	if len(e.audit.all()) != 0 {
-		t.Errorf("failed adds were audited as successes: %+v", e.audit.all())
+	// Each add was recorded, then rolled back when Discord refused the
+	// role: the trail shows both.
+	evs := e.audit.all()
+	if len(evs) != 6 {
+		t.Fatalf("audit = %+v, want an add and its rollback per failed attempt", evs)
+	}
+	for i := 0; i < len(evs); i += 2 {
+		if evs[i].Result != vectabase.ResultSuccess || evs[i+1].Result != vectabase.ResultFailure || evs[i+1].Details["reason"] != "role_not_granted" {
+			t.Errorf("audit %d,%d = %+v %+v, want success then rollback", i, i+1, evs[i], evs[i+1])
+		}
 	}
 	// Once Discord works, the same add succeeds.
 	e.discord.setStatus(http.StatusNoContent)
@@ -277,7 +285,10 @@ func TestWhitelistAddDiscordFailureLeavesNoState(t *testing.T) {
 	}
 }
 
-func TestWhitelistAddAuditFailureUndoesRole(t *testing.T) {
+// TestWhitelistAddAuditFailureChangesNothing: the audit row is written in
+// the command's transaction, before any Discord call, so a trail that
+// cannot be written stops the command with nothing changed anywhere.
+func TestWhitelistAddAuditFailureChangesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.audit.fail = true
@@ -285,9 +296,8 @@ func TestWhitelistAddAuditFailureUndoesRole(t *testing.T) {
 	if !strings.Contains(r.content(), "Something went wrong") {
 		t.Fatalf("reply %q, want a generic failure", r.content())
 	}
-	dr := e.discord.requests()
-	if len(dr) != 2 || dr[0].Method != "PUT" || dr[1].Method != "DELETE" || dr[1].Path != dr[0].Path {
-		t.Fatalf("discord requests = %+v, want the role granted then taken back", dr)
+	if dr := e.discord.requests(); len(dr) != 0 {
+		t.Fatalf("discord requests = %+v, want none", dr)
 	}
 	if e.count(`SELECT count(*) FROM whitelist_users`) != 0 {
 		t.Fatal("rows left behind")
@@ -307,15 +317,20 @@ func TestWhitelistRemove(t *testing.T) {
 	if e.count(`SELECT count(*) FROM whitelist_users`) != 1 {
 		t.Fatal("refused remove changed rows")
 	}
-	// A Discord failure keeps the entry.
-	e.discord.setStatus(http.StatusInternalServerError)
-	if r := remove(adminID, adminPerms); !strings.Contains(r.content(), "nothing was changed") {
+	// Access ends at once even when Discord will not take the role back:
+	// the role stays owed (a pending grant) and the member is told.
+	e.discord.setStatus(http.StatusForbidden)
+	if r := remove(adminID, adminPerms); !strings.Contains(r.content(), "did not take their role away yet") {
 		t.Fatalf("Discord failure: %q", r.content())
 	}
-	if e.count(`SELECT count(*) FROM whitelist_users`) != 1 || e.count(`SELECT count(*) FROM bot_whitelisted_users`) != 1 {
-		t.Fatal("a failed remove deleted rows")
+	if e.count(`SELECT count(*) FROM whitelist_users`)+e.count(`SELECT count(*) FROM bot_whitelisted_users`) != 0 {
+		t.Fatal("rows left after remove")
+	}
+	if n := e.count(`SELECT count(*) FROM bot_role_grants WHERE action = 'remove' AND state = 'pending' AND discord_user_id = $1`, buyerID); n != 1 {
+		t.Fatalf("pending role removals = %d, want 1", n)
 	}
 	e.discord.setStatus(http.StatusNoContent)
+	e.add(adminID, adminPerms, nil, buyerID, robloxName)
 	if r := remove(adminID, adminPerms); !strings.Contains(r.content(), "Removed <@"+buyerID+">") {
 		t.Fatalf("remove: %q", r.content())
 	}
@@ -451,7 +466,7 @@ func TestUnknownGuildCommandAndDM(t *testing.T) {
 		"unknown guild":   {command("100000000000000999", adminID, adminPerms, nil, "whitelist", sub("check", userOpt(buyerID))), "not set up"},
 		"unknown command": {command(guildID, adminID, adminPerms, nil, "ban", nil), "Unknown command"},
 		"unknown sub":     {command(guildID, adminID, adminPerms, nil, "whitelist", sub("purge")), "Unknown command"},
-		"no guild":        {[]byte(`{"type":2,"user":{"id":"` + buyerID + `"},"data":{"name":"redeem","options":[{"type":3,"name":"key","value":"x"}]}}`), "in a server"},
+		"no guild":        {[]byte(`{"id":"400000000000009999","type":2,"user":{"id":"` + buyerID + `"},"data":{"name":"redeem","options":[{"type":3,"name":"key","value":"x"}]}}`), "in a server"},
 		"component":       {[]byte(`{"type":3,"guild_id":"` + guildID + `","data":{"custom_id":"x"}}`), "not supported"},
 	}
 	for name, c := range cases {

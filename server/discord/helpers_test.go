@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
@@ -51,31 +54,82 @@ type recorded struct {
 	Body                            []byte
 }
 
-// discordDouble is a local stand-in for Discord's REST API: it records
-// every request and answers 204, or status when set.
+// discordDouble is a local stand-in for Discord's REST API, following its
+// documented shapes: role changes (PUT/DELETE
+// /guilds/{guild}/members/{user}/roles/{role}) answer 204, or status when
+// set, or failN 500s first; PATCH /webhooks/{app}/{token}/messages/@original
+// records the follow-up and answers the message; the OAuth2 token endpoint
+// and /users/@me/guilds answer from code and guilds.
 type discordDouble struct {
 	*httptest.Server
-	mu     sync.Mutex
-	reqs   []recorded
-	status int
+	mu        sync.Mutex
+	reqs      []recorded
+	followups map[string][]byte // interaction token -> PATCH body
+	status    int
+	failN     int // role changes answered 500 before the next succeeds
+	code      string
+	token     string
+	guilds    []map[string]any
+	oauth     *oauthGuild
 }
 
+type oauthGuild struct{ ID, Name string }
+
 func newDiscordDouble(t testing.TB) *discordDouble {
-	d := &discordDouble{status: http.StatusNoContent}
+	d := &discordDouble{status: http.StatusNoContent, followups: map[string][]byte{}}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
+		defer d.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/webhooks/"):
+			parts := strings.Split(r.URL.Path, "/")
+			if r.Method != http.MethodPatch || len(parts) != 6 || parts[4] != "messages" || parts[5] != "@original" {
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+			d.followups[parts[3]] = b
+			_, _ = w.Write([]byte(`{"id":"700000000000000001","type":0,"content":"","flags":64}`))
+			return
+		case r.URL.Path == "/oauth2/token":
+			_ = r.ParseForm()
+			form, _ := url.ParseQuery(string(b))
+			if r.Method != http.MethodPost || form.Get("grant_type") != "authorization_code" || form.Get("code") != d.code || d.code == "" {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+				return
+			}
+			out := map[string]any{"access_token": d.token, "token_type": "Bearer", "expires_in": 604800, "refresh_token": "r", "scope": "bot applications.commands identify guilds"}
+			if d.oauth != nil {
+				out["guild"] = map[string]any{"id": d.oauth.ID, "name": d.oauth.Name}
+			}
+			_ = json.NewEncoder(w).Encode(out)
+			return
+		case r.URL.Path == "/users/@me/guilds":
+			if r.Header.Get("Authorization") != "Bearer "+d.token {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"message":"401: Unauthorized","code":0}`))
+				return
+			}
+			_ = json.NewEncoder(w).Encode(d.guilds)
+			return
+		}
 		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
 		status := d.status
-		d.mu.Unlock()
+		if d.failN > 0 && status/100 == 2 {
+			d.failN--
+			status = http.StatusInternalServerError
+		}
 		if status/100 != 2 {
-			w.Header().Set("Content-Type", "application/json")
+			if status == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "0.05")
+			}
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"message": "Missing Permissions", "code": 50013}`))
 			return
 		}
 		if r.URL.Path != "" && strings.HasSuffix(r.URL.Path, "/commands") {
-			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(b)
 			return
 		}
@@ -91,18 +145,58 @@ func (d *discordDouble) setStatus(s int) {
 	d.status = s
 }
 
+func (d *discordDouble) failNext(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failN = n
+}
+
+// requests are the role and command requests (not follow-ups or OAuth).
 func (d *discordDouble) requests() []recorded {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]recorded(nil), d.reqs...)
 }
 
+// followUp waits (up to 20 s) for the follow-up edit of interaction token
+// and returns its content.
+func (d *discordDouble) followUp(t testing.TB, token string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		b, ok := d.followups[token]
+		d.mu.Unlock()
+		if ok {
+			var m struct {
+				Content         string `json:"content"`
+				AllowedMentions struct {
+					Parse []string `json:"parse"`
+				} `json:"allowed_mentions"`
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatalf("follow-up body %s: %v", b, err)
+			}
+			if m.AllowedMentions.Parse == nil || len(m.AllowedMentions.Parse) != 0 {
+				t.Errorf("follow-up allowed_mentions = %s, want parse [] (never ping)", b)
+			}
+			return m.Content
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no follow-up for the deferred reply within 20 s")
+	return ""
+}
+
 // robloxDouble answers POST /v1/usernames/users from a fixed set of users,
-// as Roblox's users API documents it.
+// as Roblox's users API documents it; delay holds every answer back, and
+// the first throttle requests get 429 with Retry-After: 1.
 type robloxDouble struct {
 	*httptest.Server
-	mu   sync.Mutex
-	reqs []recorded
+	mu       sync.Mutex
+	reqs     []recorded
+	delay    time.Duration
+	throttle int
 }
 
 func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
@@ -111,7 +205,25 @@ func newRobloxDouble(t testing.TB, users map[string]int64) *robloxDouble {
 		b, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
 		d.reqs = append(d.reqs, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), b})
+		delay, throttled := d.delay, d.throttle > 0
+		if throttled {
+			d.throttle--
+		}
 		d.mu.Unlock()
+		if throttled {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"errors":[{"code":0,"message":"Too many requests"}]}`))
+			return
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/usernames/users" {
 			http.NotFound(w, r)
 			return
@@ -154,6 +266,10 @@ func (d *robloxDouble) requests() []recorded {
 	return append([]recorded(nil), d.reqs...)
 }
 
+type nopAuditor struct{}
+
+func (nopAuditor) Record(context.Context, vectabase.AuditEvent) error { return nil }
+
 // recordingAuditor keeps every event; fail makes Record fail.
 type recordingAuditor struct {
 	mu     sync.Mutex
@@ -189,34 +305,45 @@ type env struct {
 	discord *discordDouble
 	roblox  *robloxDouble
 	audit   *recordingAuditor
+	bot     *discord.Service
 	server  store.DiscordServer
 	product store.BotProduct
 	owner   string
 	system  string
-	logs    *bytes.Buffer
+	storeID string
+	prodID  string
+	logs    *syncBuffer
+
+	auth        *auth.Service
+	sellerToken string
+	reg         *prometheus.Registry
 }
 
 // newEnv registers guild guildID with a whitelist system and one product
 // whose role is buyerRole.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, webhook: "https://discord.com/api/webhooks/1/secret-webhook-token"})
 }
 
 // envOptions are what a leak test plants or watches.
 type envOptions struct {
 	log     zerolog.Logger
-	logs    *bytes.Buffer // may be nil
+	logs    *syncBuffer // may be nil
 	reg     *prometheus.Registry
 	token   string
 	webhook string
+	// seller: the guild is not registered; the bot is configured for the
+	// install flow and mounted with the real bearer authentication, and
+	// the store's owner is a signed-in user (sellerToken).
+	seller bool
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.logs == nil {
-		o.logs = &bytes.Buffer{}
+		o.logs = &syncBuffer{}
 	}
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -229,11 +356,27 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		now:     time.Unix(1_790_000_000, 0),
 		discord: newDiscordDouble(t), roblox: newRobloxDouble(t, map[string]int64{robloxName: robloxID}),
 		audit: &recordingAuditor{}, logs: o.logs}
-	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
-	if err != nil {
-		t.Fatal(err)
+	if o.seller {
+		e.auth, err = auth.New(ctx, auth.Config{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+			MaxAttemptsPerIP: 1 << 20, MaxFailuresPerIP: 1 << 20}, db, kr, nopAuditor{}, o.log, o.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.auth.Register(ctx, "seller@example.com", "correct horse battery", auth.RequestMeta{IP: "127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.auth.Login(ctx, "seller@example.com", "correct horse battery", auth.RequestMeta{IP: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.owner, e.sellerToken = res.User.ID, res.Token
+	} else {
+		u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com", Role: "developer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.owner = u.ID
 	}
-	e.owner = u.ID
 	var storeID, productID string
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO stores (owner_id, name, slug) VALUES ($1, 'Shop', 'shop') RETURNING id`, e.owner).Scan(&storeID); err != nil {
 		t.Fatal(err)
@@ -244,24 +387,39 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'Main') RETURNING id`, e.owner, storeID).Scan(&e.system); err != nil {
 		t.Fatal(err)
 	}
-	e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := buyerRole
-	e.product, err = e.repo.CreateBotProduct(ctx, e.server.ID, productID, &role)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bot, err := discord.New(discord.Config{
+	e.storeID, e.prodID, e.reg = storeID, productID, o.reg
+	cfg := discord.Config{
 		PublicKey: hex.EncodeToString(pub), BotToken: o.token,
 		APIBase: e.discord.URL, RobloxAPIBase: e.roblox.URL,
-	}, e.repo, e.audit, o.log, discord.WithClock(func() time.Time { return e.now }))
+	}
+	opts := []discord.Option{discord.WithClock(func() time.Time { return e.now }), discord.WithRegisterer(o.reg)}
+	var a discord.Auth
+	if o.seller {
+		cfg.ApplicationID, cfg.ClientSecret, cfg.InstallRedirectURI = "500000000000000001", "client-secret-9d2f", "https://shop.example/api/discord/install/callback"
+		opts = append(opts, discord.WithStore(db, kr))
+		a = discord.Auth{RequireUser: e.auth.RequireUser(), UserID: auth.UserID}
+	} else {
+		e.server, err = e.repo.CreateDiscordServer(ctx, store.NewDiscordServer{GuildID: guildID, OwnerID: e.owner, StoreID: &storeID, WhitelistSystemID: &e.system, WebhookURL: o.webhook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		role := buyerRole
+		e.product, err = e.repo.CreateBotProduct(ctx, e.server.ID, productID, &role)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bot, err := discord.New(cfg, e.repo, e.audit, o.log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.bot = bot
+	t.Cleanup(func() { _ = bot.Close(context.Background()) })
 	e.srv = server.New(server.Config{}, o.log, o.reg)
-	e.srv.Mount(bot.Routes())
+	if e.auth != nil {
+		e.srv.Mount(e.auth.Routes())
+	}
+	e.srv.Mount(bot.Routes(a))
 	return e
 }
 
@@ -295,8 +453,9 @@ func (e *env) postAt(body []byte, ts time.Time, sign func([]byte) []byte) *http.
 
 // reply is a decoded interaction response.
 type reply struct {
-	Type int `json:"type"`
-	Data *struct {
+	deferred bool // answered with type 5, content from the follow-up
+	Type     int  `json:"type"`
+	Data     *struct {
 		Content         string `json:"content"`
 		Flags           int    `json:"flags"`
 		AllowedMentions struct {
@@ -318,8 +477,20 @@ func (e *env) run(body []byte) reply {
 	if err := json.Unmarshal(b, &r); err != nil {
 		e.t.Fatalf("reply %s: %v", b, err)
 	}
-	if r.Type == 4 && (r.Data == nil || r.Data.Flags != 64) {
+	if (r.Type == 4 || r.Type == 5) && (r.Data == nil || r.Data.Flags != 64) {
 		e.t.Fatalf("reply %s is not ephemeral (flags 64)", b)
+	}
+	if r.Type == 5 {
+		// Deferred: the answer is the follow-up edit of the original.
+		var in struct {
+			Token string `json:"token"`
+		}
+		_ = json.Unmarshal(body, &in)
+		content := e.discord.followUp(e.t, in.Token)
+		r.Type = 4
+		r.Data.Content = content
+		r.Data.AllowedMentions.Parse = []string{}
+		r.deferred = true
 	}
 	return r
 }
@@ -331,6 +502,10 @@ func (r reply) content() string {
 	return r.Data.Content
 }
 
+// interactionSeq makes every interaction's id and token unique, as
+// Discord's are.
+var interactionSeq atomic.Int64
+
 // opt is an interaction option.
 type opt map[string]any
 
@@ -340,8 +515,10 @@ func command(guild, caller, perms string, roles []string, name string, options [
 	if roles == nil {
 		roles = []string{}
 	}
+	n := interactionSeq.Add(1)
 	in := map[string]any{
-		"id": "400000000000000001", "application_id": "500000000000000001", "type": 2, "token": "interaction-token",
+		"id": strconv.FormatInt(400000000000000000+n, 10), "application_id": "500000000000000001", "type": 2,
+		"token":   "interaction-token-" + strconv.FormatInt(n, 10),
 		"version": 1, "locale": "en-US",
 		"member": map[string]any{
 			"user":        map[string]any{"id": caller, "username": "u" + caller[len(caller)-2:], "discriminator": "0"},
@@ -390,4 +567,55 @@ func (e *env) licenseKeyOf(discordID string) string {
 		e.t.Fatal(err)
 	}
 	return string(pt)
+}
+
+// newSellerEnv is an env for the install flow: no guild registered yet,
+// the seller signed in.
+func newSellerEnv(t testing.TB) *env {
+	t.Helper()
+	logs := &syncBuffer{}
+	return newEnvWith(t, envOptions{log: zerolog.New(logs), logs: logs, reg: prometheus.NewRegistry(), token: botToken, seller: true})
+}
+
+// syncBuffer is a log sink that deferred commands may write to while a
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// commandsCounted is vectabase_discord_commands_total{command,outcome}.
+func (e *env) commandsCounted(command, outcome string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "vectabase_discord_commands_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["command"] == command && labels["outcome"] == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

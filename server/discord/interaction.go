@@ -19,7 +19,10 @@ const (
 const (
 	ResponsePong           = 1
 	ResponseChannelMessage = 4
-	FlagEphemeral          = 1 << 6
+	// ResponseDeferred acknowledges a command at once; its reply follows
+	// as an edit of the original response.
+	ResponseDeferred = 5
+	FlagEphemeral    = 1 << 6
 )
 
 // Application command option types.
@@ -40,6 +43,7 @@ type Interaction struct {
 	ID            string       `json:"id"`
 	ApplicationID string       `json:"application_id"`
 	Type          int          `json:"type"`
+	Token         string       `json:"token"` // a secret for 15 minutes: never logged
 	GuildID       string       `json:"guild_id"`
 	Member        *Member      `json:"member"`
 	User          *User        `json:"user"`
@@ -97,6 +101,13 @@ func ParseInteraction(body []byte) (Interaction, error) {
 	}
 	if i.Data == nil || i.Data.Name == "" {
 		return Interaction{}, fmt.Errorf("%w: command without data", ErrMalformed)
+	}
+	// The id makes a delivery unique (replays are refused by it).
+	if !isSnowflake(i.ID) {
+		return Interaction{}, fmt.Errorf("%w: id is not a snowflake", ErrMalformed)
+	}
+	if len(i.Token) > 1000 || (i.ApplicationID != "" && !isSnowflake(i.ApplicationID)) {
+		return Interaction{}, fmt.Errorf("%w: bad token or application_id", ErrMalformed)
 	}
 	if i.GuildID != "" && !isSnowflake(i.GuildID) {
 		return Interaction{}, fmt.Errorf("%w: guild_id is not a snowflake", ErrMalformed)
@@ -186,7 +197,7 @@ type Response struct {
 // ResponseData is the message of a reply. AllowedMentions is always empty so
 // that mentions in a reply never ping anyone.
 type ResponseData struct {
-	Content         string          `json:"content"`
+	Content         string          `json:"content,omitempty"`
 	Flags           int             `json:"flags"`
 	AllowedMentions allowedMentions `json:"allowed_mentions"`
 }
@@ -202,4 +213,10 @@ func ephemeral(format string, args ...any) Response {
 		Flags:           FlagEphemeral,
 		AllowedMentions: allowedMentions{Parse: []string{}},
 	}}
+}
+
+// deferredReply acknowledges a command that will answer by editing this
+// (ephemeral) response.
+func deferredReply() Response {
+	return Response{Type: ResponseDeferred, Data: &ResponseData{Flags: FlagEphemeral, AllowedMentions: allowedMentions{Parse: []string{}}}}
 }

@@ -4,10 +4,14 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/vectabase/vectabase/keyring/keyringtest"
+	"github.com/vectabase/vectabase/store/pgtest"
 
 	"github.com/vectabase/vectabase/store"
 )
@@ -84,5 +88,28 @@ func FuzzParseInteraction(f *testing.F) {
 		if in.Member != nil {
 			_ = isAdministrator(in.Member.Permissions)
 		}
+	})
+}
+
+// FuzzOpenState: any string given as an install state is refused unless
+// it is one this server signed; nothing panics.
+func FuzzOpenState(f *testing.F) {
+	db := pgtest.New(f)
+	kr := keyringtest.New(f, db.Pool)
+	now := time.Unix(1_790_000_000, 0)
+	s := &Service{kr: kr, now: func() time.Time { return now }}
+	good, err := s.signState(installState{expires: now.Add(time.Minute)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{good, "", ".", "a.b", good + "x", "." + good, strings.Repeat("A", 80) + "." + strings.Repeat("B", 43)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, state string) {
+		st, err := s.openState(state)
+		if err == nil && !sameBytes(state, good) {
+			t.Fatalf("openState accepted a state it did not sign: %+v", st)
+		}
+		_ = NormalizeRuleCommand(state)
 	})
 }

@@ -3,6 +3,7 @@ package discord_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/vectabase/vectabase/server/canarytest"
@@ -20,8 +21,17 @@ func TestNoSecretLeaks(t *testing.T) {
 	webhook := "https://discord.com/api/webhooks/1/" + h.Secret()
 	e := newEnvWith(t, envOptions{log: h.Logger(), reg: h.Registry, token: token, webhook: webhook})
 	app := e.srv.App()
+	var followups []string
 	post := func(body []byte) {
-		h.Do(app, signedRequest(e, body))
+		res := h.Do(app, signedRequest(e, body))
+		var r struct{ Type int }
+		_ = json.Unmarshal(res.Body, &r)
+		if r.Type == 5 {
+			// Deferred: the answer arrives as an edit of the original.
+			var in struct{ Token string }
+			_ = json.Unmarshal(body, &in)
+			followups = append(followups, e.discord.followUp(t, in.Token))
+		}
 	}
 
 	post(command(guildID, adminID, adminPerms, nil, "whitelist", sub("add", userOpt(buyerID), strOpt("roblox", robloxName))))
@@ -45,6 +55,6 @@ func TestNoSecretLeaks(t *testing.T) {
 	h.DriveMalformed(app, "POST", "/api/discord/interactions", canary)
 
 	events, _ := json.Marshal(e.audit.all())
-	h.Check(map[string]string{"audit events": string(events)})
+	h.Check(map[string]string{"audit events": string(events), "follow-ups": strings.Join(followups, "\n")})
 	h.CheckTables(e.db, "discord_servers", "whitelist_users", "bot_whitelisted_users", "bot_command_permissions")
 }

@@ -52,7 +52,7 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Mount(bot.Routes())
+	srv.Mount(bot.Routes(discord.Auth{RequireUser: a.RequireUser(), UserID: auth.UserID}))
 	pay := payments.New(db, kr, payments.Config{}, nil, zerolog.Nop(), reg)
 	srv.Mount(pay.Routes(payments.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(openapi.Routes())
