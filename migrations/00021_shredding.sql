@@ -18,7 +18,8 @@
 -- +goose Up
 CREATE TABLE IF NOT EXISTS user_keys (
   id          uuid PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
-  keyset      bytea NOT NULL,
+  keyset      bytea NOT NULL CONSTRAINT user_keys_keyset_is_ciphertext
+                CHECK (length(keyset) >= 33 AND substring(keyset FROM 1 FOR 1) = '\x01'::bytea),
   created_at  timestamptz NOT NULL DEFAULT now()
 );
 
