@@ -141,7 +141,9 @@ func (db *DB) ShredReplaySQL(ctx context.Context) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	b.WriteString(`CREATE TABLE IF NOT EXISTS user_keys (id uuid PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+	// The dump leaves search_path empty.
+	b.WriteString(`SET search_path TO public;
+CREATE TABLE IF NOT EXISTS user_keys (id uuid PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
   keyset bytea NOT NULL CONSTRAINT user_keys_keyset_is_ciphertext CHECK (length(keyset) >= 33 AND substring(keyset FROM 1 FOR 1) = '\x01'::bytea),
   created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS shredded_users (user_id uuid PRIMARY KEY, shredded_at timestamptz NOT NULL DEFAULT now());
