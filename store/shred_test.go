@@ -1,0 +1,170 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"pgregory.net/rapid"
+
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/pgtest"
+)
+
+type sealed struct {
+	user string
+	loc  keyring.Location
+	ct   []byte
+	pt   string
+}
+
+// TestProperty31_ShreddingOnlyTheDeletedUsersValues claims: for any users
+// with personal values sealed under their keys and purchases from one
+// seller, deleting any subset of them leaves every value of a deleted user
+// unopenable (ErrPersonalKeyGone) and every value of a kept user opening to
+// its plaintext, while the seller's sales count and totals stay the same
+// and no sale still names a deleted buyer. 100 checks (rapid's default).
+func TestProperty31_ShreddingOnlyTheDeletedUsersValues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), localKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seller, err := db.CreateUser(ctx, store.NewUser{Email: "seller@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storeID, product string
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO stores (owner_id, name, slug) VALUES ($1, 's', 'p31') RETURNING id`, seller.ID).Scan(&storeID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO products (store_id, name, price_cents) VALUES ($1, 'p', 100) RETURNING id`, storeID).Scan(&product); err != nil {
+		t.Fatal(err)
+	}
+	totals := func(rt *rapid.T) [3]int64 {
+		var s [3]int64
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(amount_cents), 0), coalesce(sum(platform_fee_cents), 0) FROM sales WHERE store_id = $1`, storeID).
+			Scan(&s[0], &s[1], &s[2]); err != nil {
+			rt.Fatal(err)
+		}
+		return s
+	}
+	open := func(v sealed) ([]byte, error) {
+		var pt []byte
+		err := db.InTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			pt, err = store.OpenPersonal(ctx, tx, kr, v.user, v.loc, v.ct)
+			return err
+		})
+		return pt, err
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(1, 4).Draw(rt, "users")
+		var users []string
+		var values []sealed
+		for i := range n {
+			u, err := db.CreateUser(ctx, store.NewUser{Email: uuid.NewString() + "@example.com"})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			users = append(users, u.ID)
+			for j := range rapid.IntRange(0, 3).Draw(rt, "values") {
+				v := sealed{user: u.ID, pt: rapid.StringN(0, 40, -1).Draw(rt, "value"),
+					loc: keyring.Location{Table: "developer_subscriptions", Column: "stripe_customer_id", RowID: uuid.NewString()}}
+				err := db.InTx(ctx, func(tx pgx.Tx) error {
+					var err error
+					v.ct, err = store.SealPersonal(ctx, tx, kr, u.ID, v.loc, []byte(v.pt))
+					return err
+				})
+				if err != nil {
+					rt.Fatalf("SealPersonal user %d value %d: %v", i, j, err)
+				}
+				values = append(values, v)
+			}
+			for range rapid.IntRange(0, 3).Draw(rt, "purchases") {
+				amount := rapid.IntRange(0, 100000).Draw(rt, "amount")
+				if _, err := db.Pool.Exec(ctx, `INSERT INTO sales (product_id, store_id, buyer_id, buyer_email, roblox_user_id, amount_cents, platform_fee_cents)
+					VALUES ($1, $2, $3, 'x@example.com', 1, $4, $5)`, product, storeID, u.ID, amount, amount/20); err != nil {
+					rt.Fatal(err)
+				}
+			}
+		}
+		before := totals(rt)
+		deleted := map[string]bool{}
+		for _, u := range users {
+			if rapid.Bool().Draw(rt, "delete") {
+				deleted[u] = true
+				if _, err := db.ShredUser(ctx, u, time.Now(), nil); err != nil {
+					rt.Fatalf("ShredUser: %v", err)
+				}
+			}
+		}
+		if got := totals(rt); got != before {
+			rt.Fatalf("seller totals %v after deleting %d users, want %v", got, len(deleted), before)
+		}
+		for _, v := range values {
+			pt, err := open(v)
+			switch {
+			case deleted[v.user] && !errors.Is(err, keyring.ErrPersonalKeyGone):
+				rt.Fatalf("a deleted user's value opens: %q, err %v", pt, err)
+			case !deleted[v.user] && (err != nil || string(pt) != v.pt):
+				rt.Fatalf("a kept user's value = %q, err %v; want %q", pt, err, v.pt)
+			}
+		}
+		for u := range deleted {
+			var named int
+			if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM sales WHERE buyer_id = $1`, u).Scan(&named); err != nil || named != 0 {
+				rt.Fatalf("sales still naming a deleted buyer = %d (%v)", named, err)
+			}
+		}
+	})
+}
+
+// SealPersonal binds a value to where it lives: another row's location
+// does not open it, and a value encrypted by the keyring alone (imported
+// before personal keys) still reads.
+func TestPersonalValuesBoundToLocation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), localKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "a@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := keyring.Location{Table: "developer_subscriptions", Column: "stripe_customer_id", RowID: uuid.NewString()}
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		ct, err := store.SealPersonal(ctx, tx, kr, u.ID, loc, []byte("cus_1"))
+		if err != nil {
+			return err
+		}
+		other := loc
+		other.RowID = uuid.NewString()
+		if _, err := store.OpenPersonal(ctx, tx, kr, u.ID, other, ct); !errors.Is(err, keyring.ErrDecrypt) {
+			t.Errorf("OpenPersonal at another row err = %v, want ErrDecrypt", err)
+		}
+		plain, err := kr.Encrypt(ctx, loc, []byte("cus_imported"))
+		if err != nil {
+			return err
+		}
+		if pt, err := store.OpenPersonal(ctx, tx, kr, u.ID, loc, plain); err != nil || string(pt) != "cus_imported" {
+			t.Errorf("OpenPersonal of a keyring-only value = %q, %v; want it as it is", pt, err)
+		}
+		if _, err := store.SealPersonal(ctx, tx, kr, uuid.NewString(), loc, []byte("x")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SealPersonal for an unknown user err = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
