@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Account deletion. ShredUser records the user in the shredding ledger
@@ -54,6 +55,39 @@ var shredStatements = []string{
 	`DELETE FROM users WHERE id = ANY($1)`,
 }
 
+// shredLicenseStatements revoke the licenses a purchase issued to the user
+// and clear the hardware and Discord ids they were bound to (the licenses
+// schema, migration 00013, which adds buyer_id and the revocation
+// columns). They run before the users row goes (its cascade would only
+// set buyer_id to NULL). Against a schema without those columns they are
+// skipped, each in its own savepoint.
+var shredLicenseStatements = []string{
+	`UPDATE whitelist_users SET status = 'revoked', revoked_at = coalesce(revoked_at, now()),
+		revoked_reason = coalesce(revoked_reason, 'account_deleted'), hwid = NULL, hwid_bidx = NULL, discord_id = NULL, buyer_id = NULL
+		WHERE buyer_id = ANY($1)`,
+	`UPDATE whitelist_entries SET status = 'revoked', revoked_at = coalesce(revoked_at, now()),
+		revoked_reason = coalesce(revoked_reason, 'account_deleted'), hwid = NULL, hwid_bidx = NULL, discord_id = NULL, buyer_id = NULL
+		WHERE buyer_id = ANY($1)`,
+}
+
+// execIfSchemaHas runs q in a savepoint, skipping it when the schema lacks
+// a table or column it names.
+func execIfSchemaHas(ctx context.Context, tx pgx.Tx, q string, args ...any) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := sp.Exec(ctx, q, args...); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42703" || pgErr.Code == "42P01") {
+			return sp.Rollback(ctx)
+		}
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
 // ShredResult is what ShredUser did, for the audit row (no personal data).
 type ShredResult struct {
 	SalesAnonymised int64
@@ -93,6 +127,11 @@ func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after 
 			return err
 		}
 		ids := []string{userID}
+		for _, q := range shredLicenseStatements {
+			if err := execIfSchemaHas(ctx, tx, q, ids); err != nil {
+				return fmt.Errorf("store: shred licenses: %w", err)
+			}
+		}
 		for _, q := range shredStatements {
 			if _, err := tx.Exec(ctx, q, ids); err != nil {
 				return fmt.Errorf("store: shred: %w", err)
@@ -160,9 +199,9 @@ INSERT INTO shredded_users (user_id, shredded_at) VALUES `)
 		fmt.Fprintf(&b, "('%s', '%s')", id, at.UTC().Format(time.RFC3339Nano))
 	}
 	b.WriteString(" ON CONFLICT (user_id) DO NOTHING;\n")
-	for _, q := range shredStatements {
+	for _, q := range append(append([]string{}, shredLicenseStatements...), shredStatements...) {
 		q = strings.ReplaceAll(q, "$1", "ARRAY(SELECT user_id FROM shredded_users)")
-		fmt.Fprintf(&b, "DO $shred$ BEGIN EXECUTE $q$%s$q$; EXCEPTION WHEN undefined_table THEN NULL; END $shred$;\n", q)
+		fmt.Fprintf(&b, "DO $shred$ BEGIN EXECUTE $q$%s$q$; EXCEPTION WHEN undefined_table OR undefined_column THEN NULL; END $shred$;\n", q)
 	}
 	return b.String(), nil
 }

@@ -202,3 +202,65 @@ func BenchmarkSealPersonal(b *testing.B) {
 		}
 	})
 }
+
+// A buyer's purchased licenses are revoked on deletion, and lose the
+// hardware id and Discord id they were bound to; a license the seller made
+// by hand for the same player is untouched. The licenses columns (migration
+// 00013) are added here when the schema does not have them yet, as that
+// migration defines them, so the statements are exercised either way.
+func TestShredRevokesTheBuyersLicenses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), localKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE whitelist_users
+		ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'active',
+		ADD COLUMN IF NOT EXISTS hwid_bidx bytea,
+		ADD COLUMN IF NOT EXISTS buyer_id uuid REFERENCES users(id) ON DELETE SET NULL,
+		ADD COLUMN IF NOT EXISTS revoked_at timestamptz,
+		ADD COLUMN IF NOT EXISTS revoked_reason text`); err != nil {
+		t.Fatal(err)
+	}
+	seller, _ := db.CreateUser(ctx, store.NewUser{Email: "seller@example.com"})
+	buyer, _ := db.CreateUser(ctx, store.NewUser{Email: "buyer@example.com", DiscordID: "123456789012345678", DiscordUsername: "b"})
+	var system string
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, name) VALUES ($1, 'w') RETURNING id`, seller.ID).Scan(&system); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(buyerID any, roblox int) string {
+		id := uuid.NewString()
+		key, _ := kr.Encrypt(ctx, keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: id}, []byte("KEY-"+id))
+		bidx, _ := kr.BlindIndex("whitelist_users", "license_key", []byte("KEY-"+id))
+		hwid, _ := kr.Encrypt(ctx, keyring.Location{Table: "whitelist_users", Column: "hwid", RowID: id}, []byte("HWID-1234"))
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO whitelist_users (id, system_id, roblox_user_id, discord_id, license_key, license_key_bidx, hwid, buyer_id)
+			VALUES ($1, $2, $3, '123456789012345678', $4, $5, $6, $7)`, id, system, roblox, key, bidx, hwid, buyerID); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	bought, manual := insert(buyer.ID, 1), insert(nil, 2)
+	if _, err := db.ShredUser(ctx, buyer.ID, time.Now(), nil); err != nil {
+		t.Fatalf("ShredUser err = %v", err)
+	}
+	var status string
+	var reason *string
+	var hwid []byte
+	var discord, buyerID *string
+	if err := db.Pool.QueryRow(ctx, `SELECT status, revoked_reason, hwid, discord_id, buyer_id::text FROM whitelist_users WHERE id = $1`, bought).
+		Scan(&status, &reason, &hwid, &discord, &buyerID); err != nil {
+		t.Fatal(err)
+	}
+	if status != "revoked" || reason == nil || *reason != "account_deleted" || hwid != nil || discord != nil || buyerID != nil {
+		t.Errorf("the buyer's license after deletion: status %s, reason %v, hwid %x, discord %v, buyer %v; want revoked (account_deleted) with no hwid, Discord id or buyer",
+			status, reason, hwid, discord, buyerID)
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT status, hwid FROM whitelist_users WHERE id = $1`, manual).Scan(&status, &hwid); err != nil {
+		t.Fatal(err)
+	}
+	if status != "active" || hwid == nil {
+		t.Errorf("the seller's own entry: status %s, hwid %x; want active with its hwid (only the Discord id, the buyer's, is cleared)", status, hwid)
+	}
+}
