@@ -246,6 +246,13 @@ func fixtures(t testing.TB, ctx context.Context, tx pgx.Tx) func(table string) r
 			return row{name + "@1", []string{"secret_id", "version", "created_by"}, []any{sid, 1, "test"}, table}
 		case "jwt_signing_keys":
 			return row{rid, []string{"id", "public_key"}, []any{rid, make([]byte, 32)}, table}
+		case "user_keys":
+			// One personal key per user: its row id is the user's id.
+			u := id()
+			if _, err := tx.Exec(ctx, `INSERT INTO users (id) VALUES ($1)`, u); err != nil {
+				t.Fatal(err)
+			}
+			return row{u, []string{"id"}, []any{u}, table}
 		}
 		t.Fatalf("no fixture for table %q of the sensitive column list; add one", table)
 		return row{}

@@ -291,3 +291,21 @@ func (db *DB) SessionsOfUser(ctx context.Context, userID string) ([]Session, err
 	}
 	return out, MapError(rows.Err())
 }
+
+// SignedInAt is when the sign-in behind session id happened: the creation
+// of the first session of its refresh chain. ErrNotFound for an unknown id.
+func (db *DB) SignedInAt(ctx context.Context, sessionID string) (time.Time, error) {
+	var at *time.Time
+	if !isUUID(sessionID) {
+		return time.Time{}, ErrNotFound
+	}
+	err := db.Pool.QueryRow(ctx, `SELECT min(f.created_at) FROM sessions s JOIN sessions f ON f.family_id = s.family_id
+		WHERE s.id = $1`, sessionID).Scan(&at)
+	if err == nil && at == nil {
+		return time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return time.Time{}, MapError(err)
+	}
+	return *at, nil
+}

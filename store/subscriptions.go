@@ -111,13 +111,17 @@ func (p *Payments) RecordSubscription(ctx context.Context, e SubscriptionEvent, 
 				return setEventResult(ctx, tx, e.EventID, EventIgnored)
 			}
 			ch.RowID, ch.DeveloperID, ch.Plan, ch.Created = uuid.NewString(), e.DeveloperID, e.Plan, true
-			subCT, err := p.kr.Encrypt(ctx, subscriptionLoc(ch.RowID, "stripe_subscription_id"), []byte(e.SubscriptionID))
+			// The developer's Stripe ids are personal values: sealed under
+			// the developer's own key too, shredded with the account.
+			subCT, err := SealPersonal(ctx, tx, p.kr, ch.DeveloperID, subscriptionLoc(ch.RowID, "stripe_subscription_id"), []byte(e.SubscriptionID))
 			if err != nil {
 				return err
 			}
-			custCT, err := p.encryptOptional(ctx, subscriptionLoc(ch.RowID, "stripe_customer_id"), e.CustomerID)
-			if err != nil {
-				return err
+			var custCT []byte
+			if e.CustomerID != "" {
+				if custCT, err = SealPersonal(ctx, tx, p.kr, ch.DeveloperID, subscriptionLoc(ch.RowID, "stripe_customer_id"), []byte(e.CustomerID)); err != nil {
+					return err
+				}
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO developer_subscriptions (id, developer_id, plan, status, stripe_customer_id,
 					stripe_subscription_id, stripe_subscription_bidx, current_period_end)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -182,4 +184,59 @@ func (db *DB) ProfileByUserID(ctx context.Context, userID string) (Profile, erro
 func isUUID(s string) bool {
 	_, err := uuid.Parse(s)
 	return err == nil && len(s) == 36
+}
+
+// ErrLastSignInMethod refuses unlinking Discord from an account without a
+// password: it would be left with no way to sign in.
+var ErrLastSignInMethod = errors.New("store: the account would have no way to sign in")
+
+// SetDiscord links discordID (with its username) to userID when the user
+// has no Discord account or the same one. ErrConflict when the Discord id
+// is linked to another user, or the user to another Discord id;
+// ErrNotFound for an unknown user. It does not count as a sign-in.
+func (db *DB) SetDiscord(ctx context.Context, userID, discordID, discordUsername string) (User, error) {
+	if !isUUID(userID) {
+		return User{}, ErrNotFound
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE users SET discord_id = $2, discord_username = $3, updated_at = now()
+		WHERE id = $1 AND (discord_id IS NULL OR discord_id = $2)`, userID, discordID, discordUsername)
+	if err != nil {
+		return User{}, MapError(err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := db.UserByID(ctx, userID); err != nil {
+			return User{}, err
+		}
+		return User{}, fmt.Errorf("%w: linked to another Discord account", ErrConflict)
+	}
+	return db.UserByID(ctx, userID)
+}
+
+// UnsetDiscord unlinks the user's Discord account and returns the Discord
+// id it had. ErrNotFound when none is linked (or no such user),
+// ErrLastSignInMethod when the user has no password.
+func (db *DB) UnsetDiscord(ctx context.Context, userID string) (string, error) {
+	if !isUUID(userID) {
+		return "", ErrNotFound
+	}
+	var old *string
+	var hasPassword bool
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT discord_id, password_hash IS NOT NULL FROM users WHERE id = $1 FOR UPDATE`, userID).
+			Scan(&old, &hasPassword); err != nil {
+			return err
+		}
+		switch {
+		case old == nil:
+			return ErrNotFound
+		case !hasPassword:
+			return ErrLastSignInMethod
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET discord_id = NULL, discord_username = NULL, updated_at = now() WHERE id = $1`, userID)
+		return err
+	})
+	if err != nil {
+		return "", MapError(err)
+	}
+	return *old, nil
 }

@@ -196,7 +196,7 @@ func withBackups(ctx context.Context, mode auditMode, fn func(context.Context, *
 	opts := []backup.Option{backup.WithAfterRestore(func(context.Context) error {
 		db.Pool.Reset()
 		return nil
-	})}
+	}), backup.WithRestoreEpilogue(db.ShredReplaySQL)}
 	if mode != auditNone {
 		aud := &cliAuditor{d: d}
 		if mode == auditFirst {
@@ -267,7 +267,9 @@ func mountBackups(ctx context.Context, d *deps, srv *server.Server) error {
 			// pooled connections and load the restored keysets.
 			d.db.Pool.Reset()
 			return d.kr.Reload(ctx)
-		}))
+		}),
+		// Accounts deleted since the backup stay deleted (issue 17).
+		backup.WithRestoreEpilogue(d.db.ShredReplaySQL))
 	if err != nil {
 		return err
 	}

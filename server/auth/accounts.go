@@ -310,38 +310,8 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	fws := windowStart(now, s.cfg.FailureWindow)
-	who := derefString(u.Email)
-	if who == "" {
-		who = "id:" + u.ID
-	}
-	acct := s.accountBucket(who)
-	hits, err := s.db.ThrottleHit(ctx, []string{acct}, fws, 0)
-	if err != nil {
+	if err := s.checkPassword(ctx, u, current, "auth.password_change", "current", meta); err != nil {
 		return err
-	}
-	if s.cfg.MaxFailuresPerAccount > 0 && hits[0].Hits >= s.cfg.MaxFailuresPerAccount {
-		return rateLimited("too many wrong passwords; try again later", fws.Add(s.cfg.FailureWindow).Sub(now))
-	}
-	hash := s.dummy
-	if u.PasswordHash != nil {
-		hash = *u.PasswordHash
-	}
-	_, _, verr := s.verifyPassword(ctx, hash, current)
-	if errors.Is(verr, errNoHashSlot) {
-		return verr
-	}
-	if u.PasswordHash == nil || verr != nil {
-		if _, err := s.db.ThrottleHit(ctx, []string{acct}, fws, 1); err != nil {
-			return err
-		}
-		if err := s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID,
-			Action: "auth.password_change", ResourceType: "user", ResourceID: userID, Result: vectabase.ResultFailure,
-			Details: map[string]any{"reason": "wrong_password"}}); err != nil {
-			return err
-		}
-		return vectabase.Errorf(vectabase.EVALIDATION, "current: wrong password")
 	}
 	newHash, err := s.hashPassword(ctx, next)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server"
@@ -164,19 +165,35 @@ const (
 // nonce: payload (state id, expiry, SHA-256 of the nonce) MACed by the
 // keyring. It returns the state, the cookie value (the nonce) and the PKCE
 // code challenge. It is checked and consumed by useState.
-func (s *Service) newState() (state, cookie, challenge string, err error) {
+//
+// A state that links Discord to a signed-in account (linkUser, a user id)
+// carries the user id after the nonce's hash and is MACed under its own
+// purpose, so a sign-in state can never be taken for a link state or the
+// other way round, and the user id cannot be changed.
+func (s *Service) newState(linkUser string) (state, cookie, challenge string, err error) {
 	nonce := make([]byte, nonceLen)
 	if _, err := rand.Read(nonce); err != nil {
 		return "", "", "", err
 	}
-	payload := make([]byte, statePayload)
+	purpose, size := "discord_oauth_state", statePayload
+	var uid uuid.UUID
+	if linkUser != "" {
+		if uid, err = uuid.Parse(linkUser); err != nil {
+			return "", "", "", err
+		}
+		purpose, size = "discord_oauth_link_state", statePayload+16
+	}
+	payload := make([]byte, size)
 	if _, err := rand.Read(payload[:16]); err != nil {
 		return "", "", "", err
 	}
 	binary.BigEndian.PutUint64(payload[16:24], uint64(s.now().Add(stateTTL).Unix()))
 	h := sha256.Sum256(nonce)
 	copy(payload[24:], h[:])
-	mac, err := s.kr.MAC("discord_oauth_state", payload)
+	if linkUser != "" {
+		copy(payload[statePayload:], uid[:])
+	}
+	mac, err := s.kr.MAC(purpose, payload)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -208,44 +225,56 @@ var (
 
 // useState checks a state's signature and expiry and that cookie (the
 // browser's nonce) is the one it was made for, marks it used (a second use
-// is refused: replay) and returns the PKCE verifier.
-func (s *Service) useState(ctx context.Context, state, cookie string) (string, error) {
+// is refused: replay) and returns the PKCE verifier, and for a link state
+// the user id it links to ("" for a sign-in state).
+func (s *Service) useState(ctx context.Context, state, cookie string) (verifier, linkUser string, err error) {
 	b64 := base64.RawURLEncoding
 	p, m, ok := strings.Cut(state, ".")
 	if !ok || len(state) > 200 {
-		return "", errBadState
+		return "", "", errBadState
 	}
 	payload, err1 := b64.DecodeString(p)
 	mac, err2 := b64.DecodeString(m)
-	if err1 != nil || err2 != nil || len(payload) != statePayload {
-		return "", errBadState
+	purpose := "discord_oauth_state"
+	switch {
+	case err1 != nil || err2 != nil:
+		return "", "", errBadState
+	case len(payload) == statePayload+16:
+		purpose = "discord_oauth_link_state"
+	case len(payload) != statePayload:
+		return "", "", errBadState
 	}
-	want, err := s.kr.MAC("discord_oauth_state", payload)
+	want, err := s.kr.MAC(purpose, payload)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if !hmac.Equal(mac, want) {
-		return "", errBadState
+		return "", "", errBadState
 	}
 	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[16:24])), 0)
 	if !s.now().Before(exp) {
-		return "", errBadState
+		return "", "", errBadState
 	}
 	nonce, err := b64.DecodeString(cookie)
 	if err != nil || len(nonce) != nonceLen {
-		return "", errStateNotBound
+		return "", "", errStateNotBound
 	}
-	if h := sha256.Sum256(nonce); !hmac.Equal(h[:], payload[24:]) {
-		return "", errStateNotBound
+	if h := sha256.Sum256(nonce); !hmac.Equal(h[:], payload[24:statePayload]) {
+		return "", "", errStateNotBound
 	}
 	err = s.db.UseOAuthState(ctx, hex.EncodeToString(payload[:16]), exp)
 	if errors.Is(err, store.ErrConflict) {
-		return "", errBadState
+		return "", "", errBadState
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return s.pkceVerifier(nonce)
+	if len(payload) > statePayload {
+		uid, _ := uuid.FromBytes(payload[statePayload:])
+		linkUser = uid.String()
+	}
+	verifier, err = s.pkceVerifier(nonce)
+	return verifier, linkUser, err
 }
 
 var errDiscordOff = vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord sign-in is not configured")
@@ -255,10 +284,23 @@ var errDiscordOff = vectabase.Errorf(vectabase.EUNAVAILABLE, "Discord sign-in is
 // the browser cookie the state is bound to (the caller sets it).
 // UNAVAILABLE when Discord OAuth is not configured.
 func (s *Service) DiscordAuthorizeURL() (authorizeURL, cookie string, err error) {
+	return s.discordAuthorizeURL("")
+}
+
+// DiscordLinkURL is DiscordAuthorizeURL for linking a Discord account to
+// the signed-in user userID: the callback links instead of signing in.
+func (s *Service) DiscordLinkURL(userID string) (authorizeURL, cookie string, err error) {
+	if userID == "" {
+		return "", "", vectabase.Errorf(vectabase.EUNAUTHORIZED, "sign in first")
+	}
+	return s.discordAuthorizeURL(userID)
+}
+
+func (s *Service) discordAuthorizeURL(linkUser string) (authorizeURL, cookie string, err error) {
 	if !s.discord.configured() {
 		return "", "", errDiscordOff
 	}
-	state, cookie, challenge, err := s.newState()
+	state, cookie, challenge, err := s.newState(linkUser)
 	if err != nil {
 		return "", "", err
 	}
@@ -285,20 +327,38 @@ func (s *Service) DiscordAuthorizeURL() (authorizeURL, cookie string, err error)
 // A bad state is not audited row by row: the handler counts it as a
 // refusal (server.Refuse), since anyone can send one.
 func (s *Service) DiscordCallback(ctx context.Context, code, state, cookie string, meta RequestMeta) (LoginResult, error) {
+	res, _, err := s.discordCallback(ctx, code, state, cookie, meta)
+	return res, err
+}
+
+// discordCallback is DiscordCallback, or, for a state made by
+// DiscordLinkURL, the link of the Discord account to that state's user
+// (linked is then that user, and no session starts).
+func (s *Service) discordCallback(ctx context.Context, code, state, cookie string, meta RequestMeta) (_ LoginResult, linked *store.User, _ error) {
 	if !s.discord.configured() {
-		return LoginResult{}, errDiscordOff
+		return LoginResult{}, nil, errDiscordOff
 	}
-	verifier, err := s.useState(ctx, state, cookie)
+	verifier, linkUser, err := s.useState(ctx, state, cookie)
 	if err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
 	if code == "" || len(code) > 512 {
-		return LoginResult{}, vectabase.Errorf(vectabase.EVALIDATION, "code: required")
+		return LoginResult{}, nil, vectabase.Errorf(vectabase.EVALIDATION, "code: required")
 	}
 	du, err := s.discord.exchange(ctx, code, verifier)
 	if err != nil {
-		return LoginResult{}, err
+		return LoginResult{}, nil, err
 	}
+	if linkUser != "" {
+		u, err := s.linkDiscord(ctx, linkUser, du, meta)
+		return LoginResult{}, &u, err
+	}
+	res, err := s.discordSignIn(ctx, du, meta)
+	return res, nil, err
+}
+
+// discordSignIn signs in (or creates) the user linked to du.
+func (s *Service) discordSignIn(ctx context.Context, du DiscordUser, meta RequestMeta) (LoginResult, error) {
 	name := du.Username
 	if len(name) > 100 {
 		name = name[:100]
@@ -353,7 +413,7 @@ func (s *Service) handleDiscord(c *fiber.Ctx) error {
 		return vectabase.Errorf(vectabase.EVALIDATION, "code and state are both required")
 	}
 	cookie := strings.Clone(c.Cookies(stateCookie))
-	res, err := s.DiscordCallback(c.UserContext(), strings.Clone(code), strings.Clone(state), cookie, meta(c))
+	res, linked, err := s.discordCallback(c.UserContext(), strings.Clone(code), strings.Clone(state), cookie, meta(c))
 	if code := vectabase.ErrorCode(err); err != nil && (code == vectabase.EUNAUTHORIZED || code == vectabase.EBADREQUEST) {
 		return server.Refuse(c, "oauth_state", err)
 	}
@@ -363,6 +423,9 @@ func (s *Service) handleDiscord(c *fiber.Ctx) error {
 	// The nonce has served: forget it.
 	s.setStateCookie(c, "", -time.Hour)
 	c.Set(fiber.HeaderCacheControl, "no-store")
+	if linked != nil {
+		return c.JSON(fiber.Map{"user": linked, "linked": true})
+	}
 	return c.JSON(res)
 }
 

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -122,6 +123,76 @@ func FuzzDiscordStateBinding(f *testing.F) {
 		}
 		if r.Status == 200 && (st != state || cookie != genuine) {
 			t.Fatalf("callback (%q, %q, %q) signed someone in without the genuine state and its cookie", code, st, cookie)
+		}
+	})
+}
+
+// FuzzDeleteMeHandler: arbitrary bodies to DELETE /api/auth/me never give a
+// 5xx, always the contract's error body on failure, and delete the account
+// only with its password.
+func FuzzDeleteMeHandler(f *testing.F) {
+	e := fuzzEnv(f)
+	e.t = f
+	tok := e.login("fuzz@example.com", "password-123").Token
+	for _, s := range jsonSeeds {
+		f.Add(s)
+	}
+	f.Add(`{"password":"password-12"}`)
+	f.Add(`{"password":null}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		e.t = t
+		r := e.do("DELETE", "/api/auth/me", body, bearer(tok)...)
+		if r.Status >= 500 {
+			t.Fatalf("DELETE /api/auth/me %q = %d %s, want < 500", body, r.Status, r.Body)
+		}
+		if r.Status >= 400 && r.code() == "" {
+			t.Fatalf("DELETE /api/auth/me %q = %d with body %q, want the contract's error body", body, r.Status, r.Body)
+		}
+		if r.Status == 204 && !strings.Contains(body, "password-123") {
+			t.Fatalf("DELETE /api/auth/me %q deleted the account without its password", body)
+		}
+	})
+}
+
+// FuzzDiscordLinkState: with a genuine link state of one user in flight,
+// no code, state and cookie links a Discord account unless they are that
+// state with its browser's cookie, and none gives a 5xx but Discord's 503.
+func FuzzDiscordLinkState(f *testing.F) {
+	fd := newFakeDiscord(f)
+	cfg := testConfig()
+	cfg.DiscordClientID, cfg.DiscordClientSecret = "client-1", "discord-client-secret"
+	cfg.DiscordRedirectURI = "https://app.example/cb"
+	cfg.DiscordAPIBase = fd.srv.URL
+	e := newEnv(f, cfg)
+	e.fake = fd
+	e.t = f
+	e.register("link@example.com", "password-123")
+	tok := e.login("link@example.com", "password-123").Token
+	r := e.do("GET", "/api/auth/discord/link", nil, bearer(tok)...)
+	var out struct{ URL string }
+	r.json(f, &out)
+	u, _ := url.Parse(out.URL)
+	state := u.Query().Get("state")
+	var genuine string
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
+		genuine = c.Value
+	}
+	fd.grant("good", map[string]any{"id": "98888888888888888", "username": "fuzz"})
+	fd.bind("good", u.Query().Get("code_challenge"))
+	f.Add("good", state, "")
+	f.Add("good", state[:len(state)-2], genuine)
+	f.Add("x", "a.b", genuine)
+	f.Fuzz(func(t *testing.T, code, st, cookie string) {
+		e.t = t
+		if strings.ContainsAny(cookie, ";\r\n") {
+			return
+		}
+		r := e.callbackWith(code, st, cookie)
+		if r.Status >= 500 && r.Status != 503 {
+			t.Fatalf("callback (%q, %q, %q) = %d %s", code, st, cookie, r.Status, r.Body)
+		}
+		if r.Status == 200 && (st != state || cookie != genuine) {
+			t.Fatalf("callback (%q, %q, %q) linked without the genuine state and its cookie", code, st, cookie)
 		}
 	})
 }

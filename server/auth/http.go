@@ -24,6 +24,7 @@ func (s *Service) Routes() []server.Route {
 		{Method: fiber.MethodPost, Path: "/api/auth/logout", Auth: s.RequireUser(), BodyLimit: 4 << 10, Handler: s.handleLogout},
 		{Method: fiber.MethodGet, Path: "/api/auth/me", Auth: s.RequireUser(), Handler: s.handleMe},
 		{Method: fiber.MethodPatch, Path: "/api/auth/me", Auth: s.RequireUser(), BodyLimit: 8 << 10, Handler: s.handleUpdateMe},
+		{Method: fiber.MethodDelete, Path: "/api/auth/me", Auth: s.RequireUser(), BodyLimit: credentialsBodyLimit, Timeout: 30 * time.Second, Handler: s.handleDeleteMe},
 		{Method: fiber.MethodPost, Path: "/api/auth/password/forgot", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleForgot},
 		{Method: fiber.MethodPost, Path: "/api/auth/password/reset", BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleReset},
 		{Method: fiber.MethodPost, Path: "/api/auth/password", Auth: s.RequireUser(), BodyLimit: credentialsBodyLimit, Timeout: 10 * time.Second, Handler: s.handleChangePassword},
@@ -31,6 +32,8 @@ func (s *Service) Routes() []server.Route {
 		{Method: fiber.MethodGet, Path: "/api/auth/sessions", Auth: s.RequireUser(), Handler: s.handleSessions},
 		{Method: fiber.MethodDelete, Path: "/api/auth/sessions/:id", Auth: s.RequireUser(), Handler: s.handleRevokeSession},
 		{Method: fiber.MethodGet, Path: "/api/auth/discord", Timeout: 20 * time.Second, Handler: s.handleDiscord},
+		{Method: fiber.MethodGet, Path: "/api/auth/discord/link", Auth: s.RequireUser(), Handler: s.handleDiscordLink},
+		{Method: fiber.MethodDelete, Path: "/api/auth/discord", Auth: s.RequireUser(), Handler: s.handleDiscordUnlink},
 		{Method: fiber.MethodGet, Path: "/.well-known/jwks.json", Handler: s.handleJWKS},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stripe/stripe-go/v76/webhook"
@@ -282,6 +283,20 @@ func (e *env) decrypt(t fataler, table, column, id string) string {
 	pt, err := e.kr.Decrypt(context.Background(), keyring.Location{Table: table, Column: column, RowID: id}, ct)
 	if err != nil {
 		t.Fatalf("Decrypt(%s.%s row %s) err = %v, want nil", table, column, id, err)
+	}
+	if keyring.IsPersonallySealed(pt) && table == "developer_subscriptions" {
+		// A developer's own value: sealed under the developer's key too.
+		err := e.db.InTx(context.Background(), func(tx pgx.Tx) error {
+			var dev string
+			if err := tx.QueryRow(context.Background(), `SELECT developer_id FROM developer_subscriptions WHERE id = $1`, id).Scan(&dev); err != nil {
+				return err
+			}
+			pt, err = store.OpenPersonal(context.Background(), tx, e.kr, dev, keyring.Location{Table: table, Column: column, RowID: id}, ct)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("OpenPersonal(%s.%s row %s) err = %v, want nil", table, column, id, err)
+		}
 	}
 	return string(pt)
 }

@@ -126,6 +126,7 @@ type Service struct {
 	version  string
 	latest   int64 // newest schema version this binary knows; 0: unchecked
 	after    func(context.Context) error
+	epilogue func(context.Context) (string, error)
 	tmpl     *tinkpb.KeyTemplate
 	now      func() time.Time
 
@@ -158,6 +159,16 @@ func WithSchemaVersion(latest int64) Option { return func(s *Service) { s.latest
 // restore replaced.
 func WithAfterRestore(fn func(context.Context) error) Option {
 	return func(s *Service) { s.after = fn }
+}
+
+// WithRestoreEpilogue makes restore ask fn, before it drops anything, for
+// SQL to run after the dump and before COMMIT, in the restore's own
+// transaction: the server re-applies the shredding ledger with it
+// (store.DB.ShredReplaySQL), so a restored database never holds an account
+// deleted since the backup. An error from fn, or from its SQL, leaves the
+// database as it was.
+func WithRestoreEpilogue(fn func(context.Context) (string, error)) Option {
+	return func(s *Service) { s.epilogue = fn }
 }
 
 // WithRegisterer exports vectabase_backup_last_success_timestamp_seconds:

@@ -54,6 +54,13 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	// Read from the live database before the drops replace it.
+	var epilogue string
+	if s.epilogue != nil {
+		if epilogue, err = s.epilogue(ctx); err != nil {
+			return RestoreResult{}, fmt.Errorf("backup %s: before restoring: %w", id, err)
+		}
+	}
 
 	psql, psqlTail := s.tools.command("psql", &s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1")
 	psqlIn, err := psql.StdinPipe()
@@ -120,7 +127,7 @@ func (s *Service) restore(ctx context.Context, id string, progress ProgressFunc)
 		return RestoreResult{}, err
 	}
 	// Everything decrypted, matched and ran: only now commit.
-	_, writeErr = io.WriteString(psqlIn, "COMMIT;\n")
+	_, writeErr = io.WriteString(psqlIn, epilogue+"COMMIT;\n")
 	_ = psqlIn.Close()
 	psqlErr := psql.Wait()
 	committed = true // the session is over either way
