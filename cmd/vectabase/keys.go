@@ -19,24 +19,25 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/hcvault"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
-// newRotationService builds the key-rotation service on d's keyring. For
-// the Vault backend it can rotate the KEK in place (a new transit key
-// version); a local KEK is replaced only from the command line.
+// newRotationService builds the key-rotation service on d's keyring. When
+// the KEK's backend can rotate the key in place (Vault transit: a new key
+// version) the service can too; another KEK is replaced only from the
+// command line (keys rotate-kek).
 func newRotationService(d *deps) (*rotation.Service, error) {
 	var opts []rotation.Option
-	if v, ok := d.kek.(*hcvault.KEK); ok {
+	if r, ok := keyring.RotatorOf(d.kek); ok {
+		kek := d.kek
 		opts = append(opts, rotation.WithKEKRotator(func(ctx context.Context) (keyring.KEK, error) {
-			if err := v.RotateKey(ctx); err != nil {
+			if err := r.RotateKey(ctx); err != nil {
 				return nil, err
 			}
-			return v, nil
+			return kek, nil
 		}))
 	}
 	rot, err := rotation.New(d.cfg.Rotation, d.db, d.kr, d.audit, d.log, d.reg, opts...)

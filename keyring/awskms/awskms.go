@@ -215,6 +215,24 @@ func (k *KEK) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([
 	return pt, nil
 }
 
+// CheckHealth asks KMS whether the key is there and enabled (DescribeKey),
+// without wrapping anything: a decrypt-only previous key may not be allowed
+// to encrypt.
+func (k *KEK) CheckHealth(ctx context.Context) error {
+	out, err := k.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.keyID)})
+	if err != nil {
+		return k.flatten("describe key", err)
+	}
+	if out.KeyMetadata == nil || !out.KeyMetadata.Enabled {
+		state := types.KeyState("unknown")
+		if out.KeyMetadata != nil {
+			state = out.KeyMetadata.KeyState
+		}
+		return fmt.Errorf("awskms: key %s is %s, not enabled", k.arn, state)
+	}
+	return nil
+}
+
 // KEKBackend returns "awskms".
 func (k *KEK) KEKBackend() string { return "awskms" }
 

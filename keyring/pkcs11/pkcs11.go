@@ -277,6 +277,31 @@ func (k *KEK) Decrypt(_ context.Context, ciphertext, associatedData []byte) ([]b
 	return pt, nil
 }
 
+// CheckHealth asks the token whether the session is alive and the key may
+// still encrypt and decrypt, without wrapping anything.
+func (k *KEK) CheckHealth(context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return k.errf("health check", errors.New("the KEK is closed"))
+	}
+	if _, err := k.ctx.GetSessionInfo(k.session); err != nil {
+		return k.errf("health check", err)
+	}
+	attrs, err := k.ctx.GetAttributeValue(k.session, k.key, []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_ENCRYPT, nil), p11.NewAttribute(p11.CKA_DECRYPT, nil),
+	})
+	if err != nil {
+		return k.errf("health check", err)
+	}
+	for _, a := range attrs {
+		if len(a.Value) == 0 || a.Value[0] == 0 {
+			return k.errf("health check", errors.New("the key may no longer encrypt or decrypt"))
+		}
+	}
+	return nil
+}
+
 // Close logs the session out of the token and closes it.
 func (k *KEK) Close() error {
 	k.mu.Lock()
