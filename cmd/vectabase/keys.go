@@ -19,6 +19,7 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
@@ -211,7 +212,8 @@ func newKeysStatusCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "KEK: %s %s\n", v.KEKBackend, v.KEKKeyID)
 			for _, ks := range v.Keysets {
-				fmt.Fprintf(w, "keyset %-5s purpose %-4s primary %d, %d key(s), version %d\n", ks.Name, ks.Purpose, ks.PrimaryKeyID, len(ks.Keys), ks.Version)
+				fmt.Fprintf(w, "keyset %-5s purpose %-4s primary %d, %d key(s), version %d, wrapped by KEK %s %s%s\n",
+					ks.Name, ks.Purpose, ks.PrimaryKeyID, len(ks.Keys), ks.Version, ks.KEKBackend, ks.KEKKeyID, optional(" key version ", ks.KEKKeyVersion))
 			}
 			for _, k := range v.DataKeys {
 				mark := ""
@@ -415,7 +417,7 @@ re-encryption job runs.`,
 
 func newKeysRotateKEKCmd() *cobra.Command {
 	var asJSON, passStdin bool
-	var newKeyFile string
+	var newKeyFile, to string
 	cmd := &cobra.Command{
 		Use:   "rotate-kek",
 		Short: "Re-wrap the keysets under a new master key (KEK) without touching data",
@@ -426,7 +428,15 @@ KEYRING_BACKEND=vault it rotates the transit key and re-wraps under its new
 version. The keysets are replaced in one transaction only after the new KEK
 has read back its own wrap, so a failure leaves every value readable with the
 old KEK. Afterwards, point KEYRING_MASTER_KEY_FILE (or KEYRING_PASSPHRASE) of
-every instance at the new key.`,
+every instance at the new key.
+
+--to BACKEND[:KEY] moves the keysets to another backend (or another key of
+one): awskms (AWS_KMS_KEY_ID) or awskms:arn:aws:kms:..., pkcs11 (the PKCS11_*
+variables) or pkcs11:token/key, vault or vault:mount/key, local:/path/new.key.
+Running it again with the same target is harmless, so an interrupted move is
+resumed by running it again. Afterwards set KEYRING_BACKEND and its variables
+to the new KEK on every instance and list the old one in
+KEYRING_PREVIOUS_KEKS, so backups made before the move stay restorable.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -445,15 +455,15 @@ every instance at the new key.`,
 					return usagef("--new-passphrase-stdin: stdin gave an empty passphrase")
 				}
 			}
-			vault := cfg.Keyring.Backend == "vault"
+			vault := cfg.Keyring.Backend == "vault" && to == ""
 			n := 0
-			for _, set := range []bool{newKeyFile != "", newPass != "", vault} {
+			for _, set := range []bool{newKeyFile != "", newPass != "", vault, to != ""} {
 				if set {
 					n++
 				}
 			}
 			if n != 1 {
-				return usagef("rotate-kek needs exactly one new KEK: --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
+				return usagef("rotate-kek needs exactly one new KEK: --to BACKEND[:KEY], --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
 			}
 			d, err := openKeysWith(ctx, cfg)
 			if err != nil {
@@ -462,6 +472,16 @@ every instance at the new key.`,
 			defer d.close()
 			var job store.RotationJob
 			switch {
+			case to != "":
+				var next keyring.KEK
+				next, err = kekconfig.FromSpec(ctx, to, cfg.Keyring, store.NewKeysets(d.db.Pool), kekconfig.WithRegisterer(d.reg))
+				if err != nil {
+					return err
+				}
+				if c, ok := next.(io.Closer); ok {
+					defer c.Close()
+				}
+				job, err = d.rot.RotateKEK(ctx, rotation.LocalOperator, next)
 			case vault:
 				job, err = d.rot.RotateKEKInPlace(ctx, rotation.LocalOperator)
 			default:
@@ -497,6 +517,8 @@ every instance at the new key.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "keysets re-wrapped under KEK %s %s\n", st.KEKBackend, st.KEKKeyID)
 			switch {
+			case to != "":
+				fmt.Fprintf(cmd.OutOrStdout(), "set KEYRING_BACKEND=%s and its variables on every instance, list the old KEK in KEYRING_PREVIOUS_KEKS, and restart them\n", st.KEKBackend)
 			case newKeyFile != "":
 				fmt.Fprintf(cmd.OutOrStdout(), "set KEYRING_MASTER_KEY_FILE=%s on every instance and restart them\n", newKeyFile)
 			case newPass != "":
@@ -506,7 +528,16 @@ every instance at the new key.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().StringVar(&to, "to", "", "move the keysets to this KEK: BACKEND or BACKEND:KEY (awskms, pkcs11, vault, local:/path)")
 	cmd.Flags().StringVar(&newKeyFile, "new-key-file", "", "path of the new local master key file (created when missing)")
 	cmd.Flags().BoolVar(&passStdin, "new-passphrase-stdin", false, "read the new passphrase from the first line of stdin")
 	return cmd
+}
+
+// optional is prefix+v, or nothing when v is empty.
+func optional(prefix, v string) string {
+	if v == "" {
+		return ""
+	}
+	return prefix + v
 }
