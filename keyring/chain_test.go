@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/keyring/kektest"
 	"github.com/vectabase/vectabase/keyring/local"
 )
 
@@ -137,4 +138,45 @@ func counterValue(t *testing.T, reg *prometheus.Registry, labels ...string) floa
 		}
 	}
 	return 0
+}
+
+// transitLike is a KEK whose ciphertexts look like Vault transit's
+// ("vault:v3:..."), over a local key.
+type transitLike struct{ keyring.KEK }
+
+func (k transitLike) Encrypt(ctx context.Context, pt, ad []byte) ([]byte, error) {
+	ct, err := k.KEK.Encrypt(ctx, pt, ad)
+	return append([]byte("vault:v3:"), ct...), err
+}
+
+func (k transitLike) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error) {
+	rest, _ := strings.CutPrefix(string(ct), "vault:v3:")
+	return k.KEK.Decrypt(ctx, []byte(rest), ad)
+}
+
+// Status names the key version of a wrap when the wrap carries one.
+func TestStatusShowsTheWrapKeyVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := kektest.NewMemStore()
+	kr, err := keyring.Open(ctx, st, transitLike{localKEK(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kr.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ks := range s.Keysets {
+		if ks.KEKKeyVersion != "v3" {
+			t.Errorf("keyset %s KEKKeyVersion = %q, want v3", ks.Name, ks.KEKKeyVersion)
+		}
+	}
+	kr2, err := keyring.Open(ctx, kektest.NewMemStore(), localKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := kr2.Status(ctx); s.Keysets[0].KEKKeyVersion != "" {
+		t.Errorf("local wrap KEKKeyVersion = %q, want none", s.Keysets[0].KEKKeyVersion)
+	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/kektest"
 )
 
-func newKEK(t *testing.T, c *kms.Client, key string) *awskms.KEK {
+func newKEK(t testing.TB, c *kms.Client, key string) *awskms.KEK {
 	t.Helper()
 	k, err := awskms.New(context.Background(), awskms.Config{KeyID: key, Client: c})
 	if err != nil {
