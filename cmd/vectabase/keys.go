@@ -21,6 +21,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/keyring/local"
+	"github.com/vectabase/vectabase/keyring/pkcs11"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault/audit"
@@ -140,10 +141,12 @@ func newKeysInitCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create the master key file (local backend) and the keysets, if missing",
+		Short: "Create the master key (local key file or PKCS#11 key) and the keysets, if missing",
 		Long: `Create the local master key file named by KEYRING_MASTER_KEY_FILE when it
-does not exist (32 random bytes, base64, mode 0600), then create the wrapped
-keysets in the database. Running it again changes nothing.`,
+does not exist (32 random bytes, base64, mode 0600) or, with
+KEYRING_BACKEND=pkcs11, the AES-256 key PKCS11_KEY_LABEL inside the token
+(sensitive, not extractable), then create the wrapped keysets in the
+database. Running it again changes nothing.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -151,7 +154,16 @@ keysets in the database. Running it again changes nothing.`,
 			if err != nil {
 				return err
 			}
-			created := false
+			created, hsmCreated := false, false
+			if cfg.Keyring.Backend == "pkcs11" {
+				// The KEK is generated inside the token: AES-256,
+				// sensitive, never extractable.
+				kc := cfg.Keyring
+				if hsmCreated, err = pkcs11.GenerateKey(pkcs11.Config{Module: kc.PKCS11Module, TokenLabel: kc.PKCS11TokenLabel,
+					PINFile: kc.PKCS11PINFile, KeyLabel: kc.PKCS11KeyLabel}); err != nil {
+					return err
+				}
+			}
 			if cfg.Keyring.Backend == "local" && cfg.Keyring.MasterKeyFile != "" && cfg.Keyring.Passphrase == "" {
 				if _, err := os.Stat(cfg.Keyring.MasterKeyFile); errors.Is(err, os.ErrNotExist) {
 					if err := local.GenerateKeyFile(cfg.Keyring.MasterKeyFile); err != nil {
@@ -169,7 +181,7 @@ keysets in the database. Running it again changes nothing.`,
 			// written says so (the keysets exist either way).
 			if err := d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: vectabase.ActorLocalOperator,
 				Action: "keys.init", ResourceType: "keyring", Result: vectabase.ResultSuccess,
-				Details: map[string]any{"masterKeyFileCreated": created}}); err != nil {
+				Details: map[string]any{"masterKeyFileCreated": created, "pkcs11KeyCreated": hsmCreated}}); err != nil {
 				return fmt.Errorf("keys init: audit: %w", err)
 			}
 			st, err := d.kr.Status(ctx)
@@ -177,7 +189,7 @@ keysets in the database. Running it again changes nothing.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "status": st})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "pkcs11KeyCreated": hsmCreated, "status": st})
 			}
 			if created {
 				fmt.Fprintf(cmd.OutOrStdout(), "created master key file %s (keep a copy somewhere safe: without it no value can be read)\n", cfg.Keyring.MasterKeyFile)

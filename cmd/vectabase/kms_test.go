@@ -23,9 +23,10 @@ import (
 // softHSMModule is SoftHSM2's PKCS#11 library on Debian and Ubuntu.
 const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 
-// softHSM makes a SoftHSM2 token "vectabase" in dir holding an AES-256 key
-// "kek", and returns the environment naming it for the pkcs11 backend.
-func softHSM(t *testing.T, dir string) []string {
+// softHSM makes a SoftHSM2 token "vectabase" in dir, with an AES-256 key
+// "kek" in it when withKey, and returns the environment naming it for the
+// pkcs11 backend.
+func softHSM(t *testing.T, dir string, withKey bool) []string {
 	t.Helper()
 	util, err := exec.LookPath("softhsm2-util")
 	if _, serr := os.Stat(softHSMModule); err != nil || serr != nil {
@@ -55,14 +56,47 @@ func softHSM(t *testing.T, dir string) []string {
 			t.Fatalf("softhsm2-util %s: %v: %s", args[0], err, out)
 		}
 	}
+	env = append(env, "PKCS11_MODULE="+softHSMModule, "PKCS11_TOKEN_LABEL=vectabase", "PKCS11_PIN_FILE="+pinFile, "PKCS11_KEY_LABEL=kek")
+	if !withKey {
+		return env
+	}
 	// The key is generated inside the token, as an operator would. SoftHSM
 	// reads SOFTHSM2_CONF when this process first loads it, and no other
-	// test of this package loads it.
+	// test of this package loads it in this process.
 	os.Setenv("SOFTHSM2_CONF", conf)
 	if _, err := pkcs11.GenerateKey(pkcs11.Config{Module: softHSMModule, TokenLabel: "vectabase", PINFile: pinFile, KeyLabel: "kek"}); err != nil {
 		t.Fatal(err)
 	}
-	return append(env, "PKCS11_MODULE="+softHSMModule, "PKCS11_TOKEN_LABEL=vectabase", "PKCS11_PIN_FILE="+pinFile, "PKCS11_KEY_LABEL=kek")
+	return env
+}
+
+// keys init on the pkcs11 backend generates the key inside the token once,
+// wraps the keysets with it, and says so in its audit row.
+func TestKeysInitOnPKCS11(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	env := append(baseEnv("DATABASE_URL="+pgtest.URL(t), "KEYRING_BACKEND=pkcs11"), softHSM(t, dir, false)...)
+	for i, want := range []bool{true, false} {
+		r := run(t, dir, env, "keys", "init", "--json")
+		var out struct {
+			PKCS11KeyCreated bool `json:"pkcs11KeyCreated"`
+			Status           struct {
+				KEKBackend, KEKKeyID string
+			}
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil {
+			t.Fatalf("keys init #%d: exit %d, stdout %q, stderr %q", i+1, r.code, r.stdout, r.stderr)
+		}
+		if out.PKCS11KeyCreated != want || out.Status.KEKBackend != "pkcs11" || out.Status.KEKKeyID != "vectabase/kek" {
+			t.Errorf("keys init #%d = %+v, want key created %v and KEK pkcs11 vectabase/kek", i+1, out, want)
+		}
+		if strings.Contains(r.stdout+r.stderr, "4711-pin") {
+			t.Errorf("keys init printed the PIN")
+		}
+	}
+	if r := run(t, dir, env, "keys", "status"); r.code != 0 || strings.Count(r.stdout, "wrapped by KEK pkcs11 vectabase/kek") != 3 {
+		t.Errorf("keys status: exit %d, stdout %q", r.code, r.stdout)
+	}
 }
 
 // The KEK moves local -> PKCS#11 -> AWS KMS with `keys rotate-kek --to`
@@ -74,7 +108,7 @@ func TestKEKMigrationWhileServing(t *testing.T) {
 	t.Parallel()
 	dir := tempDir(t)
 	kms := localkms.Start(t)
-	hsmEnv := softHSM(t, dir)
+	hsmEnv := softHSM(t, dir, true)
 	key := filepath.Join(dir, "master.key")
 	if err := local.GenerateKeyFile(key); err != nil {
 		t.Fatal(err)
