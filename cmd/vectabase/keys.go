@@ -483,9 +483,11 @@ KEYRING_PREVIOUS_KEKS, so backups made before the move stay restorable.`,
 			}
 			defer d.close()
 			var job store.RotationJob
+			// next is the KEK the keysets move to (kept backups follow it
+			// where they are re-wrapped).
+			var next keyring.KEK
 			switch {
 			case to != "":
-				var next keyring.KEK
 				next, err = kekconfig.FromSpec(ctx, to, cfg.Keyring, store.NewKeysets(d.db.Pool), kekconfig.WithRegisterer(d.reg))
 				if err != nil {
 					return err
@@ -497,7 +499,6 @@ KEYRING_PREVIOUS_KEKS, so backups made before the move stay restorable.`,
 			case vault:
 				job, err = d.rot.RotateKEKInPlace(ctx, rotation.LocalOperator)
 			default:
-				var next keyring.KEK
 				if newKeyFile != "" {
 					if _, serr := os.Stat(newKeyFile); errors.Is(serr, os.ErrNotExist) {
 						if err := local.GenerateKeyFile(newKeyFile); err != nil {
