@@ -10,7 +10,8 @@ import (
 // environment by caarlos0/env in cmd/. MasterKeyFile is a path, not a
 // secret, but Passphrase is: String redacts it, so a Config may be logged.
 type Config struct {
-	// Backend is "local" (key file or passphrase) or "vault".
+	// Backend is "local" (key file or passphrase), "vault", "awskms" or
+	// "pkcs11".
 	Backend string `env:"KEYRING_BACKEND" envDefault:"local"`
 	// MasterKeyFile holds 32 random bytes, base64 (local backend).
 	MasterKeyFile string `env:"KEYRING_MASTER_KEY_FILE"`
@@ -21,6 +22,21 @@ type Config struct {
 	// The Vault server and token come from the standard VAULT_* variables.
 	TransitMount string `env:"VAULT_TRANSIT_MOUNT" envDefault:"transit"`
 	TransitKey   string `env:"VAULT_TRANSIT_KEY" envDefault:"vectabase"`
+	// AWSKMSKeyID is the AWS KMS key (id, ARN or alias) of the awskms
+	// backend; credentials, region and AWS_ENDPOINT_URL_KMS come from the
+	// standard AWS configuration chain.
+	AWSKMSKeyID string `env:"AWS_KMS_KEY_ID"`
+	// PKCS11* name the HSM key of the pkcs11 backend. The PIN is read from
+	// PKCS11PINFile, never from the environment itself.
+	PKCS11Module     string `env:"PKCS11_MODULE"`
+	PKCS11TokenLabel string `env:"PKCS11_TOKEN_LABEL"`
+	PKCS11PINFile    string `env:"PKCS11_PIN_FILE"`
+	PKCS11KeyLabel   string `env:"PKCS11_KEY_LABEL" envDefault:"vectabase-kek"`
+	// PreviousKEKs lists KEKs that only unwrap, comma separated, each
+	// "backend:key" (local:/path/old.key, awskms:arn:aws:kms:…,
+	// pkcs11:token/key, vault:mount/key): keysets and backups wrapped
+	// before a move between backends stay readable.
+	PreviousKEKs string `env:"KEYRING_PREVIOUS_KEKS"`
 }
 
 // String describes c without its passphrase.
@@ -29,8 +45,8 @@ func (c Config) String() string {
 	if c.Passphrase != "" {
 		pass = "[redacted]"
 	}
-	return fmt.Sprintf("keyring.Config{Backend:%q MasterKeyFile:%q Passphrase:%q TransitMount:%q TransitKey:%q}",
-		c.Backend, c.MasterKeyFile, pass, c.TransitMount, c.TransitKey)
+	return fmt.Sprintf("keyring.Config{Backend:%q MasterKeyFile:%q Passphrase:%q TransitMount:%q TransitKey:%q AWSKMSKeyID:%q PKCS11Module:%q PKCS11TokenLabel:%q PKCS11PINFile:%q PKCS11KeyLabel:%q PreviousKEKs:%q}",
+		c.Backend, c.MasterKeyFile, pass, c.TransitMount, c.TransitKey, c.AWSKMSKeyID, c.PKCS11Module, c.PKCS11TokenLabel, c.PKCS11PINFile, c.PKCS11KeyLabel, c.PreviousKEKs)
 }
 
 // GoString redacts like String, so %#v does not print the passphrase.
@@ -47,8 +63,16 @@ func (c Config) Validate() error {
 		if c.TransitMount == "" || c.TransitKey == "" {
 			return fmt.Errorf("keyring: backend vault needs VAULT_TRANSIT_MOUNT and VAULT_TRANSIT_KEY")
 		}
+	case "awskms":
+		if c.AWSKMSKeyID == "" {
+			return fmt.Errorf("keyring: backend awskms needs AWS_KMS_KEY_ID")
+		}
+	case "pkcs11":
+		if c.PKCS11Module == "" || c.PKCS11TokenLabel == "" || c.PKCS11PINFile == "" || c.PKCS11KeyLabel == "" {
+			return fmt.Errorf("keyring: backend pkcs11 needs PKCS11_MODULE, PKCS11_TOKEN_LABEL, PKCS11_PIN_FILE and PKCS11_KEY_LABEL")
+		}
 	default:
-		return fmt.Errorf("keyring: unknown KEYRING_BACKEND %q (want local or vault)", c.Backend)
+		return fmt.Errorf("keyring: unknown KEYRING_BACKEND %q (want local, vault, awskms or pkcs11)", c.Backend)
 	}
 	return nil
 }

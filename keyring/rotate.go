@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -238,15 +239,18 @@ type Status struct {
 
 // KeysetStatus describes one keyset; it holds no key material.
 type KeysetStatus struct {
-	Name         string      `json:"name"`
-	Purpose      string      `json:"purpose"`
-	PrimaryKeyID uint32      `json:"primaryKeyId"`
-	Version      int64       `json:"version"`
-	KEKBackend   string      `json:"kekBackend"`
-	KEKKeyID     string      `json:"kekKeyId"`
-	CreatedAt    time.Time   `json:"createdAt"`
-	UpdatedAt    time.Time   `json:"updatedAt"`
-	Keys         []KeyStatus `json:"keys"`
+	Name         string `json:"name"`
+	Purpose      string `json:"purpose"`
+	PrimaryKeyID uint32 `json:"primaryKeyId"`
+	Version      int64  `json:"version"`
+	KEKBackend   string `json:"kekBackend"`
+	KEKKeyID     string `json:"kekKeyId"`
+	// KEKKeyVersion is the version of the KEK's key that made the wrap,
+	// where the wrap names it (Vault transit's "v3"); empty otherwise.
+	KEKKeyVersion string      `json:"kekKeyVersion,omitempty"`
+	CreatedAt     time.Time   `json:"createdAt"`
+	UpdatedAt     time.Time   `json:"updatedAt"`
+	Keys          []KeyStatus `json:"keys"`
 }
 
 // KeyStatus describes one key of a keyset.
@@ -272,7 +276,8 @@ func (k *Keyring) Status(ctx context.Context) (Status, error) {
 		kst := KeysetStatus{
 			Name: ks.Name, Purpose: ks.Purpose, PrimaryKeyID: info.GetPrimaryKeyId(),
 			Version: ks.Version, KEKBackend: ks.KEKBackend, KEKKeyID: ks.KEKKeyID,
-			CreatedAt: ks.CreatedAt, UpdatedAt: ks.UpdatedAt,
+			KEKKeyVersion: wrapKeyVersion(ks.Wrapped),
+			CreatedAt:     ks.CreatedAt, UpdatedAt: ks.UpdatedAt,
 		}
 		for _, ki := range info.GetKeyInfo() {
 			kst.Keys = append(kst.Keys, KeyStatus{
@@ -297,4 +302,20 @@ func (k *Keyring) KeyIDs() []uint32 {
 	}
 	slices.Sort(ids[1:])
 	return ids
+}
+
+// wrapKeyVersion reads the KEK key version a wrapped keyset names: Vault
+// transit ciphertexts start "vault:vN:". Other backends do not expose one.
+func wrapKeyVersion(wrapped []byte) string {
+	ek, err := keyset.NewBinaryReader(bytes.NewReader(wrapped)).ReadEncrypted()
+	if err != nil {
+		return ""
+	}
+	ct := ek.GetEncryptedKeyset()
+	if rest, ok := bytes.CutPrefix(ct, []byte("vault:")); ok {
+		if v, _, ok := bytes.Cut(rest, []byte(":")); ok && len(v) < 12 {
+			return string(v)
+		}
+	}
+	return ""
 }

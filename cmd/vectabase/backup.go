@@ -314,7 +314,7 @@ func newBackupService(ctx context.Context, d *deps, opts ...backup.Option) (*bac
 	passphrase := kc.Backend == "local" && kc.MasterKeyFile == "" && kc.Passphrase != ""
 	st := store.NewKeysets(d.db.Pool)
 	var base []backup.Option
-	kek, err := kekconfig.New(ctx, kc, st)
+	kek, err := kekconfig.New(ctx, kc, st, kekconfig.WithRegisterer(d.reg))
 	switch {
 	case err != nil && !passphrase:
 		return nil, err

@@ -20,25 +20,28 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
-	"github.com/vectabase/vectabase/keyring/hcvault"
+	"github.com/vectabase/vectabase/keyring/kekconfig"
 	"github.com/vectabase/vectabase/keyring/local"
+	"github.com/vectabase/vectabase/keyring/pkcs11"
 	"github.com/vectabase/vectabase/server/rotation"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
-// newRotationService builds the key-rotation service on d's keyring. For
-// the Vault backend it can rotate the KEK in place (a new transit key
-// version); a local KEK is replaced only from the command line.
+// newRotationService builds the key-rotation service on d's keyring. When
+// the KEK's backend can rotate the key in place (Vault transit: a new key
+// version) the service can too; another KEK is replaced only from the
+// command line (keys rotate-kek).
 func newRotationService(d *deps) (*rotation.Service, error) {
 	var opts []rotation.Option
-	if v, ok := d.kek.(*hcvault.KEK); ok {
+	if r, ok := keyring.RotatorOf(d.kek); ok {
+		kek := d.kek
 		opts = append(opts, rotation.WithKEKRotator(func(ctx context.Context) (keyring.KEK, error) {
-			if err := v.RotateKey(ctx); err != nil {
+			if err := r.RotateKey(ctx); err != nil {
 				return nil, err
 			}
-			return v, nil
+			return kek, nil
 		}))
 	}
 	rot, err := rotation.New(d.cfg.Rotation, d.db, d.kr, d.audit, d.log, d.reg, opts...)
@@ -140,10 +143,12 @@ func newKeysInitCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create the master key file (local backend) and the keysets, if missing",
+		Short: "Create the master key (local key file or PKCS#11 key) and the keysets, if missing",
 		Long: `Create the local master key file named by KEYRING_MASTER_KEY_FILE when it
-does not exist (32 random bytes, base64, mode 0600), then create the wrapped
-keysets in the database. Running it again changes nothing.`,
+does not exist (32 random bytes, base64, mode 0600) or, with
+KEYRING_BACKEND=pkcs11, the AES-256 key PKCS11_KEY_LABEL inside the token
+(sensitive, not extractable), then create the wrapped keysets in the
+database. Running it again changes nothing.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -151,7 +156,16 @@ keysets in the database. Running it again changes nothing.`,
 			if err != nil {
 				return err
 			}
-			created := false
+			created, hsmCreated := false, false
+			if cfg.Keyring.Backend == "pkcs11" {
+				// The KEK is generated inside the token: AES-256,
+				// sensitive, never extractable.
+				kc := cfg.Keyring
+				if hsmCreated, err = pkcs11.GenerateKey(pkcs11.Config{Module: kc.PKCS11Module, TokenLabel: kc.PKCS11TokenLabel,
+					PINFile: kc.PKCS11PINFile, KeyLabel: kc.PKCS11KeyLabel}); err != nil {
+					return err
+				}
+			}
 			if cfg.Keyring.Backend == "local" && cfg.Keyring.MasterKeyFile != "" && cfg.Keyring.Passphrase == "" {
 				if _, err := os.Stat(cfg.Keyring.MasterKeyFile); errors.Is(err, os.ErrNotExist) {
 					if err := local.GenerateKeyFile(cfg.Keyring.MasterKeyFile); err != nil {
@@ -169,7 +183,7 @@ keysets in the database. Running it again changes nothing.`,
 			// written says so (the keysets exist either way).
 			if err := d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: vectabase.ActorLocalOperator,
 				Action: "keys.init", ResourceType: "keyring", Result: vectabase.ResultSuccess,
-				Details: map[string]any{"masterKeyFileCreated": created}}); err != nil {
+				Details: map[string]any{"masterKeyFileCreated": created, "pkcs11KeyCreated": hsmCreated}}); err != nil {
 				return fmt.Errorf("keys init: audit: %w", err)
 			}
 			st, err := d.kr.Status(ctx)
@@ -177,7 +191,7 @@ keysets in the database. Running it again changes nothing.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "status": st})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"masterKeyFileCreated": created, "pkcs11KeyCreated": hsmCreated, "status": st})
 			}
 			if created {
 				fmt.Fprintf(cmd.OutOrStdout(), "created master key file %s (keep a copy somewhere safe: without it no value can be read)\n", cfg.Keyring.MasterKeyFile)
@@ -212,7 +226,8 @@ func newKeysStatusCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "KEK: %s %s\n", v.KEKBackend, v.KEKKeyID)
 			for _, ks := range v.Keysets {
-				fmt.Fprintf(w, "keyset %-5s purpose %-4s primary %d, %d key(s), version %d\n", ks.Name, ks.Purpose, ks.PrimaryKeyID, len(ks.Keys), ks.Version)
+				fmt.Fprintf(w, "keyset %-5s purpose %-4s primary %d, %d key(s), version %d, wrapped by KEK %s %s%s\n",
+					ks.Name, ks.Purpose, ks.PrimaryKeyID, len(ks.Keys), ks.Version, ks.KEKBackend, ks.KEKKeyID, optional(" key version ", ks.KEKKeyVersion))
 			}
 			for _, k := range v.DataKeys {
 				mark := ""
@@ -416,7 +431,7 @@ re-encryption job runs.`,
 
 func newKeysRotateKEKCmd() *cobra.Command {
 	var asJSON, passStdin bool
-	var newKeyFile string
+	var newKeyFile, to string
 	cmd := &cobra.Command{
 		Use:   "rotate-kek",
 		Short: "Re-wrap the keysets under a new master key (KEK) without touching data",
@@ -427,7 +442,15 @@ KEYRING_BACKEND=vault it rotates the transit key and re-wraps under its new
 version. The keysets are replaced in one transaction only after the new KEK
 has read back its own wrap, so a failure leaves every value readable with the
 old KEK. Afterwards, point KEYRING_MASTER_KEY_FILE (or KEYRING_PASSPHRASE) of
-every instance at the new key.`,
+every instance at the new key.
+
+--to BACKEND[:KEY] moves the keysets to another backend (or another key of
+one): awskms (AWS_KMS_KEY_ID) or awskms:arn:aws:kms:..., pkcs11 (the PKCS11_*
+variables) or pkcs11:token/key, vault or vault:mount/key, local:/path/new.key.
+Running it again with the same target is harmless, so an interrupted move is
+resumed by running it again. Afterwards set KEYRING_BACKEND and its variables
+to the new KEK on every instance and list the old one in
+KEYRING_PREVIOUS_KEKS, so backups made before the move stay restorable.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -446,15 +469,15 @@ every instance at the new key.`,
 					return usagef("--new-passphrase-stdin: stdin gave an empty passphrase")
 				}
 			}
-			vault := cfg.Keyring.Backend == "vault"
+			vault := cfg.Keyring.Backend == "vault" && to == ""
 			n := 0
-			for _, set := range []bool{newKeyFile != "", newPass != "", vault} {
+			for _, set := range []bool{newKeyFile != "", newPass != "", vault, to != ""} {
 				if set {
 					n++
 				}
 			}
 			if n != 1 {
-				return usagef("rotate-kek needs exactly one new KEK: --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
+				return usagef("rotate-kek needs exactly one new KEK: --to BACKEND[:KEY], --new-key-file, a new passphrase, or KEYRING_BACKEND=vault")
 			}
 			d, err := openKeysWith(ctx, cfg)
 			if err != nil {
@@ -468,8 +491,19 @@ every instance at the new key.`,
 				return err
 			}
 			var job store.RotationJob
+			// next is the KEK the keysets move to (kept backups follow it
+			// where they are re-wrapped).
 			var next keyring.KEK
 			switch {
+			case to != "":
+				next, err = kekconfig.FromSpec(ctx, to, cfg.Keyring, store.NewKeysets(d.db.Pool), kekconfig.WithRegisterer(d.reg))
+				if err != nil {
+					return err
+				}
+				if c, ok := next.(io.Closer); ok {
+					defer c.Close()
+				}
+				job, err = d.rot.RotateKEK(ctx, rotation.LocalOperator, next)
 			case vault:
 				job, err = d.rot.RotateKEKInPlace(ctx, rotation.LocalOperator)
 				// The transit key's new version wraps from now on.
@@ -528,6 +562,8 @@ every instance at the new key.`,
 				return nil
 			}
 			switch {
+			case to != "":
+				fmt.Fprintf(cmd.OutOrStdout(), "set KEYRING_BACKEND=%s and its variables on every instance, list the old KEK in KEYRING_PREVIOUS_KEKS, and restart them\n", st.KEKBackend)
 			case newKeyFile != "":
 				fmt.Fprintf(cmd.OutOrStdout(), "set KEYRING_MASTER_KEY_FILE=%s on every instance and restart them\n", newKeyFile)
 			case newPass != "":
@@ -537,7 +573,16 @@ every instance at the new key.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().StringVar(&to, "to", "", "move the keysets to this KEK: BACKEND or BACKEND:KEY (awskms, pkcs11, vault, local:/path)")
 	cmd.Flags().StringVar(&newKeyFile, "new-key-file", "", "path of the new local master key file (created when missing)")
 	cmd.Flags().BoolVar(&passStdin, "new-passphrase-stdin", false, "read the new passphrase from the first line of stdin")
 	return cmd
+}
+
+// optional is prefix+v, or nothing when v is empty.
+func optional(prefix, v string) string {
+	if v == "" {
+		return ""
+	}
+	return prefix + v
 }

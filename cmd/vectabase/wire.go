@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -116,6 +117,17 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	// With Vault the check is a transit round trip: reuse its result for
 	// READYZ_KEK_CACHE, so a flood of /readyz is not a flood of Vault calls.
 	srv.AddReadyCheck(server.ReadyCheck{Name: "keyring", Check: d.kr.CheckKEK, CacheFor: d.cfg.Server.ReadyzKEKCache})
+	// One check per KEK backend in use: the current KEK and each
+	// decrypt-only previous one, named kek:<backend>:<n> (n counts from 0,
+	// the current KEK), so an operator sees which KMS is failing.
+	for i, kek := range keyring.KEKsOf(d.kek) {
+		backend, _ := keyring.Describe(kek)
+		srv.AddReadyCheck(server.ReadyCheck{
+			Name:     fmt.Sprintf("kek:%s:%d", backend, i),
+			Check:    func(ctx context.Context) error { return keyring.CheckHealth(ctx, kek) },
+			CacheFor: d.cfg.Server.ReadyzKEKCache,
+		})
+	}
 	rot, err := newRotationService(d)
 	if err != nil {
 		return err
@@ -212,10 +224,11 @@ func mountStripe(d *deps, srv *server.Server) {
 }
 
 // openKeyring builds the KEK the configuration names (local key file,
-// local passphrase, or Vault transit) and opens the keyring on it.
+// local passphrase, Vault transit, AWS KMS or PKCS#11, followed by the
+// decrypt-only KEYRING_PREVIOUS_KEKS) and opens the keyring on it.
 func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 	st := store.NewKeysets(d.db.Pool)
-	kek, err := kekconfig.New(ctx, d.cfg.Keyring, st)
+	kek, err := kekconfig.New(ctx, d.cfg.Keyring, st, kekconfig.WithRegisterer(d.reg))
 	if err != nil {
 		return nil, err
 	}

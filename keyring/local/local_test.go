@@ -26,13 +26,19 @@ func newKeyFile(t *testing.T) string {
 
 func TestKeyFileKEK(t *testing.T) {
 	t.Parallel()
-	path := newKeyFile(t)
-	kektest.Run(t, func() keyring.KEK {
+	path, other := newKeyFile(t), newKeyFile(t)
+	open := func(path string) keyring.KEK {
 		kek, err := local.NewFromFile(path)
 		if err != nil {
 			t.Fatalf("NewFromFile(%s) err = %v, want nil", path, err)
 		}
 		return kek
+	}
+	// A key file has no disabled state and no remote part: those cases
+	// skip, saying so.
+	kektest.RunBackend(t, kektest.Backend{
+		New:   func() keyring.KEK { return open(path) },
+		Other: func() keyring.KEK { return open(other) },
 	})
 }
 
@@ -47,7 +53,17 @@ func TestPassphraseKEK(t *testing.T) {
 		}
 		return k
 	})
-	kektest.Run(t, func() keyring.KEK { return kek() })
+	other := sync.OnceValue(func() *local.KEK {
+		k, err := local.NewFromPassphrase("another passphrase entirely", salt)
+		if err != nil {
+			t.Fatalf("NewFromPassphrase err = %v, want nil", err)
+		}
+		return k
+	})
+	kektest.RunBackend(t, kektest.Backend{
+		New:   func() keyring.KEK { return kek() },
+		Other: func() keyring.KEK { return other() },
+	})
 }
 
 func TestGenerateKeyFile(t *testing.T) {

@@ -70,13 +70,45 @@ func TestTransitKEK(t *testing.T) {
 		t.Fatalf("write policy: %v", err)
 	}
 	client, _ := tokenClient(t, root, "vectabase-transit")
-	kektest.Run(t, func() keyring.KEK {
-		kek, err := hcvault.New(ctx, hcvault.Config{Client: client})
+	if _, err := root.Logical().Write("transit/keys/other", map[string]any{"type": "aes256-gcm96"}); err != nil {
+		t.Fatalf("create transit key: %v", err)
+	}
+	open := func(t *testing.T, c *api.Client, key string) keyring.KEK {
+		kek, err := hcvault.New(ctx, hcvault.Config{Client: c, Key: key})
 		if err != nil {
-			t.Fatalf("hcvault.New with the least-privilege token err = %v, want nil", err)
+			t.Fatalf("hcvault.New(%s) err = %v, want nil", key, err)
 		}
 		t.Cleanup(func() { kek.Close() })
 		return kek
+	}
+	kektest.RunBackend(t, kektest.Backend{
+		New: func() keyring.KEK { return open(t, client, "vectabase") },
+		// The least-privilege policy names only "vectabase"; the other
+		// key is reached with the root token.
+		Other: func() keyring.KEK { return open(t, root, "other") },
+		// Transit keys cannot be disabled; what an operator does is take
+		// the policy away from Vectabase's token.
+		Disable: func(t *testing.T) func() {
+			if err := root.Sys().PutPolicy("vectabase-transit", `path "sys/nothing" { capabilities = ["deny"] }`); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := root.Sys().PutPolicy("vectabase-transit", policies.VaultTransitPolicy()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		Down: func(t *testing.T) keyring.KEK {
+			cluster, c := startVault(t)
+			kek := open(t, c, "vectabase")
+			cluster.Cleanup()
+			return kek
+		},
+		RotateKey: func(t *testing.T) {
+			if err := open(t, root, "vectabase").(*hcvault.KEK).RotateKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }
 

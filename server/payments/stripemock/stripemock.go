@@ -19,17 +19,16 @@ package stripemock
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vectabase/vectabase/internal/pinnedbin"
 )
 
 // Module and Version name the stripe-mock the tests are written against.
@@ -38,23 +37,15 @@ const (
 	Version = "v0.203.0"
 )
 
-// buildTimeout bounds one `go install` (download and compile on a slow,
-// busy machine); startTimeout bounds stripe-mock's start.
-const (
-	buildTimeout = 8 * time.Minute
-	startTimeout = 60 * time.Second
-)
+// startTimeout bounds stripe-mock's start.
+const startTimeout = 60 * time.Second
+
+var tool = pinnedbin.Tool{Module: Module, Version: Version, Name: "stripe-mock"}
 
 // CacheDir is where the pinned binary lives:
 // <os.UserCacheDir()>/vectabase/stripe-mock-<Version> (the system's
 // temporary directory stands in when there is no user cache directory).
-func CacheDir() string {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	return filepath.Join(base, "vectabase", "stripe-mock-"+Version)
-}
+func CacheDir() string { return tool.CacheDir() }
 
 // Binary returns the path of the pinned stripe-mock, building it first when
 // this machine has none yet. When it cannot be built, a stripe-mock on PATH
@@ -70,82 +61,8 @@ func Binary() (string, error) {
 	return "", fmt.Errorf("stripe-mock %s could not be built (%v) and none is on PATH", Version, buildErr)
 }
 
-// build installs the pinned stripe-mock into dir unless it is there, under
-// an exclusive lock on dir/lock. The binary is built into a private folder
-// and renamed into place, so it appears whole or not at all.
-func build(dir string) (string, error) {
-	bin := filepath.Join(dir, "stripe-mock")
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks too
-	// Another process may have built it while this one waited.
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return "", errors.New("the go command is not on PATH")
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command(goTool, "install", Module+"@"+Version)
-	// Outside any module or workspace, with flags of the caller's (such as
-	// -mod=vendor) that `go install pkg@version` refuses left out.
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0")
-	out, err := runWithin(cmd, buildTimeout)
-	if err != nil {
-		return "", fmt.Errorf("go install %s@%s: %v: %s", Module, Version, err, lastLine(out))
-	}
-	if err := os.Rename(filepath.Join(tmp, "stripe-mock"), bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-}
-
-func isExecutable(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
-}
-
-// runWithin runs cmd and kills it after d.
-func runWithin(cmd *exec.Cmd, d time.Duration) (string, error) {
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return out.String(), err
-	case <-time.After(d):
-		_ = cmd.Process.Kill()
-		<-done
-		return out.String(), fmt.Errorf("still running after %v", d)
-	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
+// build installs the pinned stripe-mock into dir (see pinnedbin).
+func build(dir string) (string, error) { return tool.BuildIn(dir) }
 
 // Server is a running stripe-mock on a loopback port the system chose.
 type Server struct {
