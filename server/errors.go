@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/store"
 )
 
 // ErrorBody is the contract's error body: every failure answers with it.
@@ -87,6 +88,13 @@ func errorHandler(log zerolog.Logger) fiber.ErrorHandler {
 			ae = fromFiberError(fe)
 		default:
 			ae = vectabase.Errorf(vectabase.EINTERNAL, "internal error")
+		}
+		if ae.Code == vectabase.EINTERNAL && store.Unavailable(err) {
+			// The database is down, restarting or failing over: a client
+			// may retry, so say so instead of INTERNAL.
+			log.Warn().Str("requestId", RequestID(c)).Str("route", routeOf(c)).
+				Str("error", errorTextForLog(err)).Msg("database unavailable")
+			ae = vectabase.Errorf(vectabase.EUNAVAILABLE, "the database is unavailable; retry later")
 		}
 		if ae.Code == vectabase.EINTERNAL {
 			// Log only the error's type and chain text from our own code;
