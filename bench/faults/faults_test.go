@@ -20,7 +20,6 @@ import (
 	"time"
 )
 
-
 // TestFault1_PostgresRestart restarts PostgreSQL under the workload, first
 // with a fast shutdown, then with an immediate one (a crash for the
 // clients: no goodbye on the connections).
@@ -63,7 +62,7 @@ func TestFault1_PostgresRestart(t *testing.T) {
 				fmt.Sprintf("%d/%d", acked, present), before.String()+" -> "+after.String(),
 				fmt.Sprintf("readyz false after %v; slowest answer %v; audit verify %s", notReady.Round(10*time.Millisecond), st.slowest.Round(time.Millisecond), verdict))
 			if n := st.bad5xx(); n > 0 {
-				t.Errorf("%d answers were 5xx other than 503 UNAVAILABLE (first: %s)", n, st.first500)
+				t.Errorf("%d answers were 5xx other than 503 UNAVAILABLE (first: %s)\nserver's internal errors:\n%s", n, st.first500, srv.internalErrors(5))
 			}
 			if st.hangs > 0 {
 				t.Errorf("%d answers took longer than 5 s (slowest %v)", st.hangs, st.slowest)

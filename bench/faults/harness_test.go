@@ -279,6 +279,26 @@ func (s *serveProc) ready() bool {
 	return resp.StatusCode == 200
 }
 
+// internalErrors returns up to n distinct "internal error" log lines of
+// the server (their error text), for a failing scenario's message.
+func (s *serveProc) internalErrors(n int) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, line := range strings.Split(s.stderr.String(), "\n") {
+		if !strings.Contains(line, "internal error") {
+			continue
+		}
+		var l struct{ Route, Error string }
+		_ = json.Unmarshal([]byte(line), &l)
+		k := l.Route + ": " + l.Error
+		if !seen[k] && len(out) < n {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // kill sends SIGKILL and waits for the process to go.
 func (s *serveProc) kill() {
 	_ = s.cmd.Process.Kill()
