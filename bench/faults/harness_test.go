@@ -63,7 +63,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "build vectabase: %v\n%s", err, out)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		printTable(os.Stdout)
+		return code
 	}()
 	os.Exit(code)
 }
@@ -537,6 +539,7 @@ type stats struct {
 	products []string       // product ids answered 201
 	lat      []time.Duration
 	first500 string
+	apiKeyOK int // verify and check answered 2xx: each owes a request-log row
 }
 
 func newStats() *stats {
@@ -548,6 +551,9 @@ func (s *stats) record(op string, an answer) {
 	defer s.mu.Unlock()
 	k := an.kind()
 	if k == "2xx" {
+		if op == "verify" || op == "check" {
+			s.apiKeyOK++
+		}
 		s.ok++
 		s.lat = append(s.lat, an.took)
 	} else {
