@@ -14,9 +14,11 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,5 +234,136 @@ func TestFault5_KillServe(t *testing.T) {
 	}
 	if n := st.bad5xx(); n > 0 {
 		t.Errorf("%d answers were 5xx other than 503 UNAVAILABLE (first: %s)", n, st.first500)
+	}
+}
+
+// TestFault7_Soak runs the mixed workload at about 70% of the peak it
+// measured first, on two instances sharing the database, for 60 s (10
+// minutes with -long), with a DEK rotation re-encrypting everything and a
+// backup being made: no 5xx at all, RSS, goroutines and open files flat
+// after warm-up (the slope is reported), p99 per window, and the audit
+// chain verifies after.
+func TestFault7_Soak(t *testing.T) {
+	needBinary(t)
+	_, dbURL := startCluster(t, nil)
+	env := serverEnv(t, dbURL, "ROTATION_BATCH_SIZE=50")
+	s1 := startServe(t, env)
+	s2 := startServe(t, env)
+	a := newAPI(s1.base, s2.base)
+	a.setup(t)
+	subs := startSubscribers(a, 4)
+	defer subs.stop()
+
+	duration, window := 60*time.Second, 15*time.Second
+	if *long {
+		duration, window = 10*time.Minute, time.Minute
+	}
+	// Peak: closed loop, as fast as 8 workers go.
+	pw := startWorkload(a, 8, 0)
+	time.Sleep(5 * time.Second)
+	peakStats := pw.stop()
+	peak := float64(peakStats.ok) / 5
+	rate := 0.7 * peak
+
+	ctx := context.Background()
+	w := startWorkloadWindows(a, 8, rate, window)
+	rot := a.do(ctx, "POST", "/api/admin/keys/rotate", map[string]string{"kind": "dek"}, nil)
+	if rot.status != 202 {
+		t.Errorf("rotate dek: %d %s", rot.status, rot.body)
+	}
+	type sample struct {
+		at time.Duration
+		v  [2]vitals
+	}
+	var samples []sample
+	start := time.Now()
+	backupDone := make(chan answer, 1)
+	for time.Since(start) < duration {
+		samples = append(samples, sample{time.Since(start), [2]vitals{s1.vitals(), s2.vitals()}})
+		if len(samples) == 3 {
+			go func() { backupDone <- a.do(ctx, "POST", "/api/admin/backups", nil, nil) }()
+		}
+		time.Sleep(2 * time.Second)
+	}
+	st := w.stop()
+	backup := <-backupDone
+	if backup.status != 201 {
+		t.Errorf("backup during the soak: %d %s", backup.status, backup.body)
+	}
+	rotation := a.do(ctx, "GET", "/api/admin/keys/rotation", nil, nil)
+	var rj struct {
+		Job struct {
+			State       string
+			Reencrypted int
+			Failed      int
+		}
+	}
+	_ = json.Unmarshal(rotation.body, &rj)
+	rotated := fmt.Sprintf("%s (%d re-encrypted, %d failed)", rj.Job.State, rj.Job.Reencrypted, rj.Job.Failed)
+	acked, present := verifyAcked(t, dbURL, st)
+	verdict := auditVerify(t, env)
+
+	// Slopes after warm-up (the first fifth), per minute, least squares.
+	warm := samples[len(samples)/5:]
+	slope := func(f func(sample) float64) float64 {
+		var n, sx, sy, sxx, sxy float64
+		for _, s := range warm {
+			x := s.at.Minutes()
+			y := f(s)
+			n++
+			sx += x
+			sy += y
+			sxx += x * x
+			sxy += x * y
+		}
+		d := n*sxx - sx*sx
+		if d == 0 {
+			return 0
+		}
+		return (n*sxy - sx*sy) / d
+	}
+	var slopes []string
+	for i := range 2 {
+		slopes = append(slopes, fmt.Sprintf("instance %d: RSS %+.1f MiB/min, goroutines %+.1f/min, fds %+.1f/min", i+1,
+			slope(func(s sample) float64 { return s.v[i].RSS }),
+			slope(func(s sample) float64 { return float64(s.v[i].Goroutines) }),
+			slope(func(s sample) float64 { return float64(s.v[i].OpenFDs) })))
+	}
+	st.mu.Lock()
+	var p99s []string
+	for i := 0; i < int(duration/window)+1; i++ {
+		l := st.windows[i]
+		if len(l) == 0 {
+			continue
+		}
+		sort.Slice(l, func(a, b int) bool { return l[a] < l[b] })
+		p99s = append(p99s, (l[len(l)*99/100]).Round(100*time.Microsecond).String())
+	}
+	st.mu.Unlock()
+	first, last := samples[len(samples)/5], samples[len(samples)-1]
+	report(fmt.Sprintf("7 soak %v, 2 instances", duration), st.errorsByKind(), "-",
+		fmt.Sprintf("%d/%d", acked, present),
+		fmt.Sprintf("%s -> %s; %s -> %s", first.v[0], last.v[0], first.v[1], last.v[1]),
+		fmt.Sprintf("peak %.0f req/s, soak at %.0f req/s (%d answered 2xx); p99 per %v: %v; %s; rotation %s; backup %d; realtime events %d; audit verify %s",
+			peak, rate, st.ok, window, p99s, strings.Join(slopes, "; "), rotated, backup.status, subs.events.Load(), verdict))
+	if rj.Job.State != "done" || rj.Job.Failed > 0 {
+		t.Errorf("rotation during the soak: %s", rotated)
+	}
+	if st.n5xx > 0 {
+		t.Errorf("%d answers were 5xx during the soak (%s)", st.n5xx, st.errorsByKind())
+	}
+	if st.hangs > 0 {
+		t.Errorf("%d answers took longer than 5 s", st.hangs)
+	}
+	if present != acked {
+		t.Errorf("%d writes acknowledged, %d present", acked, present)
+	}
+	for i := range 2 {
+		if g := last.v[i].Goroutines - first.v[i].Goroutines; g > 100 {
+			t.Errorf("instance %d: goroutines grew by %d after warm-up", i+1, g)
+		}
+		if fd := last.v[i].OpenFDs - first.v[i].OpenFDs; fd > 100 {
+			t.Errorf("instance %d: open files grew by %d after warm-up", i+1, fd)
+		}
 	}
 }

@@ -540,6 +540,11 @@ type stats struct {
 	lat      []time.Duration
 	first500 string
 	apiKeyOK int // verify and check answered 2xx: each owes a request-log row
+	// windows, when window > 0: the 2xx latencies by window since start.
+	start   time.Time
+	window  time.Duration
+	windows map[int][]time.Duration
+	n5xx    int // every 5xx, 503 included
 }
 
 func newStats() *stats {
@@ -556,8 +561,18 @@ func (s *stats) record(op string, an answer) {
 		}
 		s.ok++
 		s.lat = append(s.lat, an.took)
+		if s.window > 0 {
+			i := int(time.Since(s.start) / s.window)
+			if s.windows == nil {
+				s.windows = map[int][]time.Duration{}
+			}
+			s.windows[i] = append(s.windows[i], an.took)
+		}
 	} else {
 		s.kinds[k]++
+		if an.status >= 500 {
+			s.n5xx++
+		}
 		if an.status >= 500 && an.code != "UNAVAILABLE" && s.first500 == "" {
 			s.first500 = op + ": " + string(an.body)
 		}
@@ -621,8 +636,15 @@ type workload struct {
 // startWorkload runs workers until stop. rate bounds the calls per second
 // of all workers together (0: as fast as they go).
 func startWorkload(a *api, workers int, rate float64) *workload {
+	return startWorkloadWindows(a, workers, rate, 0)
+}
+
+// startWorkloadWindows is startWorkload keeping the latencies by window.
+func startWorkloadWindows(a *api, workers int, rate float64, window time.Duration) *workload {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &workload{a: a, st: newStats(), cancel: cancel, prefix: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
+	st := newStats()
+	st.start, st.window = time.Now(), window
+	w := &workload{a: a, st: st, cancel: cancel, prefix: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
 	var tick <-chan time.Time
 	if rate > 0 {
 		tk := time.NewTicker(time.Duration(float64(time.Second) / rate))
@@ -721,6 +743,13 @@ func (w *workload) step(ctx context.Context, worker, n int) {
 		return // cut off by stop
 	}
 	w.st.record(op, an)
+	if an.err != nil {
+		// The server is gone (killed, restarting): do not spin.
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (w *workload) stop() *stats {
