@@ -121,6 +121,9 @@ func (s *Service) Create(ctx context.Context, a Actor, progress ProgressFunc) (B
 		s.noteSuccess(b.CreatedAt)
 	} else {
 		s.log.Warn().Str("backup", id).Str("error", err.Error()).Msg("backup failed")
+		if s.failures != nil {
+			s.failures.Inc()
+		}
 	}
 	if err := s.audit(ctx, a, "backup.create", id, err, details); err != nil {
 		return b, err
