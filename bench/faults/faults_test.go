@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -84,7 +86,6 @@ func TestFault1_PostgresRestart(t *testing.T) {
 		t.Errorf("realtime subscribers got no change events")
 	}
 }
-
 
 // TestFault6_AuditWriterBlocked holds the audit chain's head row locked
 // from an outside session under the workload: audited operations must
@@ -365,5 +366,97 @@ func TestFault7_Soak(t *testing.T) {
 		if fd := last.v[i].OpenFDs - first.v[i].OpenFDs; fd > 100 {
 			t.Errorf("instance %d: open files grew by %d after warm-up", i+1, fd)
 		}
+	}
+}
+
+// TestFault4_BackupDiskFull makes BACKUP_DIR a 64 KiB tmpfs (as root; the
+// scenario is skipped otherwise) and asks for a backup under the workload:
+// the backup fails with the contract's error body, leaves no file (partial
+// or listed) behind, is recorded in the audit log as failed and counted in
+// the metrics, and serving goes on; a backup into room made again succeeds.
+func TestFault4_BackupDiskFull(t *testing.T) {
+	needBinary(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir, err := os.MkdirTemp("", "vectabase-faults-full-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount a small tmpfs: %v: %s", err, out)
+	}
+	mounted := true
+	unmount := func() {
+		if mounted {
+			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+				t.Errorf("umount %s: %v: %s", dir, err, out)
+			}
+			mounted = false
+		}
+	}
+	t.Cleanup(unmount)
+
+	_, dbURL := startCluster(t, nil)
+	env := serverEnv(t, dbURL)
+	env = append(env, "BACKUP_DIR="+dir) // the last value wins
+	srv := startServe(t, env)
+	a := newAPI(srv.base)
+	a.setup(t)
+	w := startWorkload(a, 4, 100)
+	time.Sleep(3 * time.Second) // rows enough for a dump past 64 KiB
+	before := srv.vitals()
+	ctx := context.Background()
+	bk := a.do(ctx, "POST", "/api/admin/backups", nil, nil)
+	list := a.do(ctx, "GET", "/api/admin/backups", nil, nil)
+	time.Sleep(time.Second)
+	st := w.stop()
+	after := srv.vitals()
+	entries, _ := os.ReadDir(dir)
+	var files []string
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var auditResult string
+	if err := conn.QueryRow(ctx, `SELECT result FROM audit_logs WHERE action = 'backup.create' ORDER BY id DESC LIMIT 1`).Scan(&auditResult); err != nil {
+		t.Errorf("no audit row for the failed backup: %v", err)
+	}
+	m := srv.scrape()
+	failures := sumMetric(m, "vectabase_backup_failures_total", "")
+	lastSuccess := sumMetric(m, "vectabase_backup_last_success_timestamp_seconds", "")
+	acked, present := verifyAcked(t, dbURL, st)
+	verdict := auditVerify(t, env)
+	report("4 disk full in BACKUP_DIR (64 KiB)", st.errorsByKind(), "-", fmt.Sprintf("%d/%d", acked, present), before.String()+" -> "+after.String(),
+		fmt.Sprintf("backup answered %d %s; listed %s; files left %v; audit result %q; vectabase_backup_failures_total %.0f, last success %.0f; audit verify %s",
+			bk.status, bk.code, list.body, files, auditResult, failures, lastSuccess, verdict))
+	if bk.status < 400 || bk.code == "" || bk.code == "(no contract body)" {
+		t.Errorf("backup into a full disk: %d %s, want the contract's error", bk.status, bk.body)
+	}
+	if bk.status == 500 {
+		t.Errorf("backup into a full disk answered 500 INTERNAL, want 503 UNAVAILABLE naming the full disk: %s", bk.body)
+	}
+	if len(files) != 0 {
+		t.Errorf("files left in BACKUP_DIR after the failed backup: %v", files)
+	}
+	if strings.Contains(string(list.body), `"id"`) {
+		t.Errorf("the failed backup is listed: %s", list.body)
+	}
+	if auditResult == "" || auditResult == "success" || auditResult == "ok" {
+		t.Errorf("audit row of the failed backup has result %q", auditResult)
+	}
+	if failures != 1 {
+		t.Errorf("vectabase_backup_failures_total = %v, want 1", failures)
+	}
+	if n := st.bad5xx(); n > 0 {
+		t.Errorf("%d workload answers were 5xx other than 503 (first: %s)", n, st.first500)
+	}
+	if present != acked {
+		t.Errorf("%d writes acknowledged, %d present", acked, present)
 	}
 }
