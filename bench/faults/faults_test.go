@@ -19,12 +19,17 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vectabase/vectabase/store/pgcluster"
 )
 
 // TestFault1_PostgresRestart restarts PostgreSQL under the workload, first
@@ -458,5 +463,129 @@ func TestFault4_BackupDiskFull(t *testing.T) {
 	}
 	if present != acked {
 		t.Errorf("%d writes acknowledged, %d present", acked, present)
+	}
+}
+
+// TestFault2_Failover runs the server on a multi-host URL with
+// target_session_attrs=read-write over a primary and a synchronous
+// streaming standby made with pg_basebackup, kills the primary with
+// SIGKILL and promotes the standby: writes resume within 10 s, no
+// acknowledged write is lost, and realtime (LISTEN), rate limits (the
+// shared counter behind verify) and the rotation worker carry on.
+func TestFault2_Failover(t *testing.T) {
+	needBinary(t)
+	primary, primaryURL := startCluster(t, map[string]string{"wal_level": "replica", "max_wal_senders": "5"})
+	standbyDir := filepath.Join(filepath.Dir(primary.DataDir), "standby")
+	bb := exec.Command(filepath.Join(primary.BinDir(), "pg_basebackup"), "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port),
+		"-U", "postgres", "-D", standbyDir, "-R", "-X", "stream", "-c", "fast")
+	if err := runAsPostgres(bb); err != nil {
+		t.Fatal(err)
+	}
+	port, err := pgcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby, err := pgcluster.New(standbyDir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby.Settings = primary.Settings
+	if err := startPG(standby); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pgCtl(standby, "stop", "-m", "immediate") })
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, primaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every commit waits for the standby to have it.
+	for _, q := range []string{`ALTER SYSTEM SET synchronous_standby_names = '*'`, `SELECT pg_reload_conf()`} {
+		if _, err := pc.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if waitUntil(30*time.Second, func() bool {
+		var n int
+		_ = pc.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
+		return n == 1
+	}) < 0 {
+		t.Fatal("the standby is not synchronous within 30 s")
+	}
+	pc.Close(ctx)
+	multi := fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2", primary.Port, standby.Port)
+	env := serverEnv(t, multi)
+	srv := startServe(t, env)
+	a := newAPI(srv.base)
+	a.setup(t)
+	subs := startSubscribers(a, 2)
+	defer subs.stop()
+	w := startWorkload(a, 6, 150)
+	time.Sleep(3 * time.Second)
+	before := srv.vitals()
+	if rot := a.do(ctx, "POST", "/api/admin/keys/rotate", map[string]string{"kind": "dek"}, nil); rot.status != 202 {
+		t.Errorf("rotate dek: %d %s", rot.status, rot.body)
+	}
+	eventsBefore := subs.events.Load()
+
+	pidFile, err := os.ReadFile(filepath.Join(primary.DataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0]))
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the time a failover manager takes to decide
+	if err := pgCtl(standby, "promote"); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Since(killed)
+	back := waitUntil(30*time.Second, func() bool {
+		an := a.do(ctx, "POST", "/api/stores", map[string]any{"name": "after failover"}, nil)
+		return an.status == 201
+	})
+	resumed := promoted + back
+	time.Sleep(5 * time.Second)
+	verify := a.do(ctx, "POST", "/api/developer/verify", map[string]any{}, map[string]string{"X-API-Key": a.apiKey})
+	var rotState string
+	rotDone := waitUntil(60*time.Second, func() bool {
+		an := a.do(ctx, "GET", "/api/admin/keys/rotation", nil, nil)
+		var rj struct{ Job struct{ State string } }
+		_ = json.Unmarshal(an.body, &rj)
+		rotState = rj.Job.State
+		return rotState == "done"
+	})
+	st := w.stop()
+	eventsAfter := subs.events.Load()
+	after := srv.vitals()
+	newURL := standby.URL("postgres")
+	acked, present := verifyAcked(t, newURL, st)
+	verdict := auditVerify(t, env) // on the multi-host URL: the promoted standby
+	report("2 failover (kill -9 primary, promote)", st.errorsByKind(), fmt.Sprintf("writes back %v after kill", resumed.Round(10*time.Millisecond)),
+		fmt.Sprintf("%d/%d", acked, present), before.String()+" -> "+after.String(),
+		fmt.Sprintf("promoted %v after kill; realtime events %d before, %d after; verify after %d (rate limit remaining %q); rotation %s after %v; audit verify %s",
+			promoted.Round(10*time.Millisecond), eventsBefore, eventsAfter-eventsBefore, verify.status, verify.header("X-RateLimit-Remaining"), rotState, rotDone.Round(100*time.Millisecond), verdict))
+	if back < 0 || resumed > 10*time.Second {
+		t.Errorf("writes resumed %v after the kill (want within 10 s)", resumed)
+	}
+	if present != acked {
+		t.Errorf("%d writes acknowledged, %d present on the promoted standby", acked, present)
+	}
+	if n := st.bad5xx(); n > 0 {
+		t.Errorf("%d answers were 5xx other than 503 UNAVAILABLE (first: %s)\nserver's internal errors:\n%s", n, st.first500, srv.internalErrors(5))
+	}
+	if st.hangs > 0 {
+		t.Errorf("%d answers took longer than 5 s (slowest %v)", st.hangs, st.slowest)
+	}
+	if eventsAfter == eventsBefore {
+		t.Errorf("realtime subscribers got no change events after the failover")
+	}
+	if verify.status != 200 || verify.header("X-RateLimit-Remaining") == "" {
+		t.Errorf("verify after the failover: %d %s", verify.status, verify.body)
+	}
+	if rotDone < 0 {
+		t.Errorf("the rotation started before the failover is %q 60 s after it", rotState)
 	}
 }

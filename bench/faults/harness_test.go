@@ -412,6 +412,14 @@ type answer struct {
 	err    error  // transport error
 	took   time.Duration
 	body   []byte
+	hdr    http.Header
+}
+
+func (a answer) header(name string) string {
+	if a.hdr == nil {
+		return ""
+	}
+	return a.hdr.Get(name)
 }
 
 func (a answer) kind() string {
@@ -459,7 +467,7 @@ func (a *api) do(ctx context.Context, method, path string, body any, headers map
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	an := answer{status: resp.StatusCode, took: time.Since(start), body: b}
+	an := answer{status: resp.StatusCode, took: time.Since(start), body: b, hdr: resp.Header}
 	if resp.StatusCode >= 400 {
 		var eb struct {
 			Error string `json:"error"`
