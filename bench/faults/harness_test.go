@@ -58,7 +58,16 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "vectabase")
-		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/vectabase").CombinedOutput()
+		// The module's root is where go.mod is (go env GOMOD), wherever the
+		// test runs from.
+		gomod, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go env GOMOD:", err)
+			return 1
+		}
+		build := exec.Command("go", "build", "-o", binary, "./cmd/vectabase")
+		build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+		out, err := build.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build vectabase: %v\n%s", err, out)
 			return 1
