@@ -176,7 +176,13 @@ func Unavailable(err error) bool {
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
 	switch {
-	case errors.As(err, &connErr), errors.As(err, &netErr):
+	case errors.As(err, &connErr):
+		return true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// A caller's deadline or cancellation (context.DeadlineExceeded is
+		// a net.Error too) says nothing about the database.
+		return false
+	case errors.As(err, &netErr):
 		return true
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

@@ -26,6 +26,8 @@ func TestUnavailableClassifiesErrors(t *testing.T) {
 		{errors.New("boom"), false},
 		{store.ErrNotFound, false},
 		{pgx.ErrNoRows, false},
+		{context.DeadlineExceeded, false},
+		{fmt.Errorf("audit: %w", context.Canceled), false},
 		{&pgconn.PgError{Code: "23505"}, false},
 		{&pgconn.PgError{Code: "42P01"}, false},
 		{&pgconn.PgError{Code: "57P01"}, true},
