@@ -76,6 +76,10 @@ var (
 	// ErrUnknownKey is returned by DestroyKey for a key id not in the data
 	// keyset, and by KeyIDOf for a ciphertext without a Tink prefix.
 	ErrUnknownKey = errors.New("unknown key id")
+	// ErrKEKUnavailable is wrapped by a KEK whose service (Vault, a KMS) is
+	// sealed, down or unreachable: the call may work later, so the API
+	// answers 503 UNAVAILABLE rather than 500.
+	ErrKEKUnavailable = errors.New("the key-encryption key service is unavailable")
 )
 
 // Location is where a ciphertext lives; it is the associated data, so a

@@ -8,6 +8,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
 )
 
 // ErrorBody is the contract's error body: every failure answers with it.
@@ -87,6 +89,21 @@ func errorHandler(log zerolog.Logger) fiber.ErrorHandler {
 			ae = fromFiberError(fe)
 		default:
 			ae = vectabase.Errorf(vectabase.EINTERNAL, "internal error")
+		}
+		if ae.Code == vectabase.EINTERNAL && store.Unavailable(err) {
+			// The database is down, restarting or failing over: a client
+			// may retry, so say so instead of INTERNAL.
+			log.Warn().Str("requestId", RequestID(c)).Str("route", routeOf(c)).
+				Str("error", errorTextForLog(err)).Msg("database unavailable")
+			ae = vectabase.Errorf(vectabase.EUNAVAILABLE, "the database is unavailable; retry later")
+		}
+		if ae.Code == vectabase.EINTERNAL && errors.Is(err, keyring.ErrKEKUnavailable) {
+			// Vault or the KMS is sealed or unreachable: serving goes on
+			// from the keysets already unwrapped, and what needs the KEK
+			// says it may work later.
+			log.Warn().Str("requestId", RequestID(c)).Str("route", routeOf(c)).
+				Str("error", errorTextForLog(err)).Msg("KEK unavailable")
+			ae = vectabase.Errorf(vectabase.EUNAVAILABLE, "the key-encryption key service (Vault or KMS) is unavailable; retry later")
 		}
 		if ae.Code == vectabase.EINTERNAL {
 			// Log only the error's type and chain text from our own code;

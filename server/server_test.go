@@ -17,11 +17,13 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"pgregory.net/rapid"
 
 	"github.com/vectabase/vectabase"
+	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/server"
 )
 
@@ -331,5 +333,26 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	}
 	if g := <-got; g != "done" {
 		t.Fatalf("in-flight request got %q, want done", g)
+	}
+}
+
+// A handler error that says the database or the KEK service is unavailable (wrapped by a
+// service as INTERNAL or not at all) answers 503 UNAVAILABLE, so clients
+// retry a restart or failover instead of seeing a 500.
+func TestUnavailableDependenciesAnswer503(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	down := &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}
+	s.App().Get("/raw", func(*fiber.Ctx) error { return fmt.Errorf("stores: %w", down) })
+	s.App().Get("/wrapped", func(*fiber.Ctx) error { return vectabase.WrapError(vectabase.EINTERNAL, "x", down) })
+	s.App().Get("/other", func(*fiber.Ctx) error { return errors.New("boom") })
+	s.App().Get("/kek", func(*fiber.Ctx) error {
+		return fmt.Errorf("rotate: hcvault: Vault at https://vault administrator is sealed: %w", keyring.ErrKEKUnavailable)
+	})
+	for path, want := range map[string]string{"/raw": "UNAVAILABLE", "/wrapped": "UNAVAILABLE", "/other": "INTERNAL", "/kek": "UNAVAILABLE"} {
+		resp, body := do(t, s, httptest.NewRequest("GET", path, nil))
+		if eb := checkErrorBody(t, resp, body); eb.Error != want || strings.Contains(string(body), "administrator") {
+			t.Errorf("GET %s: %d %s, want %s without the database's message", path, resp.StatusCode, body, want)
+		}
 	}
 }

@@ -7,7 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -152,6 +155,49 @@ func (db *DB) Config() Config { return db.cfg }
 // back otherwise.
 func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, db.Pool, fn)
+}
+
+// Unavailable reports whether err says the database cannot be used right
+// now, as opposed to refusing this statement: it is down, shutting down,
+// starting up, in recovery or read-only (a standby not yet promoted), out
+// of connections, or the connection to it broke. Callers answer such
+// errors with 503 UNAVAILABLE, which a client may retry, instead of 500.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"): // connection_exception
+			return true
+		case strings.HasPrefix(pgErr.Code, "57P"): // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
+			return true
+		case pgErr.Code == "53300", // too_many_connections
+			pgErr.Code == "25006": // read_only_sql_transaction: a standby, or a primary demoted
+			return true
+		}
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &connErr):
+		return true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// A caller's deadline or cancellation (context.DeadlineExceeded is
+		// a net.Error too) says nothing about the database.
+		return false
+	case errors.As(err, &netErr):
+		return true
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.Is(err, pgconn.ErrConnClosed):
+		return true
+	}
+	// pgconn says so of an error that happened before anything was sent.
+	return pgconn.SafeToRetry(err)
 }
 
 // MapError turns pgx errors into the package's sentinels: no rows into

@@ -228,7 +228,7 @@ func (k *KEK) flatten(what string, err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("hcvault: %s: transit key %s/keys/%s or mount not found at %s", what, k.mount, k.key, k.client.Address())
 		case http.StatusServiceUnavailable:
-			return fmt.Errorf("hcvault: %s: Vault at %s is sealed or unavailable", what, k.client.Address())
+			return fmt.Errorf("hcvault: %s: Vault at %s is sealed or unavailable: %w", what, k.client.Address(), keyring.ErrKEKUnavailable)
 		}
 		return fmt.Errorf("hcvault: %s with %s/keys/%s: Vault at %s answered %d", what, k.mount, k.key, k.client.Address(), re.StatusCode)
 	}
@@ -240,7 +240,7 @@ func (k *KEK) flatten(what string, err error) error {
 	if errors.As(err, &ue) {
 		cause = ue.Err.Error()
 	}
-	return fmt.Errorf("hcvault: %s: Vault at %s is unreachable: %s", what, k.client.Address(), cause)
+	return fmt.Errorf("hcvault: %s: Vault at %s is unreachable: %s: %w", what, k.client.Address(), cause, keyring.ErrKEKUnavailable)
 }
 
 func dataString(s *api.Secret, field string) (string, bool) {

@@ -2,6 +2,7 @@ package hcvault_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,5 +110,46 @@ func TestNewWithoutToken(t *testing.T) {
 	_, err := hcvault.New(context.Background(), hcvault.Config{Client: c})
 	if err == nil || !strings.Contains(err.Error(), "VAULT_TOKEN") {
 		t.Fatalf("hcvault.New without token err = %v, want one naming VAULT_TOKEN", err)
+	}
+}
+
+// A Vault that is sealed (503) or unreachable gives errors wrapping
+// keyring.ErrKEKUnavailable, which the API answers with 503 UNAVAILABLE;
+// a refused token does not.
+func TestUnavailableVaultIsKEKUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sealed := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case sealed:
+			w.WriteHeader(503)
+			w.Write([]byte(`{"errors":["Vault is sealed"]}`))
+		case r.URL.Path == "/v1/auth/token/lookup-self":
+			w.Write([]byte(`{"data":{"renewable":false,"ttl":0}}`))
+		case strings.HasPrefix(r.URL.Path, "/v1/transit/keys/"):
+			w.Write([]byte(`{"data":{"type":"aes256-gcm96","derived":false}}`))
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	kek, err := hcvault.New(ctx, hcvault.Config{Client: client(t, srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed = true
+	if _, err := kek.Encrypt(ctx, []byte("keyset"), []byte("ad")); !errors.Is(err, keyring.ErrKEKUnavailable) {
+		t.Errorf("Encrypt on a sealed Vault err = %v, want one wrapping ErrKEKUnavailable", err)
+	}
+	if err := kek.RotateKey(ctx); !errors.Is(err, keyring.ErrKEKUnavailable) {
+		t.Errorf("RotateKey on a sealed Vault err = %v, want one wrapping ErrKEKUnavailable", err)
+	}
+	if _, err := hcvault.New(ctx, hcvault.Config{Client: client(t, "http://127.0.0.1:1")}); !errors.Is(err, keyring.ErrKEKUnavailable) {
+		t.Errorf("New on an unreachable Vault err = %v, want one wrapping ErrKEKUnavailable", err)
+	}
+	if _, err := hcvault.New(ctx, hcvault.Config{Client: client(t, fakeVault(t, 403, 200, "aes256-gcm96"))}); errors.Is(err, keyring.ErrKEKUnavailable) {
+		t.Errorf("New with a refused token err = %v, want not ErrKEKUnavailable", err)
 	}
 }

@@ -131,6 +131,8 @@ type Service struct {
 	now      func() time.Time
 
 	lastSuccess prometheus.Gauge
+	// failures counts backups that failed to be made (nil: not exported).
+	failures prometheus.Counter
 	// lastMu guards lastSeen, the gauge's value: the newest good backup
 	// this process made or found in the directory.
 	lastMu   sync.Mutex
@@ -195,6 +197,22 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 			}
 		}
 		s.lastSuccess = g
+		// Failures are counted too, so an alert sees a backup that failed
+		// (a full disk, the database gone) at once rather than when the
+		// last success grows old.
+		c := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vectabase_backup_failures_total",
+			Help: "Backups this process failed to make (disk full, database unreachable, ...); each is also in the audit log.",
+		})
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+					c = existing
+				}
+			}
+		}
+		s.failures = c
 	}
 }
 

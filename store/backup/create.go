@@ -126,6 +126,9 @@ func (s *Service) createKind(ctx context.Context, a Actor, kind string, progress
 		s.noteSuccess(b.CreatedAt)
 	} else {
 		s.log.Warn().Str("backup", id).Str("error", err.Error()).Msg("backup failed")
+		if s.failures != nil {
+			s.failures.Inc()
+		}
 	}
 	if err := s.audit(ctx, a, "backup.create", id, err, details); err != nil {
 		return b, err
