@@ -17,7 +17,7 @@ var pieces = []string{
 	`password=`, `pwd: `, `api_key=`, `x-api-key: `, `Authorization: `, `cookie=`, `secrets/:name`, `/api/`,
 	`eyJhbGciOiJFZERTQSJ9`, `.eyJzdWIiOiIxMjMifQ`, `.c2lnbmF0dXJl`, `vb_live_4f9KqZ`, `vb_test_`, `sk_live_51Hx`,
 	`rk_test_`, `pk_live_`, `whsec_MfKQ9r8G`, `MTA5ODc2NTQzMjEwOTg3NjU0Mw`, `.GhIjKl.`, `abcdefghijklmnopqrstuvwxyz012`,
-	`postgres://`, `u:p@`, `vectabase_admin:pa55w0rd@db`, `://`, `:`, `@`, `/`, `"`, `'`, `\`, ` `, `,`, `}`, `{`,
+	`postgres://`, `u:p@`, `s://:@`, `://u:@`, `1://u:p@`, `a.b://u:p q@`, `vectabase_admin:pa55w0rd@db`, `://`, `:`, `@`, `/`, `"`, `'`, `\`, ` `, `,`, `}`, `{`,
 	`=`, `.`, `x`, `7`, `-`, `_`, `Kelvin`, "\u212a", "\u017f", "ſecret", `tok`, `en`, `"level":"info"`,
 }
 
