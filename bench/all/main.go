@@ -91,7 +91,7 @@ var benches = []bench{
 		name: "rotation", baseline: "UPDATE t SET col = col over the same rows; API p99 when idle", goal: "re-encryption near the UPDATE's rate; API p99 during rotation near idle",
 		args: []string{"test", "-run", "^$", "-bench", "Rotation", "-benchtime", "1x", "-timeout", "5m", "./bench/rotation"},
 		env:  []string{"BENCH_ROTATION_VALUES=50000"},
-		keep: regexp.MustCompile(`re-encryption|p99 during|throttled`), share: 60 * time.Second,
+		keep: regexp.MustCompile(`re-encryption|p99 during|throttled|^API (idle|during)`), share: 60 * time.Second,
 	},
 	{
 		name: "hostile", baseline: "the legitimate client without attack", goal: "peak growth < 32 MiB per single-request attack; legit p99 < 100 ms under slowloris and refusal floods",

@@ -95,6 +95,7 @@ func realMain(ctx context.Context) error {
 	defer srv.stop()
 	time.Sleep(*settle)
 	idle := load.RSS(srv.pid())
+	idleParts := rssParts(srv.pid())
 
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -177,7 +178,7 @@ func realMain(ctx context.Context) error {
 		*rounds, rp, rg, rp+rg, hp, rp/max(hp, 1))
 	fmt.Printf("throughput (median): reads %.0f req/s, healthz %.0f req/s, ratio %.2f; secret.read audit rows %d\n",
 		m(reads.rps), m(healths.rps), m(reads.rps)/max(m(healths.rps), 1), rows)
-	fmt.Printf("RSS: idle %.1f MB (goal < 40 MB), under load peak %.1f MB\n", float64(idle)/1e6, float64(peak)/1e6)
+	fmt.Printf("RSS: idle %.1f MB (goal < 40 MB; %s), under load peak %.1f MB\n", float64(idle)/1e6, idleParts, float64(peak)/1e6)
 	return nil
 }
 
@@ -320,4 +321,22 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.n -= k
 	}
 	return len(p), nil
+}
+
+// rssParts is the split of a process's RSS from /proc/<pid>/status: anonymous
+// memory (heap, stacks) and file pages (the binary's code and data).
+func rssParts(pid int) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "no /proc"
+	}
+	var parts []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		for _, k := range []string{"RssAnon:", "RssFile:"} {
+			if rest, ok := strings.CutPrefix(line, k); ok {
+				parts = append(parts, strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(k, "Rss"), ":"))+" "+strings.Join(strings.Fields(rest), " "))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }
