@@ -172,6 +172,9 @@ func candidates(b []byte) uint32 {
 	urlScheme, at := false, false
 	for i := 0; i < len(b); i++ {
 		c := b[i]
+		if !starts[c] {
+			continue
+		}
 		if c >= 0x80 {
 			return allRules
 		}
@@ -237,6 +240,18 @@ func candidates(b []byte) uint32 {
 	}
 	return need
 }
+
+// starts marks the bytes the prefilter looks at: the first byte of each
+// word it looks for, in both cases, and every byte outside ASCII.
+var starts = func() (t [256]bool) {
+	for _, c := range []byte("bBpPsStTaAcCevw_:@.") {
+		t[c] = true
+	}
+	for c := 0x80; c < 256; c++ {
+		t[c] = true
+	}
+	return t
+}()
 
 // keyRule reports the key rules when the key word ending before at is
 // followed, as both key expressions require, by more name characters, then
