@@ -44,6 +44,11 @@ func RequestID(c *fiber.Ctx) string {
 type Actor struct {
 	Type string // user | api_key | anonymous
 	ID   string
+	// Role is a user's profiles.role as the authentication read it for
+	// this request (with the session check, in one look-up), so services
+	// need not read it again; RoleKnown says it was read.
+	Role      string
+	RoleKnown bool
 }
 
 // SetActor records who is calling.

@@ -44,6 +44,11 @@ type Caller struct {
 	ID        string // user id for users; empty for the local operator and system
 	IP        string
 	RequestID string
+	// Role is a user's profiles.role when the caller's authentication
+	// already read it for this request (RoleKnown); otherwise the vault
+	// reads it. Either way it is the role as of this request.
+	Role      string
+	RoleKnown bool
 }
 
 // LocalOperator is the CLI's caller.
@@ -166,6 +171,9 @@ func ValidName(name string) error {
 func (s *Service) role(ctx context.Context, c Caller) (string, error) {
 	switch c.Type {
 	case vectabase.ActorUser:
+		if c.RoleKnown {
+			return c.Role, nil
+		}
 		role, err := s.db.UserRole(ctx, c.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			return "", nil

@@ -31,22 +31,66 @@ func ProcessCPU(comm string) time.Duration {
 		if err != nil {
 			continue
 		}
-		s := string(raw)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < open || s[open+1:end] != comm || end+2 > len(s) {
-			continue
+		if name, t, ok := parseStat(string(raw)); ok && name == comm {
+			ticks += t
 		}
-		// After "pid (comm) ": state, ppid, ... utime is field 14 of the
-		// line, the 12th after the command.
-		f := strings.Fields(s[end+2:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + st
 	}
 	return time.Duration(ticks) * clockTick
+}
+
+// PIDsCPU is the user and system CPU time used so far by the processes
+// pids that still run: for example the PostgreSQL backends serving one
+// database (pg_stat_activity's pid), which leaves out the other clusters
+// and databases of a shared machine that ProcessCPU("postgres") counts.
+func PIDsCPU(pids []int) time.Duration {
+	var ticks uint64
+	for _, pid := range pids {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		if _, t, ok := parseStat(string(raw)); ok {
+			ticks += t
+		}
+	}
+	return time.Duration(ticks) * clockTick
+}
+
+// RSS is the resident set size of process pid in bytes, from
+// /proc/<pid>/status (VmRSS); 0 without /proc.
+func RSS(pid int) int64 {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// parseStat returns the command name and the user plus system ticks of a
+// /proc/<pid>/stat line.
+func parseStat(s string) (comm string, ticks uint64, ok bool) {
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || end+2 > len(s) {
+		return "", 0, false
+	}
+	// After "pid (comm) ": state, ppid, ... utime is field 14 of the
+	// line, the 12th after the command.
+	f := strings.Fields(s[end+2:])
+	if len(f) < 13 {
+		return "", 0, false
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return s[open+1 : end], u + st, true
 }
 
 // SelfCPU is the user and system CPU time this process has used.

@@ -84,7 +84,7 @@ func (s *Service) authenticate(c *fiber.Ctx, raw string) error {
 	c.Locals(localRole, p.Role)
 	c.Locals(localSessionID, utils.CopyString(p.SessionID))
 	c.Locals(localEmail, utils.CopyString(p.Email))
-	server.SetActor(c, server.Actor{Type: vectabase.ActorUser, ID: p.UserID})
+	server.SetActor(c, server.Actor{Type: vectabase.ActorUser, ID: p.UserID, Role: p.Role, RoleKnown: true})
 	return nil
 }
 

@@ -60,6 +60,8 @@ type keySet struct {
 	signer   jose.Signer
 	loadedAt time.Time
 	loading  sync.Mutex
+
+	verified *verifiedCache
 }
 
 func signingKeyLocation(id string) keyring.Location {
@@ -70,7 +72,7 @@ func signingKeyLocation(id string) keyring.Location {
 var errNoSigningKey = errors.New("auth: no signing key")
 
 func newKeySet(ctx context.Context, db *store.DB, kr *keyring.Keyring, reload time.Duration, now func() time.Time) (*keySet, error) {
-	ks := &keySet{db: db, kr: kr, reload: reload, now: now}
+	ks := &keySet{db: db, kr: kr, reload: reload, now: now, verified: newVerifiedCache(verifiedCacheSize)}
 	if _, err := ks.create(ctx, true); err != nil {
 		return nil, err
 	}
@@ -279,11 +281,40 @@ var errBadToken = errors.New("auth: invalid token")
 // so "none" and HMAC confusion are refused by the parser), a kid naming a
 // published key, a valid signature, the issuer, exp/nbf/iat against now, and
 // type "access".
+//
+// A token verified before is found in the verified cache by its hash: its
+// signature is not checked again, but its key must still be published and
+// its claims are checked against now as on the first time.
 func (ks *keySet) verifyAccess(ctx context.Context, raw, issuer string, now time.Time) (Claims, error) {
+	var h [32]byte
+	if ks.verified != nil {
+		h = tokenHash(raw)
+		if e, ok := ks.verified.get(h, now.Add(-tokenLeeway)); ok {
+			if _, published := ks.publicKey(e.kid); published {
+				return checkAccessClaims(e.claims, issuer, now)
+			}
+		}
+	}
+	c, kid, err := ks.verifyAccessSignature(ctx, raw)
+	if err != nil {
+		return c, err
+	}
+	if c, err = checkAccessClaims(c, issuer, now); err != nil {
+		return c, err
+	}
+	if ks.verified != nil {
+		ks.verified.put(h, verifiedEntry{kid: kid, claims: c, expiry: c.Expiry.Time()}, now.Add(-tokenLeeway))
+	}
+	return c, nil
+}
+
+// verifyAccessSignature parses the token and checks its signature against
+// the published key its kid names; it returns the claims and the kid.
+func (ks *keySet) verifyAccessSignature(ctx context.Context, raw string) (Claims, string, error) {
 	var c Claims
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil || len(tok.Headers) != 1 {
-		return c, errBadToken
+		return c, "", errBadToken
 	}
 	kid := tok.Headers[0].KeyID
 	pub, ok := ks.publicKey(kid)
@@ -293,18 +324,24 @@ func (ks *keySet) verifyAccess(ctx context.Context, raw, issuer string, now time
 		recent := time.Since(ks.loadedAt) < time.Second
 		ks.mu.RUnlock()
 		if kid == "" || recent {
-			return c, errBadToken
+			return c, "", errBadToken
 		}
 		if err := ks.load(ctx); err != nil {
-			return c, errBadToken
+			return c, "", errBadToken
 		}
 		if pub, ok = ks.publicKey(kid); !ok {
-			return c, errBadToken
+			return c, "", errBadToken
 		}
 	}
 	if err := tok.Claims(pub, &c); err != nil {
-		return c, errBadToken
+		return c, "", errBadToken
 	}
+	return c, kid, nil
+}
+
+// checkAccessClaims checks what a signature does not: the type, the
+// subject and times being there, the issuer, and exp/nbf/iat against now.
+func checkAccessClaims(c Claims, issuer string, now time.Time) (Claims, error) {
 	if c.Type != tokenTypeAccess || c.Subject == "" || c.Expiry == nil || c.IssuedAt == nil {
 		return c, errBadToken
 	}

@@ -85,7 +85,7 @@ func reach(c *fiber.Ctx) {
 
 func caller(c *fiber.Ctx) vault.Caller {
 	a := server.ActorOf(c)
-	return vault.Caller{Type: a.Type, ID: a.ID, IP: server.ClientIP(c), RequestID: server.RequestID(c)}
+	return vault.Caller{Type: a.Type, ID: a.ID, IP: server.ClientIP(c), RequestID: server.RequestID(c), Role: a.Role, RoleKnown: a.RoleKnown}
 }
 
 // nameOf returns the secret name in the path, and whether the path asks for
