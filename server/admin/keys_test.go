@@ -205,3 +205,7 @@ func (stubKeys) RotateDEK(context.Context, rotation.Actor) (store.RotationJob, e
 func (stubKeys) RotateKEKInPlace(context.Context, rotation.Actor) (store.RotationJob, error) {
 	return store.RotationJob{ID: "00000000-0000-0000-0000-000000000001", Kind: "kek", State: "done"}, nil
 }
+
+func (stubKeys) DestroyOld(context.Context, rotation.Actor) (rotation.DestroyResult, error) {
+	return rotation.DestroyResult{}, nil
+}
