@@ -97,7 +97,7 @@ func (s *Service) handleListUsers(c *fiber.Ctx) error {
 	limit := 0
 	if q := c.Query("limit"); q != "" {
 		n, err := strconv.Atoi(q)
-		if err != nil {
+		if err != nil || n < 1 {
 			return vectabase.Errorf(vectabase.EVALIDATION, "limit: must be 1 to 200")
 		}
 		limit = n
