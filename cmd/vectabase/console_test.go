@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromium finds a Chromium binary on PATH; the browser tests skip without
@@ -98,10 +99,16 @@ func shot(dir, name string) chromedp.Action {
 	})
 }
 
+// labelled holds when every input, select and button has a label, an
+// aria-label or text.
+const labelled = `[...document.querySelectorAll('input, select, button')].every((e) => (e.labels && e.labels.length > 0) || e.getAttribute('aria-label') || e.textContent.trim() !== '')`
+
 func page(name string) chromedp.Action {
 	return chromedp.Tasks{
 		chromedp.Evaluate(fmt.Sprintf("location.hash = %q", "#"+name), nil),
 		waitJS(fmt.Sprintf("document.getElementById('view').dataset.ready === %q", name)),
+		// Every control has a name a screen reader can say.
+		waitJS(labelled),
 	}
 }
 
@@ -114,8 +121,8 @@ func signIn(email, password string) chromedp.Action {
 	return chromedp.Tasks{
 		chromedp.WaitVisible("#email", chromedp.ByID),
 		chromedp.SendKeys("#email", email, chromedp.ByID),
-		chromedp.SendKeys("#password", password, chromedp.ByID),
-		chromedp.Click(`#signin-form button[type="submit"]`, chromedp.ByQuery),
+		// Enter in the password field: the form works from the keyboard.
+		chromedp.SendKeys("#password", password+kb.Enter, chromedp.ByID),
 	}
 }
 
