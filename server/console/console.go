@@ -129,14 +129,15 @@ func (cs *Console) asset(c *fiber.Ctx) error {
 // sameOrigin is the CSRF check of the session routes: the custom header
 // (a cross-site form cannot send it, and a cross-site fetch that does needs
 // a CORS preflight the console never grants) and, when the browser sent
-// one, an Origin equal to the request's own.
+// one, an Origin naming the request's own host.
 func sameOrigin(c *fiber.Ctx) error {
 	if c.Get(HeaderMarker) != "1" {
 		return vectabase.Errorf(vectabase.EFORBIDDEN, "%s: 1 is required", HeaderMarker)
 	}
 	if o := c.Get(fiber.HeaderOrigin); o != "" {
 		u, err := url.Parse(o)
-		if err != nil || u.Host != c.Hostname() || u.Scheme != c.Protocol() {
+		// The host only: a TLS-terminating proxy may not say the scheme.
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, c.Hostname()) {
 			return vectabase.Errorf(vectabase.EFORBIDDEN, "cross-origin request refused")
 		}
 	}
