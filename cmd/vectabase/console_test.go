@@ -172,6 +172,30 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("register = %d %s", code, raw)
 	}
 
+	// An API key over its limit: four calls at two a minute, two 429s.
+	code, raw := httpCall(t, "POST", base+"/api/developer/keys", tok, map[string]any{"name": "console-test-key", "scopes": []string{"whitelist:read"}, "rateLimitPerMinute": 2})
+	var created struct{ Key, Prefix string }
+	if code != 201 || json.Unmarshal(raw, &created) != nil || created.Key == "" {
+		t.Fatalf("create API key = %d %s", code, raw)
+	}
+	limited := 0
+	for i := 0; i < 4; i++ {
+		req, _ := http.NewRequest("POST", base+"/api/developer/verify", strings.NewReader(`{}`))
+		req.Header.Set("X-API-Key", created.Key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 429 {
+			limited++
+		}
+	}
+	if limited != 2 {
+		t.Fatalf("%d of 4 calls at 2 a minute were limited, want 2", limited)
+	}
+
 	dir := artifacts(t)
 	ctx, requested := browser(t)
 	const reason = "incident 4711 credential check"
@@ -180,6 +204,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		signIn(adminEmail, adminPassword),
 		waitJS("document.getElementById('view').dataset.ready === 'overview'"),
 		textHas("ov-audit", "intact"), textHas("ov-kek", "local"), textHas("ov-health", "ready"),
+		textHas("ov-429", "(2 over API-key limits)"),
 		shot(dir, "overview-1280"),
 
 		page("keys"),
@@ -215,7 +240,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		textHas("backup-result", "verified"),
 		shot(dir, "backups"),
 
-		page("apikeys"), shot(dir, "apikeys"),
+		page("apikeys"), textHas("apikey-usage", "console-test-key"), textHas("apikey-usage", created.Prefix), shot(dir, "apikeys"),
 		page("users"), textHas("user-list", userEmail), shot(dir, "users"),
 
 		chromedp.EmulateViewport(390, 844),
@@ -252,7 +277,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// The reveal's audit row carries the reason.
-	code, raw := httpCall(t, "GET", base+"/api/admin/audit?action=secret.read&resourceId="+url.QueryEscape(secretName), tok, nil)
+	code, raw = httpCall(t, "GET", base+"/api/admin/audit?action=secret.read&resourceId="+url.QueryEscape(secretName), tok, nil)
 	var pg struct {
 		Items []struct {
 			ActorType string         `json:"actorType"`
