@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +51,27 @@ type Caller struct {
 	// reads it. Either way it is the role as of this request.
 	Role      string
 	RoleKnown bool
+	// Reason is why the caller asks (the console's reveal dialog), kept in
+	// the audit row's details as "reason". Callers validate it first
+	// (ValidReason): it is bounded, printable text.
+	Reason string
+}
+
+// MaxReasonRunes bounds Caller.Reason.
+const MaxReasonRunes = 200
+
+// ValidReason checks an access reason: at most MaxReasonRunes characters
+// of valid UTF-8 with no control characters. Errors: VALIDATION_FAILED.
+func ValidReason(reason string) error {
+	if !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxReasonRunes {
+		return vectabase.Errorf(vectabase.EVALIDATION, "reason: must be at most %d characters of text", MaxReasonRunes)
+	}
+	for _, r := range reason {
+		if unicode.IsControl(r) {
+			return vectabase.Errorf(vectabase.EVALIDATION, "reason: must not contain control characters")
+		}
+	}
+	return nil
 }
 
 // LocalOperator is the CLI's caller.
@@ -222,6 +245,12 @@ func resultOf(err error) string {
 // be written, whatever opErr was.
 func (s *Service) record(ctx context.Context, c Caller, action, name string, details map[string]any, opErr error) error {
 	result := resultOf(opErr)
+	if c.Reason != "" {
+		if details == nil {
+			details = map[string]any{}
+		}
+		details["reason"] = c.Reason
+	}
 	if opErr != nil {
 		if details == nil {
 			details = map[string]any{}

@@ -14,6 +14,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/console"
 	"github.com/vectabase/vectabase/server/mail"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
@@ -103,6 +104,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		}
 	})
 	srv.Mount(mk.Routes(marketplace.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
+	srv.Mount(mk.AdminRoutes(a.RequireAdmin()))
 
 	if err := mountDiscord(ctx, d, srv); err != nil {
 		return err
@@ -133,8 +135,17 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		return err
 	}
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
+	mountConsole(d, srv)
 	startRotationWorker(ctx, d)
 	return startRetention(ctx, d)
+}
+
+// mountConsole mounts the admin console (/console) and the admin read
+// APIs it needs beyond the areas' own: users and roles, request counters.
+func mountConsole(d *deps, srv *server.Server) {
+	srv.Mount(d.auth.AdminRoutes())
+	srv.Mount(admin.StatsRoutes(d.reg, d.auth.RequireAdmin()))
+	srv.Mount(console.New(d.auth, d.audit).Routes())
 }
 
 // startRetention runs the retention worker in the background until the

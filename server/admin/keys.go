@@ -19,6 +19,7 @@ type KeyService interface {
 	Progress(ctx context.Context) (rotation.Progress, error)
 	RotateDEK(ctx context.Context, a rotation.Actor) (store.RotationJob, error)
 	RotateKEKInPlace(ctx context.Context, a rotation.Actor) (store.RotationJob, error)
+	DestroyOld(ctx context.Context, a rotation.Actor) (rotation.DestroyResult, error)
 }
 
 var _ KeyService = (*rotation.Service)(nil)
@@ -31,6 +32,7 @@ func KeyRoutes(svc KeyService, requireAdmin fiber.Handler) []server.Route {
 		{Method: fiber.MethodGet, Path: "/api/admin/keys", Auth: requireAdmin, Handler: h.keys},
 		{Method: fiber.MethodPost, Path: "/api/admin/keys/rotate", Auth: requireAdmin, BodyLimit: 1 << 10, Timeout: 2 * time.Minute, Handler: h.rotate},
 		{Method: fiber.MethodGet, Path: "/api/admin/keys/rotation", Auth: requireAdmin, Handler: h.rotation},
+		{Method: fiber.MethodPost, Path: "/api/admin/keys/destroy-old", Auth: requireAdmin, BodyLimit: 1 << 10, Timeout: 2 * time.Minute, Handler: h.destroyOld},
 	}
 }
 
@@ -62,13 +64,34 @@ type rotateResponse struct {
 	State string `json:"state"`
 }
 
+func rotationActor(c *fiber.Ctx) rotation.Actor {
+	act := server.ActorOf(c)
+	return rotation.Actor{Type: act.Type, ID: utils.CopyString(act.ID), IP: server.ClientIP(c), RequestID: utils.CopyString(server.RequestID(c))}
+}
+
+// destroyOld is `vectabase keys destroy-old` over HTTP: 200 {destroyed}
+// when every old data key went, 409 CONFLICT naming the keys still in use
+// and their ciphertext counts (the census) otherwise. Audited either way.
+func (h keyHandlers) destroyOld(c *fiber.Ctx) error {
+	if err := noBody(c); err != nil {
+		return err
+	}
+	res, err := h.svc.DestroyOld(c.UserContext(), rotationActor(c))
+	if err != nil {
+		return err
+	}
+	if res.Destroyed == nil {
+		res.Destroyed = []uint32{}
+	}
+	return c.JSON(res)
+}
+
 func (h keyHandlers) rotate(c *fiber.Ctx) error {
 	var req rotateRequest
 	if err := server.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	act := server.ActorOf(c)
-	a := rotation.Actor{Type: act.Type, ID: utils.CopyString(act.ID), IP: server.ClientIP(c), RequestID: utils.CopyString(server.RequestID(c))}
+	a := rotationActor(c)
 	var (
 		job store.RotationJob
 		err error

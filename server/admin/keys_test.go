@@ -143,6 +143,17 @@ func TestKeyRoutes(t *testing.T) {
 	if status != 200 || job["jobId"] != jobID || job["state"] != "running" || prog["pendingValues"].(float64) < 300 {
 		t.Fatalf("GET rotation = %d %v", status, prog)
 	}
+	// destroy-old over HTTP: refused with the census while values still
+	// use the old key, admins only, done once the job has finished.
+	if status, body := e.do("POST", "/api/admin/keys/destroy-old", "", adminTok); status != 409 || body["error"] != "CONFLICT" {
+		t.Errorf("destroy-old during the rotation = %d %v, want 409 CONFLICT", status, body)
+	}
+	if status, _ := e.do("POST", "/api/admin/keys/destroy-old", "", userTok); status != 403 {
+		t.Errorf("destroy-old by a user = %d, want 403", status)
+	}
+	if status, body := e.do("POST", "/api/admin/keys/destroy-old", `{"x":1}`, adminTok); status != 400 {
+		t.Errorf("destroy-old with a body = %d %v, want 400", status, body)
+	}
 	if _, err := rot.RunJob(ctx, jobID, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +167,10 @@ func TestKeyRoutes(t *testing.T) {
 		if k["primary"] == true && k["ciphertexts"].(float64) < 300 || k["primary"] == false && k["ciphertexts"].(float64) != 0 {
 			t.Errorf("after the rotation, data key %v", k)
 		}
+	}
+	status, body = e.do("POST", "/api/admin/keys/destroy-old", "", adminTok)
+	if destroyed, _ := body["destroyed"].([]any); status != 200 || len(destroyed) != 1 {
+		t.Errorf("destroy-old after the rotation = %d %v, want 200 with one destroyed key", status, body)
 	}
 	var found bool
 	for _, ev := range aud.events {
@@ -204,4 +219,8 @@ func (stubKeys) RotateDEK(context.Context, rotation.Actor) (store.RotationJob, e
 }
 func (stubKeys) RotateKEKInPlace(context.Context, rotation.Actor) (store.RotationJob, error) {
 	return store.RotationJob{ID: "00000000-0000-0000-0000-000000000001", Kind: "kek", State: "done"}, nil
+}
+
+func (stubKeys) DestroyOld(context.Context, rotation.Actor) (rotation.DestroyResult, error) {
+	return rotation.DestroyResult{}, nil
 }

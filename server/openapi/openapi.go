@@ -75,10 +75,25 @@ func toFiber(path string) string {
 	return strings.Join(parts, "/")
 }
 
+// StaticPrefixes are paths that serve files, not API operations: routes
+// under them (the console's embedded scripts and styles) need no entry in
+// the document. The pages that load them (GET /console) are documented.
+var StaticPrefixes = []string{"/console/assets/"}
+
+func static(path string) bool {
+	for _, p := range StaticPrefixes {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Diff compares the routes app has registered with the document: missing
 // are registered routes the document does not describe, extra are
 // operations of the document no route serves. HEAD routes Fiber adds beside
-// GET and middleware (Use) are not routes of the API.
+// GET and middleware (Use) are not routes of the API, nor are GET routes
+// under StaticPrefixes.
 func Diff(app *fiber.App) (missing, extra []string, err error) {
 	ops, err := Operations()
 	if err != nil {
@@ -86,7 +101,7 @@ func Diff(app *fiber.App) (missing, extra []string, err error) {
 	}
 	registered := map[string]bool{}
 	for _, r := range app.GetRoutes(true) {
-		if r.Method == fiber.MethodHead || r.Method == fiber.MethodConnect {
+		if r.Method == fiber.MethodHead || r.Method == fiber.MethodConnect || (r.Method == fiber.MethodGet && static(r.Path)) {
 			continue
 		}
 		registered[r.Method+" "+r.Path] = true

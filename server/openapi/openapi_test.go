@@ -16,6 +16,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
+	"github.com/vectabase/vectabase/server/console"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
 	"github.com/vectabase/vectabase/server/openapi"
@@ -56,6 +57,9 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	pay := payments.New(db, kr, payments.Config{}, nil, zerolog.Nop(), reg)
 	srv.Mount(pay.Routes(payments.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(openapi.Routes())
+	srv.Mount(console.New(a, nopAuditor{}).Routes())
+	srv.Mount(a.AdminRoutes())
+	srv.Mount(mk.AdminRoutes(a.RequireAdmin()))
 
 	missing, extra, err := openapi.Diff(srv.App())
 	if err != nil {

@@ -88,6 +88,24 @@ func caller(c *fiber.Ctx) vault.Caller {
 	return vault.Caller{Type: a.Type, ID: a.ID, IP: server.ClientIP(c), RequestID: server.RequestID(c), Role: a.Role, RoleKnown: a.RoleKnown}
 }
 
+// HeaderReason carries why a secret is read (the console's reveal dialog);
+// the "reason" query parameter does the same. It goes into the read's audit
+// row.
+const HeaderReason = "X-Access-Reason"
+
+// reason is the request's access reason, validated (vault.ValidReason).
+func reason(c *fiber.Ctx) (string, error) {
+	r := c.Query("reason")
+	if r == "" {
+		r = c.Get(HeaderReason)
+	}
+	r = strings.TrimSpace(r)
+	if err := vault.ValidReason(r); err != nil {
+		return "", err
+	}
+	return utils.CopyString(r), nil
+}
+
 // nameOf returns the secret name in the path, and whether the path asks for
 // its versions. An undecodable name comes back as "" (and fails validation).
 func nameOf(c *fiber.Ctx) (name string, versions bool) {
@@ -131,7 +149,13 @@ type valueResponse struct {
 func (h *handler) get(c *fiber.Ctx) error {
 	reach(c)
 	name, _ := nameOf(c)
-	v, err := h.svc.Get(c.UserContext(), caller(c), name, intQuery(c, "version"))
+	who := caller(c)
+	r, err := reason(c)
+	if err != nil {
+		return h.svc.Refused(c.UserContext(), who, vault.ActionRead, name, err)
+	}
+	who.Reason = r
+	v, err := h.svc.Get(c.UserContext(), who, name, intQuery(c, "version"))
 	if err != nil {
 		return err
 	}
