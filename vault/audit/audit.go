@@ -461,6 +461,13 @@ func (l *Log) write(batch []*pending) error {
 		if err != nil {
 			return err
 		}
+		if head.TreeSize != head.RowCount {
+			// Rows written before the Merkle tree existed (migration
+			// 00025): build the tree over them once, under the lock.
+			if head, err = rebuildTree(ctx, tx, head); err != nil {
+				return err
+			}
+		}
 		ids, err := store.NextAuditIDs(ctx, tx, len(batch))
 		if err != nil {
 			return err
@@ -480,6 +487,27 @@ func (l *Log) write(batch []*pending) error {
 	return err
 }
 
+// rebuildTree returns head with the Merkle tree over every row in tx.
+func rebuildTree(ctx context.Context, tx pgx.Tx, head store.AuditHead) (store.AuditHead, error) {
+	rng := rangeFactory.NewEmptyRange(0)
+	err := store.WalkAuditRows(ctx, tx, func(r store.AuditRow) error {
+		r, err := canonicalRow(r)
+		if err != nil {
+			return err
+		}
+		return rng.Append(LeafHash(r), nil)
+	})
+	if err != nil {
+		return head, err
+	}
+	if int64(rng.End()) != head.RowCount {
+		return head, fmt.Errorf("audit: cannot build the Merkle tree: %d rows, the chain head says %d", rng.End(), head.RowCount)
+	}
+	head.TreeSize, head.TreeRange = int64(rng.End()), rng.Hashes()
+	head.TreeRoot, err = rootOf(rng)
+	return head, err
+}
+
 // chain links batch after head under ids: each row's hash covers the one
 // before it, and the new head's MAC covers the last.
 func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]store.AuditRow, store.AuditHead, error) {
@@ -497,6 +525,9 @@ func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]stor
 	}
 	next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
 	var err error
+	if next.TreeSize, next.TreeRoot, next.TreeRange, err = treeAfter(head, rows); err != nil {
+		return nil, store.AuditHead{}, err
+	}
 	if next.MAC, err = headMAC(l.kr, next); err != nil {
 		return nil, store.AuditHead{}, err
 	}

@@ -34,6 +34,7 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 		hasHead bool
 		prev    []byte
 		lastID  int64
+		rng     = rangeFactory.NewEmptyRange(0)
 	)
 	broken := func(id int64, format string, args ...any) error {
 		res.FirstBroken, res.Reason = id, fmt.Sprintf(format, args...)
@@ -63,7 +64,7 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 		}
 		res.Rows++
 		prev, lastID = r.Hash, r.ID
-		return nil
+		return rng.Append(LeafHash(r), nil)
 	})
 	if errors.Is(err, errBroken) {
 		return res, nil
@@ -91,6 +92,18 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 			head.LastID, head.LastID, head.RowCount, lastID, res.Rows)
 	case head.LastID != lastID || head.RowCount != int64(res.Rows) || !bytes.Equal(head.LastHash, prev):
 		_ = broken(lastID, "row %d: the chain does not end where its head says (row %d, %d rows)", lastID, head.LastID, head.RowCount)
+	case head.TreeSize == head.RowCount && head.TreeSize > 0:
+		// The Merkle tree beside the head must be the tree of these rows,
+		// or the next checkpoints would sign something else.
+		root, err := rootOf(rng)
+		if err != nil {
+			return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
+		}
+		if !bytes.Equal(root, head.TreeRoot) {
+			_ = broken(lastID, "the Merkle tree root kept with the chain head does not match the rows")
+		} else {
+			res.OK = true
+		}
 	default:
 		res.OK = true
 	}
