@@ -302,4 +302,3 @@ func (c *Checkpointer) Run(ctx context.Context) {
 		last, lastAt = cp.TreeSize, time.Now()
 	}
 }
-
