@@ -57,6 +57,9 @@ func mountSecrets(d *deps, srv *server.Server) error {
 	if d.auditLog != nil {
 		srv.Mount(admin.AuditRoutes(d.auditLog, d.auth.RequireAdmin()))
 	}
+	if d.checkpoints != nil {
+		srv.Mount(admin.CheckpointRoutes(d.checkpoints))
+	}
 	return nil
 }
 
@@ -87,6 +90,7 @@ func openCLI(ctx context.Context) (*deps, error) {
 	d.auditLog = audit.New(db, d.kr, log, nil)
 	d.closers = append(d.closers, d.auditLog.Close)
 	d.audit = d.auditLog
+	d.checkpoints = audit.NewCheckpointer(db, d.kr, cfg.Audit.Checkpoints, log)
 	pol, err := policies.AccessPolicy()
 	if err != nil {
 		d.close()

@@ -39,6 +39,8 @@ type deps struct {
 	kek      keyring.KEK
 	audit    auth.Auditor
 	auditLog *audit.Log
+	// checkpoints signs and serves the audit log's checkpoints.
+	checkpoints *audit.Checkpointer
 	auth     *auth.Service
 	vault    *vault.Service
 	rot      *rotation.Service
@@ -76,6 +78,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.closers = append(d.closers, d.auditLog.Close)
 		d.audit = d.auditLog
 	}
+	startCheckpoints(ctx, d)
 	startRefusals(ctx, d, srv)
 	if err := openVault(ctx, d); err != nil {
 		return err
@@ -243,4 +246,20 @@ func mountRealtime(ctx context.Context, d *deps, srv *server.Server) error {
 	d.closers = append(d.closers, hub.Close)
 	srv.Mount(hub.Routes())
 	return nil
+}
+
+// startCheckpoints signs audit checkpoints in the background
+// (AUDIT_CHECKPOINT_EVERY) until the server stops. Instances signing the
+// same tree store one checkpoint between them.
+func startCheckpoints(ctx context.Context, d *deps) {
+	if d.checkpoints == nil {
+		d.checkpoints = audit.NewCheckpointer(d.db, d.kr, d.cfg.Audit.Checkpoints, d.log)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.checkpoints.Run(cctx)
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done })
 }

@@ -54,6 +54,8 @@ type Config struct {
 	EnqueueTimeout time.Duration `env:"AUDIT_ENQUEUE_TIMEOUT" envDefault:"2s"`
 	// QueueSize bounds the events waiting for the writer.
 	QueueSize int `env:"AUDIT_QUEUE_SIZE" envDefault:"4096"`
+	// Checkpoints configures signed checkpoints and their witnesses.
+	Checkpoints CheckpointConfig
 }
 
 // Options turns c into New's options.
