@@ -17,7 +17,43 @@ import (
 )
 
 func newAuditCmd() *cobra.Command {
-	return groupCmd("audit", "The audit trail", newAuditVerifyCmd(), newAuditProveCmd(), newAuditCheckProofCmd())
+	return groupCmd("audit", "The audit trail", newAuditVerifyCmd(), newAuditCheckpointCmd(), newAuditProveCmd(), newAuditCheckProofCmd())
+}
+
+func newAuditCheckpointCmd() *cobra.Command {
+	var key bool
+	cp := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Sign and print a checkpoint of the audit log as it is now (--key: print the verifier key)",
+		Long: `Print a new signed checkpoint (C2SP signed note) of the audit log, the same
+document GET /api/audit/checkpoint serves; keep it somewhere the database's
+administrators cannot rewrite. With --key, print the note verifier key
+that checks checkpoints and proofs instead.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openCLI(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			if key {
+				vkey, _, err := d.checkpoints.VerifierKey(cmd.Context())
+				if err != nil {
+					return cliError(err)
+				}
+				fmt.Println(vkey)
+				return nil
+			}
+			c, err := d.checkpoints.Sign(cmd.Context())
+			if err != nil {
+				return cliError(err)
+			}
+			fmt.Print(c.Note)
+			return nil
+		},
+	}
+	cp.Flags().BoolVar(&key, "key", false, "print the note verifier key instead")
+	return cp
 }
 
 func newAuditVerifyCmd() *cobra.Command {

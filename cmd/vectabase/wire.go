@@ -41,9 +41,9 @@ type deps struct {
 	auditLog *audit.Log
 	// checkpoints signs and serves the audit log's checkpoints.
 	checkpoints *audit.Checkpointer
-	auth     *auth.Service
-	vault    *vault.Service
-	rot      *rotation.Service
+	auth        *auth.Service
+	vault       *vault.Service
+	rot         *rotation.Service
 
 	closers []func()
 }
