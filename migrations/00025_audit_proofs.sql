@@ -15,7 +15,11 @@ CREATE TABLE audit_signing_key (
   id            smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
   origin        text NOT NULL,        -- the checkpoints' origin line and the note key name
   verifier_key  text NOT NULL,        -- note verifier key (public)
-  private_key   bytea NOT NULL,       -- keyring ciphertext of the note signer key, AD (audit_signing_key, private_key, 1)
+  -- Keyring ciphertext of the note signer key, bound to (audit_signing_key,
+  -- private_key, 1); like every sensitive column it refuses anything
+  -- without Tink's prefix.
+  private_key   bytea NOT NULL CONSTRAINT audit_signing_key_private_key_is_ciphertext
+                  CHECK (length(private_key) >= 33 AND substring(private_key FROM 1 FOR 1) = '\x01'::bytea),
   created_at    timestamptz NOT NULL DEFAULT now()
 );
 

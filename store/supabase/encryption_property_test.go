@@ -26,7 +26,8 @@ import (
 // TestProperty5_ImportStoresNoPlaintext drives it with random values; a
 // column added to the policy with neither fails that test.
 var NoImportPath = map[string]string{
-	"jwt_signing_keys.private_key": "the token signer's Ed25519 key, generated inside the server (server/auth); no value of it ever enters from outside",
+	"jwt_signing_keys.private_key":  "the token signer's Ed25519 key, generated inside the server (server/auth); no value of it ever enters from outside",
+	"audit_signing_key.private_key": "the audit checkpoint signing key, generated inside the server (vault/audit); no value of it ever enters from outside",
 }
 
 // sourceOf is where a sensitive column's value comes from in a Supabase
