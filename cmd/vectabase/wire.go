@@ -23,6 +23,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -41,9 +42,11 @@ type deps struct {
 	auditLog *audit.Log
 	// checkpoints signs and serves the audit log's checkpoints.
 	checkpoints *audit.Checkpointer
-	auth        *auth.Service
-	vault       *vault.Service
-	rot         *rotation.Service
+	// alerts raises and delivers operator alerts.
+	alerts *alerts.Service
+	auth   *auth.Service
+	vault  *vault.Service
+	rot    *rotation.Service
 
 	closers []func()
 }
@@ -79,6 +82,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.audit = d.auditLog
 	}
 	startCheckpoints(ctx, d)
+	startAlerts(ctx, d)
 	startRefusals(ctx, d, srv)
 	if err := openVault(ctx, d); err != nil {
 		return err
@@ -262,4 +266,19 @@ func startCheckpoints(ctx context.Context, d *deps) {
 		d.checkpoints.Run(cctx)
 	}()
 	d.closers = append(d.closers, func() { cancel(); <-done })
+}
+
+// startAlerts delivers alerts to ALERT_WEBHOOK_URL in the background until
+// the server stops (every instance runs it; the outbox sends each once).
+func startAlerts(ctx context.Context, d *deps) {
+	if d.alerts == nil {
+		d.alerts = alerts.New(d.db, d.audit, d.cfg.Alerts, d.log)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.alerts.Run(actx)
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done; d.alerts.Wait() })
 }
