@@ -94,4 +94,10 @@ func TestAuditProofsCLI(t *testing.T) {
 	if _, err := run(env, "audit", "verify", "--checkpoint", kept); err == nil || !strings.Contains(err.Error(), "rows were deleted") {
 		t.Fatalf("audit verify --checkpoint after delete-all err = %v, want rows were deleted", err)
 	}
+	// The failure raised one alert; the same finding again is no new one.
+	_, _ = run(env, "audit", "verify", "--checkpoint", kept)
+	var alerts int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM alerts_outbox WHERE kind = 'audit_verification_failed'`).Scan(&alerts); err != nil || alerts != 1 {
+		t.Fatalf("%d audit_verification_failed alerts (%v), want 1", alerts, err)
+	}
 }

@@ -107,6 +107,7 @@ func openCLI(ctx context.Context) (*deps, error) {
 	d.alerts = alerts.New(db, d.auditLog, cfg.Alerts, log)
 	d.closers = append(d.closers, d.alerts.Wait)
 	d.vault.SetAlerter(d.alerts)
+	d.auditLog.SetAlerter(d.alerts)
 	return d, nil
 }
 

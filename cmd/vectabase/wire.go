@@ -274,6 +274,9 @@ func startAlerts(ctx context.Context, d *deps) {
 	if d.alerts == nil {
 		d.alerts = alerts.New(d.db, d.audit, d.cfg.Alerts, d.log)
 	}
+	if d.auditLog != nil {
+		d.auditLog.SetAlerter(d.alerts)
+	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -17,6 +17,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,7 @@ import (
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/alerts"
 )
 
 // ErrClosed is returned by Record after Close.
@@ -145,6 +148,32 @@ type Log struct {
 
 	writeFailures   prometheus.Counter
 	enqueueTimeouts prometheus.Counter
+
+	// alerter raises an alert when a verification fails (nil: none).
+	alerter Alerter
+}
+
+// Alerter raises an alert without waiting for it (alerts.(*Service)).
+type Alerter interface {
+	Raise(a alerts.Alert)
+}
+
+// SetAlerter makes failed verifications raise alerts through a; call it
+// before the Log is used.
+func (l *Log) SetAlerter(a Alerter) { l.alerter = a }
+
+// alertBroken raises the alert of a failed verification, once per
+// finding: finding names it stably (the same broken log checked again, a
+// few rows later, is no new event); reason is the operator's message.
+func (l *Log) alertBroken(finding, reason string) {
+	if l.alerter == nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(finding))
+	l.alerter.Raise(alerts.Alert{
+		Key: "audit_verify:" + hex.EncodeToString(sum[:16]), Kind: alerts.KindAuditVerify,
+		Message: "audit log verification failed: " + reason, ResourceType: "audit_log",
+	})
 }
 
 type pending struct {

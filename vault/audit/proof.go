@@ -318,6 +318,15 @@ type CheckpointResult struct {
 // the one stored with the log). OK false names what is wrong; an error
 // means the check could not run, or kept is no checkpoint of this key.
 func (l *Log) VerifyCheckpoint(ctx context.Context, c *Checkpointer, kept []byte, vkey string) (CheckpointResult, error) {
+	res, err := l.verifyCheckpoint(ctx, c, kept, vkey)
+	if err == nil && !res.OK && res.FirstBroken == 0 {
+		// A broken chain (FirstBroken set) was alerted by Verify already.
+		l.alertBroken(fmt.Sprintf("kept checkpoint %d %v", res.CheckpointSize, res.LogSize < res.CheckpointSize), res.Reason)
+	}
+	return res, err
+}
+
+func (l *Log) verifyCheckpoint(ctx context.Context, c *Checkpointer, kept []byte, vkey string) (CheckpointResult, error) {
 	if vkey == "" {
 		var err error
 		if vkey, _, err = c.VerifierKey(ctx); err != nil {

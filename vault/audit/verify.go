@@ -28,6 +28,14 @@ var errBroken = errors.New("broken")
 // order, then the chain head. It errors only when the check itself could
 // not run (database unreachable); a broken chain is OK false.
 func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
+	res, err := l.verify(ctx)
+	if err == nil && !res.OK {
+		l.alertBroken(fmt.Sprintf("chain broken at row %d", res.FirstBroken), res.Reason)
+	}
+	return res, err
+}
+
+func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
 	var (
 		res     VerifyResult
 		head    store.AuditHead
