@@ -85,6 +85,13 @@ type Option func(*Log)
 // machine, which every audited request would then wait.
 func WithLinger(d time.Duration) Option { return func(l *Log) { l.linger = d } }
 
+// WithoutMerkleTree makes the writer skip the Merkle tree: the log as it
+// was before checkpoints, kept only so benchmarks can measure what the tree
+// and checkpoints cost. Checkpoints and proofs of such a log are wrong
+// until a writer with the tree rebuilds it (it does on its first locked
+// write, seeing the tree behind the chain).
+func WithoutMerkleTree() Option { return func(l *Log) { l.noTree = true } }
+
 // WithMaxBatch bounds the events per transaction (default 256).
 func WithMaxBatch(n int) Option {
 	return func(l *Log) {
@@ -151,6 +158,8 @@ type Log struct {
 
 	// alerter raises an alert when a verification fails (nil: none).
 	alerter Alerter
+	// noTree: see WithoutMerkleTree.
+	noTree bool
 }
 
 // Alerter raises an alert without waiting for it (alerts.(*Service)).
@@ -492,7 +501,7 @@ func (l *Log) write(batch []*pending) error {
 		if err != nil {
 			return err
 		}
-		if head.TreeSize != head.RowCount {
+		if head.TreeSize != head.RowCount && !l.noTree {
 			// Rows written before the Merkle tree existed (migration
 			// 00025): build the tree over them once, under the lock.
 			if head, err = rebuildTree(ctx, tx, head); err != nil {
@@ -556,7 +565,9 @@ func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]stor
 	}
 	next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
 	var err error
-	if next.TreeSize, next.TreeRoot, next.TreeRange, err = treeAfter(head, rows); err != nil {
+	if l.noTree {
+		next.TreeSize, next.TreeRoot, next.TreeRange = head.TreeSize, head.TreeRoot, head.TreeRange
+	} else if next.TreeSize, next.TreeRoot, next.TreeRange, err = treeAfter(head, rows); err != nil {
 		return nil, store.AuditHead{}, err
 	}
 	if next.MAC, err = headMAC(l.kr, next); err != nil {
