@@ -73,6 +73,14 @@ func scanAuditHead(row pgx.Row, h *AuditHead) error {
 	return row.Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC, &h.TreeSize, &h.TreeRoot, &h.TreeRange)
 }
 
+// treeRoot is a root as stored: never NULL.
+func treeRoot(r []byte) []byte {
+	if r == nil {
+		return []byte{}
+	}
+	return r
+}
+
 // treeRange is a compact range as stored: never NULL.
 func treeRange(r [][]byte) [][]byte {
 	if r == nil {
@@ -87,7 +95,7 @@ func SaveAuditHead(ctx context.Context, tx pgx.Tx, h AuditHead) error {
 	_, err := tx.Exec(ctx, `UPDATE audit_chain_head
 		SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, tree_size = $5, tree_root = $6,
 			tree_range = $7, updated_at = now() WHERE id = 1`,
-		h.LastID, h.RowCount, h.LastHash, h.MAC, h.TreeSize, h.TreeRoot, treeRange(h.TreeRange))
+		h.LastID, h.RowCount, h.LastHash, h.MAC, h.TreeSize, treeRoot(h.TreeRoot), treeRange(h.TreeRange))
 	return err
 }
 
@@ -170,7 +178,7 @@ func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows [
 	}
 	var inserted int64
 	head := []any{next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash}
-	tree := []any{next.TreeSize, next.TreeRoot, treeRange(next.TreeRange)}
+	tree := []any{next.TreeSize, treeRoot(next.TreeRoot), treeRange(next.TreeRange)}
 	if n == 1 {
 		// One row (a quiet moment) binds plain values: no arrays to encode
 		// and unnest.
