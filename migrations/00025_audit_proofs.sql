@@ -45,7 +45,23 @@ CREATE TABLE alerts_outbox (
 );
 CREATE INDEX alerts_outbox_due_idx ON alerts_outbox (next_attempt_at) WHERE sent_at IS NULL;
 
+-- Archived audit rows: each segment is a signed, encrypted file of rows
+-- [first_index, first_index + row_count) of the chain, removed from
+-- audit_logs in the transaction that records the segment.
+CREATE TABLE audit_archive_segments (
+  seq          integer PRIMARY KEY,
+  first_id     bigint NOT NULL,
+  last_id      bigint NOT NULL,
+  first_index  bigint NOT NULL,
+  row_count    bigint NOT NULL,
+  last_hash    bytea NOT NULL,
+  file         text NOT NULL,
+  file_sha256  bytea NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+
 -- +goose Down
+DROP TABLE audit_archive_segments;
 DROP TABLE alerts_outbox;
 ALTER TABLE secrets DROP COLUMN honeytoken;
 DROP TABLE audit_checkpoints;

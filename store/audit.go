@@ -250,7 +250,10 @@ func scanAuditRow(row pgx.Row) (AuditRow, error) {
 // WalkAuditChain reads the chain head (ok false when there is none) and then
 // every audit row in id order, all from one snapshot, so a walk racing with
 // writers sees a consistent chain. fn's error stops the walk and is returned.
-func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool) error, fn func(AuditRow) error) error {
+//
+// segs gets the archive segments (oldest first) in the same snapshot, so
+// rows archived during the walk are neither lost nor seen twice.
+func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool, segs []AuditSegment) error, fn func(AuditRow) error) error {
 	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
@@ -262,7 +265,11 @@ func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool
 	if err != nil && err != pgx.ErrNoRows {
 		return err
 	}
-	if err := head(h, found); err != nil {
+	segs, err := auditSegments(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := head(h, found, segs); err != nil {
 		return err
 	}
 	rows, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id`)
@@ -352,4 +359,84 @@ func WalkAuditRows(ctx context.Context, tx pgx.Tx, fn func(AuditRow) error) erro
 func (db *DB) AuditRowByID(ctx context.Context, id int64) (AuditRow, error) {
 	r, err := scanAuditRow(db.Pool.QueryRow(ctx, `SELECT `+auditColumns+` FROM audit_logs WHERE id = $1`, id))
 	return r, MapError(err)
+}
+
+// AuditSegment is a row of audit_archive_segments.
+type AuditSegment struct {
+	Seq        int
+	FirstID    int64
+	LastID     int64
+	FirstIndex int64
+	RowCount   int64
+	LastHash   []byte
+	File       string
+	FileSHA256 []byte
+}
+
+func auditSegments(ctx context.Context, tx pgx.Tx) ([]AuditSegment, error) {
+	rows, err := tx.Query(ctx, `SELECT seq, first_id, last_id, first_index, row_count, last_hash, file, file_sha256
+		FROM audit_archive_segments ORDER BY seq`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditSegment, error) {
+		var s AuditSegment
+		err := r.Scan(&s.Seq, &s.FirstID, &s.LastID, &s.FirstIndex, &s.RowCount, &s.LastHash, &s.File, &s.FileSHA256)
+		return s, err
+	})
+}
+
+// ArchiveAudit moves the oldest audit rows, those written before cutoff
+// (at most limit, a prefix of the chain), into an archive segment: write
+// gets the next segment's number, first leaf index and rows, writes the
+// file and returns its name and SHA-256; then the segment is recorded and
+// the rows deleted, in one transaction holding the chain head's lock. n is
+// 0 when no row is old enough.
+func (db *DB) ArchiveAudit(ctx context.Context, cutoff time.Time, limit int,
+	write func(seq int, firstIndex int64, rows []AuditRow) (file string, sum []byte, err error)) (n int, err error) {
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := LockAuditHead(ctx, tx); err != nil {
+			return err
+		}
+		var seq int
+		var firstIndex int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) + 1, COALESCE(sum(row_count), 0)::bigint
+			FROM audit_archive_segments`).Scan(&seq, &firstIndex); err != nil {
+			return err
+		}
+		q, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id LIMIT $1`, limit)
+		if err != nil {
+			return err
+		}
+		all, err := pgx.CollectRows(q, func(r pgx.CollectableRow) (AuditRow, error) { return scanAuditRow(r) })
+		if err != nil {
+			return err
+		}
+		var rows []AuditRow
+		for _, r := range all {
+			if !r.OccurredAt.Before(cutoff) {
+				break // a prefix of the chain only
+			}
+			rows = append(rows, r)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		file, sum, err := write(seq, firstIndex, rows)
+		if err != nil {
+			return err
+		}
+		first, last := rows[0], rows[len(rows)-1]
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_archive_segments
+			(seq, first_id, last_id, first_index, row_count, last_hash, file, file_sha256)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, seq, first.ID, last.ID, firstIndex, len(rows), last.Hash, file, sum); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_logs WHERE id BETWEEN $1 AND $2`, first.ID, last.ID); err != nil {
+			return err
+		}
+		n = len(rows)
+		return nil
+	})
+	return n, MapError(err)
 }

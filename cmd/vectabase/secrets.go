@@ -96,6 +96,7 @@ func openCLI(ctx context.Context) (*deps, error) {
 	d.closers = append(d.closers, d.auditLog.Close)
 	d.audit = d.auditLog
 	d.checkpoints = audit.NewCheckpointer(db, d.kr, cfg.Audit.Checkpoints, log)
+	d.auditLog.SetArchive(auditArchiveDir(cfg), d.checkpoints)
 	pol, err := policies.AccessPolicy()
 	if err != nil {
 		d.close()

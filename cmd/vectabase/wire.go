@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -259,13 +260,24 @@ func startCheckpoints(ctx context.Context, d *deps) {
 	if d.checkpoints == nil {
 		d.checkpoints = audit.NewCheckpointer(d.db, d.kr, d.cfg.Audit.Checkpoints, d.log)
 	}
+	if d.auditLog != nil {
+		d.auditLog.SetArchive(auditArchiveDir(d.cfg), d.checkpoints)
+	}
 	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		d.checkpoints.Run(cctx)
 	}()
-	d.closers = append(d.closers, func() { cancel(); <-done })
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if d.auditLog != nil {
+			// AUDIT_RETENTION: rows past it move to signed, encrypted
+			// segment files, checked every 10 minutes.
+			d.auditLog.RunArchiver(cctx, time.Duration(d.cfg.Audit.Retention), 10*time.Minute)
+		}
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done; <-done })
 }
 
 // startAlerts delivers alerts to ALERT_WEBHOOK_URL in the background until
@@ -284,4 +296,12 @@ func startAlerts(ctx context.Context, d *deps) {
 		d.alerts.Run(actx)
 	}()
 	d.closers = append(d.closers, func() { cancel(); <-done; d.alerts.Wait() })
+}
+
+// auditArchiveDir is AUDIT_ARCHIVE_DIR, by default BACKUP_DIR/audit.
+func auditArchiveDir(cfg Config) string {
+	if cfg.Audit.ArchiveDir != "" {
+		return cfg.Audit.ArchiveDir
+	}
+	return filepath.Join(cfg.Backup.Dir, "audit")
 }

@@ -59,6 +59,10 @@ type Config struct {
 	QueueSize int `env:"AUDIT_QUEUE_SIZE" envDefault:"4096"`
 	// Checkpoints configures signed checkpoints and their witnesses.
 	Checkpoints CheckpointConfig
+	// Retention: rows older than this are archived (0: never).
+	Retention Age `env:"AUDIT_RETENTION" envDefault:"0"`
+	// ArchiveDir holds the archive segments (empty: BACKUP_DIR/audit).
+	ArchiveDir string `env:"AUDIT_ARCHIVE_DIR"`
 }
 
 // Options turns c into New's options.
@@ -160,6 +164,10 @@ type Log struct {
 	alerter Alerter
 	// noTree: see WithoutMerkleTree.
 	noTree bool
+	// archiveDir holds archive segments; archiveKeys signs and checks them
+	// (SetArchive).
+	archiveDir  string
+	archiveKeys *Checkpointer
 }
 
 // Alerter raises an alert without waiting for it (alerts.(*Service)).

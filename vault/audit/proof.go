@@ -183,7 +183,8 @@ func (l *Log) snapshot(ctx context.Context, rowID int64) (*tree, *store.AuditRow
 	t := &tree{}
 	var found *store.AuditRow
 	var index uint64
-	err := l.db.WalkAuditChain(ctx, func(store.AuditHead, bool) error { return nil }, func(r store.AuditRow) error {
+	var fn func(r store.AuditRow) error
+	fn = func(r store.AuditRow) error {
 		r, err := canonicalRow(r)
 		if err != nil {
 			return err
@@ -193,7 +194,10 @@ func (l *Log) snapshot(ctx context.Context, rowID int64) (*tree, *store.AuditRow
 		}
 		t.leaves = append(t.leaves, LeafHash(r))
 		return nil
-	})
+	}
+	err := l.db.WalkAuditChain(ctx, func(_ store.AuditHead, _ bool, segs []store.AuditSegment) error {
+		return l.walkArchive(ctx, segs, fn)
+	}, fn)
 	return t, found, index, err
 }
 

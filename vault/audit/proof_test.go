@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -321,4 +322,75 @@ func witnessServer(t *testing.T, got chan<- string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestArchiveThenVerifyAcrossTheBoundary: rows past retention move to
+// signed, encrypted segment files; the chain, a kept checkpoint and
+// inclusion proofs of archived rows still verify across archive and live
+// rows; a changed or missing segment file is caught.
+func TestArchiveThenVerifyAcrossTheBoundary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, c, db := proofLog(t, audit.CheckpointConfig{})
+	dir := t.TempDir()
+	l.SetArchive(dir, c)
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range 12 {
+		ev := event(i)
+		ev.Time = old.Add(time.Duration(i) * time.Second)
+		if err := l.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(t, l, 5)
+	kept := sign(t, c)
+	all := ids(t, db)
+	n, err := l.Archive(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 12 {
+		t.Fatalf("Archive = %d, %v; want 12 rows", n, err)
+	}
+	if live := len(ids(t, db)); live != 5 {
+		t.Fatalf("%d live rows after archiving, want 5", live)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "audit-segment-*.json"))
+	if len(files) != 1 {
+		t.Fatalf("segment files %v, want 1", files)
+	}
+	if b, _ := os.ReadFile(files[0]); strings.Contains(string(b), "secret.read") || strings.Contains(string(b), "user-3") {
+		t.Fatal("the segment file holds rows in clear")
+	}
+	record(t, l, 3)
+	if res := verify(t, l); !res.OK || res.Rows != 20 {
+		t.Fatalf("Verify after archiving = %+v, want OK with 20 rows", res)
+	}
+	if res := verifyAgainst(t, l, c, kept); !res.OK || res.LogSize != 20 {
+		t.Fatalf("VerifyCheckpoint after archiving = %+v, want OK", res)
+	}
+	vkey, _, _ := c.VerifierKey(ctx)
+	for _, id := range []int64{all[0], all[11], all[12]} { // archived, last archived, live
+		p, err := l.ProveInclusion(ctx, c, id, nil)
+		if err != nil {
+			t.Fatalf("ProveInclusion(%d) err = %v", id, err)
+		}
+		raw, _ := json.Marshal(p)
+		if res, err := audit.CheckProof(raw, nil, vkey); err != nil || res.RowID != id {
+			t.Fatalf("CheckProof(row %d) = %+v, %v", id, res, err)
+		}
+	}
+	// Nothing old is left: a second pass archives nothing.
+	if n, err := l.Archive(ctx, time.Now().Add(-24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("second Archive = %d, %v; want 0", n, err)
+	}
+
+	b, _ := os.ReadFile(files[0])
+	if err := os.WriteFile(files[0], []byte(strings.Replace(string(b), `"rows":12`, `"rows":11`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := verify(t, l); res.OK || !strings.Contains(res.Reason, "archive segment 1") {
+		t.Fatalf("Verify with a changed segment = %+v, want it named", res)
+	}
+	_ = os.Remove(files[0])
+	if res := verify(t, l); res.OK || !strings.Contains(res.Reason, "archive segment 1") {
+		t.Fatalf("Verify with a missing segment = %+v, want it named", res)
+	}
 }

@@ -48,10 +48,7 @@ func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
 		res.FirstBroken, res.Reason = id, fmt.Sprintf(format, args...)
 		return errBroken
 	}
-	err := l.db.WalkAuditChain(ctx, func(h store.AuditHead, ok bool) error {
-		head, hasHead = h, ok
-		return nil
-	}, func(r store.AuditRow) error {
+	rowFn := func(r store.AuditRow) error {
 		details, err := canonicalJSON(r.Details)
 		if err != nil {
 			return broken(r.ID, "row %d: its details are not a JSON object", r.ID)
@@ -73,7 +70,15 @@ func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
 		res.Rows++
 		prev, lastID = r.Hash, r.ID
 		return rng.Append(LeafHash(r), nil)
-	})
+	}
+	err := l.db.WalkAuditChain(ctx, func(h store.AuditHead, ok bool, segs []store.AuditSegment) error {
+		head, hasHead = h, ok
+		err := l.walkArchive(ctx, segs, rowFn)
+		if errors.Is(err, errSegment) {
+			return broken(0, "%v", err)
+		}
+		return err
+	}, rowFn)
 	if errors.Is(err, errBroken) {
 		return res, nil
 	}
