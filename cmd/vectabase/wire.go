@@ -290,12 +290,18 @@ func startAlerts(ctx context.Context, d *deps) {
 		d.auditLog.SetAlerter(d.alerts)
 	}
 	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		d.alerts.Run(actx)
 	}()
-	d.closers = append(d.closers, func() { cancel(); <-done; d.alerts.Wait() })
+	go func() {
+		// The KEK is probed once a minute (one wrap and unwrap; a Vault
+		// round trip), so an unreachable KEK alerts before a read fails.
+		defer func() { done <- struct{}{} }()
+		d.alerts.Watch(actx, alerts.KindKEKUnreachable, "the KEK (keyring backend)", time.Minute, d.kr.CheckKEK)
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done; <-done; d.alerts.Wait() })
 }
 
 // auditArchiveDir is AUDIT_ARCHIVE_DIR, by default BACKUP_DIR/audit.

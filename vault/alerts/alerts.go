@@ -186,3 +186,28 @@ func (s *Service) send(ctx context.Context, a store.Alert) error {
 	}
 	return nil
 }
+
+// Watch runs check every interval until ctx ends and raises an alert of
+// kind when it fails: once per kind and UTC hour across instances, so an
+// outage that lasts is reminded hourly, not on every probe. what names
+// the checked thing in the message (the error itself is not sent: it may
+// name hosts or paths).
+func (s *Service) Watch(ctx context.Context, kind, what string, interval time.Duration, check func(context.Context) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, min(interval, 30*time.Second))
+		err := check(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			hour := time.Now().UTC().Truncate(time.Hour).Format("2006-01-02T15")
+			s.log.Error().Str("kind", kind).Str("error", err.Error()).Msg(what + " check failed")
+			s.Raise(Alert{Key: kind + ":" + hour, Kind: kind, Message: what + " is failing (checked " + hour + "h UTC); see the server log", ResourceType: "keyring"})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

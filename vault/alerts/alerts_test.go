@@ -3,6 +3,7 @@ package alerts_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -176,5 +177,50 @@ func TestSameEventRaisedTwiceIsOneAlert(t *testing.T) {
 	}
 	if n := countRows(t, db, `SELECT count(*) FROM audit_logs WHERE action = 'alert.raised'`); n != 1 {
 		t.Fatalf("%d alert.raised rows, want 1", n)
+	}
+}
+
+// TestWatchRaisesOncePerHour: a check failing on every probe raises one
+// alert (per hour), from two instances watching at once.
+func TestWatchRaisesOncePerHour(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	kr := keyringtest.New(t, db.Pool)
+	log := audit.New(db, kr, zerolog.Nop(), nil)
+	t.Cleanup(log.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var probes sync.Map
+	for i := range 2 {
+		a := alerts.New(db, log, alerts.Config{}, zerolog.Nop())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			a.Watch(ctx, alerts.KindKEKUnreachable, "the KEK", 20*time.Millisecond, func(context.Context) error {
+				n++
+				probes.Store(i, n)
+				return errors.New("vault: connection refused")
+			})
+			a.Wait()
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a, _ := probes.Load(0)
+		b, _ := probes.Load(1)
+		if a != nil && b != nil && a.(int) >= 5 && b.(int) >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if n := countRows(t, db, `SELECT count(*) FROM alerts_outbox WHERE kind = 'kek_unreachable'`); n < 1 || n > 2 {
+		// 2 only when the probes straddled an hour boundary.
+		t.Fatalf("%d kek_unreachable alerts, want 1", n)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM alerts_outbox WHERE message LIKE '%connection refused%'`); n != 0 {
+		t.Fatal("the alert carries the error text")
 	}
 }
