@@ -42,6 +42,7 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 		"whitelist_entries.hwid +hwid_bidx",
 		"secret_versions.value",
 		"jwt_signing_keys.private_key",
+		"audit_signing_key.private_key",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SensitiveColumns (-want +got):\n%s", diff)

@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/discord"
 	"github.com/vectabase/vectabase/server/marketplace"
@@ -22,6 +23,7 @@ import (
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -56,6 +58,7 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	pay := payments.New(db, kr, payments.Config{}, nil, zerolog.Nop(), reg)
 	srv.Mount(pay.Routes(payments.Auth{RequireUser: a.RequireUser(), OptionalUser: a.OptionalUser(), UserID: auth.UserID}))
 	srv.Mount(openapi.Routes())
+	srv.Mount(admin.CheckpointRoutes(audit.NewCheckpointer(db, kr, audit.CheckpointConfig{}, zerolog.Nop())))
 
 	missing, extra, err := openapi.Diff(srv.App())
 	if err != nil {
