@@ -43,6 +43,7 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 		"secret_versions.value",
 		"jwt_signing_keys.private_key",
 		"user_keys.keyset",
+		"audit_signing_key.private_key",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SensitiveColumns (-want +got):\n%s", diff)

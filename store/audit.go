@@ -36,6 +36,13 @@ type AuditHead struct {
 	RowCount int64
 	LastHash []byte
 	MAC      []byte
+	// TreeSize, TreeRoot and TreeRange are the RFC 6962 Merkle tree over
+	// the rows (migration 00025): its leaf count, root hash, and the compact
+	// range [0, TreeSize) the writer appends to. TreeSize equals RowCount
+	// once the tree has caught up with the chain.
+	TreeSize  int64
+	TreeRoot  []byte
+	TreeRange [][]byte
 }
 
 // LockAuditHead returns the chain head locked FOR UPDATE until tx ends, so
@@ -43,9 +50,9 @@ type AuditHead struct {
 // empty chain it creates a placeholder head (zero count, no MAC) that the
 // caller must overwrite with SaveAuditHead before committing.
 func LockAuditHead(ctx context.Context, tx pgx.Tx) (AuditHead, error) {
-	const sel = `SELECT last_id, row_count, last_hash, mac FROM audit_chain_head WHERE id = 1 FOR UPDATE`
+	const sel = `SELECT ` + auditHeadColumns + ` FROM audit_chain_head WHERE id = 1 FOR UPDATE`
 	var h AuditHead
-	err := tx.QueryRow(ctx, sel).Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	err := scanAuditHead(tx.QueryRow(ctx, sel), &h)
 	if err == nil {
 		return h, nil
 	}
@@ -56,16 +63,39 @@ func LockAuditHead(ctx context.Context, tx pgx.Tx) (AuditHead, error) {
 		VALUES (1, 0, 0, '', '') ON CONFLICT (id) DO NOTHING`); err != nil {
 		return h, err
 	}
-	err = tx.QueryRow(ctx, sel).Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	err = scanAuditHead(tx.QueryRow(ctx, sel), &h)
 	return h, err
+}
+
+const auditHeadColumns = `last_id, row_count, last_hash, mac, tree_size, tree_root, tree_range`
+
+func scanAuditHead(row pgx.Row, h *AuditHead) error {
+	return row.Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC, &h.TreeSize, &h.TreeRoot, &h.TreeRange)
+}
+
+// treeRoot is a root as stored: never NULL.
+func treeRoot(r []byte) []byte {
+	if r == nil {
+		return []byte{}
+	}
+	return r
+}
+
+// treeRange is a compact range as stored: never NULL.
+func treeRange(r [][]byte) [][]byte {
+	if r == nil {
+		return [][]byte{}
+	}
+	return r
 }
 
 // SaveAuditHead overwrites the chain head; call it in the transaction that
 // appended the rows it covers.
 func SaveAuditHead(ctx context.Context, tx pgx.Tx, h AuditHead) error {
 	_, err := tx.Exec(ctx, `UPDATE audit_chain_head
-		SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now() WHERE id = 1`,
-		h.LastID, h.RowCount, h.LastHash, h.MAC)
+		SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, tree_size = $5, tree_root = $6,
+			tree_range = $7, updated_at = now() WHERE id = 1`,
+		h.LastID, h.RowCount, h.LastHash, h.MAC, h.TreeSize, treeRoot(h.TreeRoot), treeRange(h.TreeRange))
 	return err
 }
 
@@ -148,14 +178,15 @@ func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows [
 	}
 	var inserted int64
 	head := []any{next.LastID, next.RowCount, next.LastHash, next.MAC, prev.LastID, prev.RowCount, prev.LastHash}
+	tree := []any{next.TreeSize, treeRoot(next.TreeRoot), treeRange(next.TreeRange)}
 	if n == 1 {
 		// One row (a quiet moment) binds plain values: no arrays to encode
 		// and unnest.
 		err = q.QueryRow(ctx, appendAuditOne, append(head, ids[0], times[0], actorTypes[0], actorIDs[0], actions[0],
-			resTypes[0], resIDs[0], results[0], ips[0], reqIDs[0], details[0], prevs[0], hashes[0])...).Scan(&inserted, nil)
+			resTypes[0], resIDs[0], results[0], ips[0], reqIDs[0], details[0], prevs[0], hashes[0], tree[0], tree[1], tree[2])...).Scan(&inserted, nil)
 	} else {
 		err = q.QueryRow(ctx, appendAuditMany, append(head, ids, times, actorTypes, actorIDs, actions,
-			resTypes, resIDs, results, ips, reqIDs, details, prevs, hashes)...).Scan(&inserted, nil)
+			resTypes, resIDs, results, ips, reqIDs, details, prevs, hashes, tree[0], tree[1], tree[2])...).Scan(&inserted, nil)
 	}
 	if err != nil {
 		return false, err
@@ -168,10 +199,12 @@ func AppendAudit(ctx context.Context, q RowQuerier, prev, next AuditHead, rows [
 
 // appendAuditSQL is AppendAudit's statement with rows, a FROM item giving
 // the rows to insert from $8..$20 as r(id, t, at, aid, act, rt, rid, res,
-// ip, req, d, ph, h).
+// ip, req, d, ph, h); $21..$23 are the Merkle tree's new size, root and
+// compact range, moved with the head.
 func appendAuditSQL(rows string) string {
 	return `WITH head AS (
-			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4, updated_at = now()
+			UPDATE audit_chain_head SET last_id = $1, row_count = $2, last_hash = $3, mac = $4,
+				tree_size = $21, tree_root = $22, tree_range = $23, updated_at = now()
 			WHERE id = 1 AND last_id = $5 AND row_count = $6 AND last_hash = $7
 			RETURNING last_id
 		), ins AS (
@@ -217,20 +250,26 @@ func scanAuditRow(row pgx.Row) (AuditRow, error) {
 // WalkAuditChain reads the chain head (ok false when there is none) and then
 // every audit row in id order, all from one snapshot, so a walk racing with
 // writers sees a consistent chain. fn's error stops the walk and is returned.
-func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool) error, fn func(AuditRow) error) error {
+//
+// segs gets the archive segments (oldest first) in the same snapshot, so
+// rows archived during the walk are neither lost nor seen twice.
+func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool, segs []AuditSegment) error, fn func(AuditRow) error) error {
 	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
 	var h AuditHead
-	err = tx.QueryRow(ctx, `SELECT last_id, row_count, last_hash, mac FROM audit_chain_head WHERE id = 1`).
-		Scan(&h.LastID, &h.RowCount, &h.LastHash, &h.MAC)
+	err = scanAuditHead(tx.QueryRow(ctx, `SELECT `+auditHeadColumns+` FROM audit_chain_head WHERE id = 1`), &h)
 	found := err == nil
 	if err != nil && err != pgx.ErrNoRows {
 		return err
 	}
-	if err := head(h, found); err != nil {
+	segs, err := auditSegments(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := head(h, found, segs); err != nil {
 		return err
 	}
 	rows, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id`)
@@ -295,4 +334,109 @@ func (db *DB) QueryAuditLogs(ctx context.Context, f AuditFilter) ([]AuditRow, er
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditRow, error) { return scanAuditRow(r) })
+}
+
+// WalkAuditRows calls fn with every audit row in id order, read in tx.
+func WalkAuditRows(ctx context.Context, tx pgx.Tx, fn func(AuditRow) error) error {
+	rows, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanAuditRow(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditRowByID returns one audit row, or ErrNotFound.
+func (db *DB) AuditRowByID(ctx context.Context, id int64) (AuditRow, error) {
+	r, err := scanAuditRow(db.Pool.QueryRow(ctx, `SELECT `+auditColumns+` FROM audit_logs WHERE id = $1`, id))
+	return r, MapError(err)
+}
+
+// AuditSegment is a row of audit_archive_segments.
+type AuditSegment struct {
+	Seq        int
+	FirstID    int64
+	LastID     int64
+	FirstIndex int64
+	RowCount   int64
+	LastHash   []byte
+	File       string
+	FileSHA256 []byte
+}
+
+func auditSegments(ctx context.Context, tx pgx.Tx) ([]AuditSegment, error) {
+	rows, err := tx.Query(ctx, `SELECT seq, first_id, last_id, first_index, row_count, last_hash, file, file_sha256
+		FROM audit_archive_segments ORDER BY seq`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditSegment, error) {
+		var s AuditSegment
+		err := r.Scan(&s.Seq, &s.FirstID, &s.LastID, &s.FirstIndex, &s.RowCount, &s.LastHash, &s.File, &s.FileSHA256)
+		return s, err
+	})
+}
+
+// ArchiveAudit moves the oldest audit rows, those written before cutoff
+// (at most limit, a prefix of the chain), into an archive segment: write
+// gets the next segment's number, first leaf index and rows, writes the
+// file and returns its name and SHA-256; then the segment is recorded and
+// the rows deleted, in one transaction holding the chain head's lock. n is
+// 0 when no row is old enough.
+func (db *DB) ArchiveAudit(ctx context.Context, cutoff time.Time, limit int,
+	write func(seq int, firstIndex int64, rows []AuditRow) (file string, sum []byte, err error)) (n int, err error) {
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := LockAuditHead(ctx, tx); err != nil {
+			return err
+		}
+		var seq int
+		var firstIndex int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) + 1, COALESCE(sum(row_count), 0)::bigint
+			FROM audit_archive_segments`).Scan(&seq, &firstIndex); err != nil {
+			return err
+		}
+		q, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id LIMIT $1`, limit)
+		if err != nil {
+			return err
+		}
+		all, err := pgx.CollectRows(q, func(r pgx.CollectableRow) (AuditRow, error) { return scanAuditRow(r) })
+		if err != nil {
+			return err
+		}
+		var rows []AuditRow
+		for _, r := range all {
+			if !r.OccurredAt.Before(cutoff) {
+				break // a prefix of the chain only
+			}
+			rows = append(rows, r)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		file, sum, err := write(seq, firstIndex, rows)
+		if err != nil {
+			return err
+		}
+		first, last := rows[0], rows[len(rows)-1]
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_archive_segments
+			(seq, first_id, last_id, first_index, row_count, last_hash, file, file_sha256)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, seq, first.ID, last.ID, firstIndex, len(rows), last.Hash, file, sum); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_logs WHERE id BETWEEN $1 AND $2`, first.ID, last.ID); err != nil {
+			return err
+		}
+		n = len(rows)
+		return nil
+	})
+	return n, MapError(err)
 }

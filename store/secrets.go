@@ -97,6 +97,8 @@ type SecretValue struct {
 	Value   []byte
 	// CreatedAt is when this version was written.
 	CreatedAt time.Time
+	// Honeytoken is set on a secret that exists only to be a tripwire.
+	Honeytoken bool
 }
 
 // String never shows the value.
@@ -114,12 +116,12 @@ func (db *DB) ReadSecret(ctx context.Context, kr *keyring.Keyring, name string, 
 	var ct []byte
 	err := db.Pool.QueryRow(ctx, `SELECT s.id, s.name, s.description, COALESCE(s.owner_id::text, ''),
 			s.current_version, s.created_by, s.updated_by, s.created_at, s.updated_at,
-			v.version, v.value, v.created_at
+			v.version, v.value, v.created_at, s.honeytoken
 		FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
 		WHERE s.name = $1 AND v.version = CASE WHEN $2 = 0 THEN s.current_version ELSE $2 END`, name, version).
 		Scan(&out.Secret.ID, &out.Secret.Name, &out.Secret.Description, &out.Secret.OwnerID,
 			&out.Secret.CurrentVersion, &out.Secret.CreatedBy, &out.Secret.UpdatedBy,
-			&out.Secret.CreatedAt, &out.Secret.UpdatedAt, &out.Version, &ct, &out.CreatedAt)
+			&out.Secret.CreatedAt, &out.Secret.UpdatedAt, &out.Version, &ct, &out.CreatedAt, &out.Honeytoken)
 	if err != nil {
 		return SecretValue{}, MapError(err)
 	}
@@ -183,4 +185,17 @@ func (db *DB) UserRole(ctx context.Context, userID string) (string, error) {
 	err := db.Pool.QueryRow(ctx, `SELECT COALESCE(p.role, 'user') FROM users u LEFT JOIN profiles p ON p.id = u.id
 		WHERE u.id = $1::uuid`, userID).Scan(&role)
 	return role, MapError(err)
+}
+
+// SetHoneytoken marks the secret called name as a honeytoken, or clears
+// the mark, in tx. A missing secret is ErrNotFound.
+func SetHoneytoken(ctx context.Context, tx pgx.Tx, name string, on bool) error {
+	tag, err := tx.Exec(ctx, `UPDATE secrets SET honeytoken = $2 WHERE name = $1 AND current_version > 0`, name, on)
+	if err != nil {
+		return MapError(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math"
 	"regexp"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/policies"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -88,7 +91,17 @@ type Service struct {
 	policy *policies.Access
 	cfg    Config
 	access *prometheus.CounterVec
+	// alerter raises the alert of a honeytoken read (nil: none).
+	alerter Alerter
 }
+
+// Alerter raises an alert without waiting for it (alerts.(*Service)).
+type Alerter interface {
+	Raise(a alerts.Alert)
+}
+
+// SetAlerter makes honeytoken reads raise alerts through a.
+func (s *Service) SetAlerter(a Alerter) { s.alerter = a }
 
 // New returns the vault over db, encrypting with kr, recording to rec and
 // checking pol. reg (may be nil) gets vectabase_secret_access_total.
@@ -144,6 +157,8 @@ type Value struct {
 	Version   int
 	Value     []byte
 	UpdatedAt time.Time // when this version was written
+	// honeytoken: reading it raised an alert (never shown to the caller).
+	honeytoken bool
 }
 
 func (v Value) String() string   { return "vault.Value{" + v.Name + " [redacted]}" }
@@ -170,6 +185,8 @@ const (
 	ActionList     = "secret.list"
 	ActionVersions = "secret.versions"
 	ActionDelete   = "secret.delete"
+	// ActionHoneytoken marks or unmarks a secret as a honeytoken.
+	ActionHoneytoken = "secret.honeytoken"
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-/]{0,254}$`)
@@ -295,7 +312,60 @@ func (s *Service) Get(ctx context.Context, c Caller, name string, version int) (
 	if err := s.record(ctx, c, ActionRead, name, details, err); err != nil {
 		return Value{}, err
 	}
+	if v.honeytoken {
+		// A tripwire: the caller gets the (decoy) value like any other
+		// read, and the alert goes out without slowing the answer.
+		s.raiseHoneytoken(c, name)
+	}
 	return v, nil
+}
+
+func (s *Service) raiseHoneytoken(c Caller, name string) {
+	if s.alerter == nil {
+		return
+	}
+	s.alerter.Raise(alerts.Alert{
+		Key:  "honeytoken_read:" + name + ":" + uuid.NewString(),
+		Kind: alerts.KindHoneytokenRead,
+		Message: fmt.Sprintf("honeytoken secret %q was read by %s (ip %q, request %q)",
+			audit.Clip(name), actorString(c), c.IP, c.RequestID),
+		ResourceType: "secret", ResourceID: name,
+	})
+}
+
+// SetHoneytoken marks the secret called name as a honeytoken (on) or
+// clears the mark. Reading a honeytoken works like any read, returning its
+// stored (decoy) value, and raises an alert. Only an admin or the local
+// operator may set it; the change is audited before it commits. Errors:
+// VALIDATION_FAILED, FORBIDDEN, NOT_FOUND, UNAVAILABLE.
+func (s *Service) SetHoneytoken(ctx context.Context, c Caller, name string, on bool) error {
+	recorded := false
+	details := map[string]any{"honeytoken": on}
+	err := func() error {
+		if err := ValidName(name); err != nil {
+			return err
+		}
+		role, err := s.role(ctx, c)
+		if err != nil {
+			return err
+		}
+		if role != "admin" && role != vectabase.ActorLocalOperator {
+			return forbidden()
+		}
+		return s.db.InTx(ctx, func(tx pgx.Tx) error {
+			if err := store.SetHoneytoken(ctx, tx, name, on); errors.Is(err, store.ErrNotFound) {
+				return notFound()
+			} else if err != nil {
+				return err
+			}
+			recorded = true
+			return s.record(ctx, c, ActionHoneytoken, name, details, nil)
+		})
+	}()
+	if !recorded {
+		err = s.record(ctx, c, ActionHoneytoken, name, details, err)
+	}
+	return err
 }
 
 func (s *Service) get(ctx context.Context, c Caller, name string, version int) (Value, error) {
@@ -319,7 +389,7 @@ func (s *Service) get(ctx context.Context, c Caller, name string, version int) (
 	if err != nil {
 		return Value{}, err
 	}
-	return Value{Name: sv.Secret.Name, Version: sv.Version, Value: sv.Value, UpdatedAt: sv.CreatedAt.UTC()}, nil
+	return Value{Name: sv.Secret.Name, Version: sv.Version, Value: sv.Value, UpdatedAt: sv.CreatedAt.UTC(), honeytoken: sv.Honeytoken}, nil
 }
 
 // Put writes value as a new version of the secret called name, creating

@@ -26,6 +26,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -46,8 +47,10 @@ type Config struct {
 	Realtime realtime.Config
 	Secrets  vault.Config
 	Rotation rotation.Config
-	// Audit bounds the audit writer's queue.
+	// Audit bounds the audit writer's queue and configures checkpoints.
 	Audit audit.Config
+	// Alerts go to ALERT_WEBHOOK_URL and the audit trail.
+	Alerts alerts.Config
 	// Retention prunes old request logs, Stripe events, sessions, counters.
 	Retention retention.Config
 

@@ -58,6 +58,7 @@ var noAPIPath = map[string]string{
 	"whitelist_entries.hwid":                         "no route writes whitelist entries; only the importer does",
 	"jwt_signing_keys.private_key":                   "generated inside the server by the token signer; no value enters from outside",
 	"user_keys.keyset":                               "a user's personal key, generated inside the server; no value enters from outside",
+	"audit_signing_key.private_key":                  "generated inside the server by the audit checkpointer; no value enters from outside",
 }
 
 var p5Tag atomic.Int64

@@ -44,6 +44,9 @@ func newRotationService(d *deps) (*rotation.Service, error) {
 			return kek, nil
 		}))
 	}
+	if d.alerts != nil {
+		opts = append(opts, rotation.WithAlerter(d.alerts))
+	}
 	rot, err := rotation.New(d.cfg.Rotation, d.db, d.kr, d.audit, d.log, d.reg, opts...)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/vectabase/vectabase/server/secrets"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -34,6 +35,9 @@ func openVault(ctx context.Context, d *deps) error {
 		return err
 	}
 	d.vault = vault.New(d.db, d.kr, d.audit, pol, d.cfg.Secrets, d.reg)
+	if d.alerts != nil {
+		d.vault.SetAlerter(d.alerts)
+	}
 	for _, c := range []struct {
 		field *string
 		name  string
@@ -56,6 +60,10 @@ func mountSecrets(d *deps, srv *server.Server) error {
 	srv.Mount(secrets.Routes(d.vault, d.auth.RequireUser()))
 	if d.auditLog != nil {
 		srv.Mount(admin.AuditRoutes(d.auditLog, d.auth.RequireAdmin()))
+	}
+	srv.Mount(admin.HoneytokenRoutes(d.vault, d.auth.RequireAdmin()))
+	if d.checkpoints != nil {
+		srv.Mount(admin.CheckpointRoutes(d.checkpoints))
 	}
 	return nil
 }
@@ -87,12 +95,20 @@ func openCLI(ctx context.Context) (*deps, error) {
 	d.auditLog = audit.New(db, d.kr, log, nil)
 	d.closers = append(d.closers, d.auditLog.Close)
 	d.audit = d.auditLog
+	d.checkpoints = audit.NewCheckpointer(db, d.kr, cfg.Audit.Checkpoints, log)
+	d.auditLog.SetArchive(auditArchiveDir(cfg), d.checkpoints)
 	pol, err := policies.AccessPolicy()
 	if err != nil {
 		d.close()
 		return nil, err
 	}
 	d.vault = vault.New(db, d.kr, d.auditLog, pol, cfg.Secrets, nil)
+	// The CLI delivers no alerts itself (serve does, from the outbox);
+	// it stores those it raises before it exits.
+	d.alerts = alerts.New(db, d.auditLog, cfg.Alerts, log)
+	d.closers = append(d.closers, d.alerts.Wait)
+	d.vault.SetAlerter(d.alerts)
+	d.auditLog.SetAlerter(d.alerts)
 	return d, nil
 }
 
@@ -274,7 +290,27 @@ version is N (0: only if the secret does not exist yet).`,
 			return tw.Flush()
 		}),
 	}
-	cmd := groupCmd("secrets", "The secrets vault, as the local operator (every call is audited)", put, get, list, del, versions)
+	var off bool
+	honeytoken := &cobra.Command{
+		Use:   "honeytoken NAME",
+		Short: "Mark a secret as a honeytoken: reading it returns its (decoy) value and raises an alert",
+		Long: `Mark the secret NAME as a honeytoken (--off clears the mark). Store a
+plausible decoy value first ('secrets put NAME'): a read returns it like any
+other value, while an alert goes to ALERT_WEBHOOK_URL and the audit trail.`,
+		Args: exactArgs(1),
+		RunE: run(func(ctx context.Context, svc *vault.Service, args []string) error {
+			if err := svc.SetHoneytoken(ctx, vault.LocalOperator, args[0], !off); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(map[string]any{"name": args[0], "honeytoken": !off})
+			}
+			fmt.Printf("%s: honeytoken %s\n", args[0], map[bool]string{true: "on", false: "off"}[!off])
+			return nil
+		}),
+	}
+	honeytoken.Flags().BoolVar(&off, "off", false, "clear the honeytoken mark")
+	cmd := groupCmd("secrets", "The secrets vault, as the local operator (every call is audited)", put, get, list, del, versions, honeytoken)
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

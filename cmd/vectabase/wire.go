@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
 	"github.com/vectabase/vectabase/vault"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -41,9 +43,13 @@ type deps struct {
 	kek      keyring.KEK
 	audit    auth.Auditor
 	auditLog *audit.Log
-	auth     *auth.Service
-	vault    *vault.Service
-	rot      *rotation.Service
+	// checkpoints signs and serves the audit log's checkpoints.
+	checkpoints *audit.Checkpointer
+	// alerts raises and delivers operator alerts.
+	alerts *alerts.Service
+	auth   *auth.Service
+	vault  *vault.Service
+	rot    *rotation.Service
 
 	closers []func()
 }
@@ -78,6 +84,8 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 		d.closers = append(d.closers, d.auditLog.Close)
 		d.audit = d.auditLog
 	}
+	startCheckpoints(ctx, d)
+	startAlerts(ctx, d)
 	startRefusals(ctx, d, srv)
 	if err := openVault(ctx, d); err != nil {
 		return err
@@ -267,4 +275,63 @@ func mountRealtime(ctx context.Context, d *deps, srv *server.Server) error {
 	d.closers = append(d.closers, hub.Close)
 	srv.Mount(hub.Routes())
 	return nil
+}
+
+// startCheckpoints signs audit checkpoints in the background
+// (AUDIT_CHECKPOINT_EVERY) until the server stops. Instances signing the
+// same tree store one checkpoint between them.
+func startCheckpoints(ctx context.Context, d *deps) {
+	if d.checkpoints == nil {
+		d.checkpoints = audit.NewCheckpointer(d.db, d.kr, d.cfg.Audit.Checkpoints, d.log)
+	}
+	if d.auditLog != nil {
+		d.auditLog.SetArchive(auditArchiveDir(d.cfg), d.checkpoints)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		d.checkpoints.Run(cctx)
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if d.auditLog != nil {
+			// AUDIT_RETENTION: rows past it move to signed, encrypted
+			// segment files, checked every 10 minutes.
+			d.auditLog.RunArchiver(cctx, time.Duration(d.cfg.Audit.Retention), 10*time.Minute)
+		}
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done; <-done })
+}
+
+// startAlerts delivers alerts to ALERT_WEBHOOK_URL in the background until
+// the server stops (every instance runs it; the outbox sends each once).
+func startAlerts(ctx context.Context, d *deps) {
+	if d.alerts == nil {
+		d.alerts = alerts.New(d.db, d.audit, d.cfg.Alerts, d.log)
+	}
+	if d.auditLog != nil {
+		d.auditLog.SetAlerter(d.alerts)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		d.alerts.Run(actx)
+	}()
+	go func() {
+		// The KEK is probed once a minute (one wrap and unwrap; a Vault
+		// round trip), so an unreachable KEK alerts before a read fails.
+		defer func() { done <- struct{}{} }()
+		d.alerts.Watch(actx, alerts.KindKEKUnreachable, "the KEK (keyring backend)", time.Minute, d.kr.CheckKEK)
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done; <-done; d.alerts.Wait() })
+}
+
+// auditArchiveDir is AUDIT_ARCHIVE_DIR, by default BACKUP_DIR/audit.
+func auditArchiveDir(cfg Config) string {
+	if cfg.Audit.ArchiveDir != "" {
+		return cfg.Audit.ArchiveDir
+	}
+	return filepath.Join(cfg.Backup.Dir, "audit")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/console"
 	"github.com/vectabase/vectabase/server/discord"
@@ -23,6 +24,7 @@ import (
 	"github.com/vectabase/vectabase/server/payments"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/audit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -60,6 +62,7 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	srv.Mount(console.New(a, nopAuditor{}).Routes())
 	srv.Mount(a.AdminRoutes())
 	srv.Mount(mk.AdminRoutes(a.RequireAdmin()))
+	srv.Mount(admin.CheckpointRoutes(audit.NewCheckpointer(db, kr, audit.CheckpointConfig{}, zerolog.Nop())))
 
 	missing, extra, err := openapi.Diff(srv.App())
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/policies"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/alerts"
 )
 
 // Config tunes the worker. It is filled from the environment in cmd/.
@@ -105,6 +106,23 @@ type Service struct {
 	// key version) and returns the KEK to re-wrap with.
 	kekRotator func(context.Context) (keyring.KEK, error)
 	backend    string
+	// alerter raises alerts for failed rotations (nil: none).
+	alerter Alerter
+}
+
+// Alerter raises an alert without waiting for it (alerts.(*Service)).
+type Alerter interface {
+	Raise(a alerts.Alert)
+}
+
+// WithAlerter makes failed rotations raise alerts through a: a failed KEK
+// rotation once per job, a failing re-encryption batch once per DEK job.
+func WithAlerter(a Alerter) Option { return func(s *Service) { s.alerter = a } }
+
+func (s *Service) alert(kind, key, msg string) {
+	if s.alerter != nil {
+		s.alerter.Raise(alerts.Alert{Key: key, Kind: kind, Message: msg, ResourceType: "keyring"})
+	}
 }
 
 // Option configures New.
@@ -461,6 +479,8 @@ func (s *Service) Run(ctx context.Context) error {
 			case err == nil:
 				if _, err := s.RunJob(ctx, job.ID, nil); err != nil && ctx.Err() == nil {
 					s.log.Error().Err(err).Str("jobId", job.ID).Msg("re-encryption batch failed; retrying")
+					s.alert(alerts.KindRotationFailed, "key_rotation_failed:dek:"+job.ID,
+						"DEK rotation job "+job.ID+": a re-encryption batch failed; the worker keeps retrying")
 					_ = sleep(ctx, s.cfg.PollInterval)
 				}
 			case errors.Is(err, store.ErrNotFound):
@@ -655,6 +675,8 @@ func (s *Service) recordKEK(ctx context.Context, a Actor, next keyring.KEK, rotE
 		s.log.Error().Err(aerr).Msg("audit of a KEK rotation failed after the rotation")
 	}
 	if rotErr != nil {
+		s.alert(alerts.KindRotationFailed, "key_rotation_failed:kek:"+job.ID+":"+a.String(),
+			"KEK rotation failed: "+msg)
 		return job, rotErr
 	}
 	return job, err

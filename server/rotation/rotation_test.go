@@ -22,6 +22,7 @@ import (
 	"github.com/vectabase/vectabase/server/rotation/rotationtest"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/alerts"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -624,4 +625,35 @@ func newServiceWith(t *testing.T, e *env, opts ...rotation.Option) *rotation.Ser
 		t.Fatal(err)
 	}
 	return svc
+}
+
+type memAlerter struct {
+	mu  sync.Mutex
+	got []alerts.Alert
+}
+
+func (m *memAlerter) Raise(a alerts.Alert) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, a)
+}
+
+// A failed KEK rotation raises one alert, naming no key material.
+func TestFailedKEKRotationRaisesAlert(t *testing.T) {
+	t.Parallel()
+	e := setup(t, testConfig)
+	al := &memAlerter{}
+	svc, err := rotation.New(testConfig, e.db, e.kr, e.aud, zerolog.Nop(), prometheus.NewRegistry(), rotation.WithAlerter(al))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, nextKEK := newKEK(t)
+	if _, err := svc.RotateKEK(ctxT(t), rotation.LocalOperator, &failingKEK{KEK: nextKEK}); err == nil {
+		t.Fatal("RotateKEK with a failing KEK err = nil, want an error")
+	}
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	if len(al.got) != 1 || al.got[0].Kind != alerts.KindRotationFailed || !strings.Contains(al.got[0].Message, "KEK rotation failed") {
+		t.Fatalf("alerts = %+v, want one key_rotation_failed", al.got)
+	}
 }

@@ -17,6 +17,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,7 @@ import (
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/vault/alerts"
 )
 
 // ErrClosed is returned by Record after Close.
@@ -54,6 +57,12 @@ type Config struct {
 	EnqueueTimeout time.Duration `env:"AUDIT_ENQUEUE_TIMEOUT" envDefault:"2s"`
 	// QueueSize bounds the events waiting for the writer.
 	QueueSize int `env:"AUDIT_QUEUE_SIZE" envDefault:"4096"`
+	// Checkpoints configures signed checkpoints and their witnesses.
+	Checkpoints CheckpointConfig
+	// Retention: rows older than this are archived (0: never).
+	Retention Age `env:"AUDIT_RETENTION" envDefault:"0"`
+	// ArchiveDir holds the archive segments (empty: BACKUP_DIR/audit).
+	ArchiveDir string `env:"AUDIT_ARCHIVE_DIR"`
 }
 
 // Options turns c into New's options.
@@ -79,6 +88,13 @@ type Option func(*Log)
 // is rounded up by the runtime's timers to about a millisecond on an idle
 // machine, which every audited request would then wait.
 func WithLinger(d time.Duration) Option { return func(l *Log) { l.linger = d } }
+
+// WithoutMerkleTree makes the writer skip the Merkle tree: the log as it
+// was before checkpoints, kept only so benchmarks can measure what the tree
+// and checkpoints cost. Checkpoints and proofs of such a log are wrong
+// until a writer with the tree rebuilds it (it does on its first locked
+// write, seeing the tree behind the chain).
+func WithoutMerkleTree() Option { return func(l *Log) { l.noTree = true } }
 
 // WithMaxBatch bounds the events per transaction (default 256).
 func WithMaxBatch(n int) Option {
@@ -143,6 +159,38 @@ type Log struct {
 
 	writeFailures   prometheus.Counter
 	enqueueTimeouts prometheus.Counter
+
+	// alerter raises an alert when a verification fails (nil: none).
+	alerter Alerter
+	// noTree: see WithoutMerkleTree.
+	noTree bool
+	// archiveDir holds archive segments; archiveKeys signs and checks them
+	// (SetArchive).
+	archiveDir  string
+	archiveKeys *Checkpointer
+}
+
+// Alerter raises an alert without waiting for it (alerts.(*Service)).
+type Alerter interface {
+	Raise(a alerts.Alert)
+}
+
+// SetAlerter makes failed verifications raise alerts through a; call it
+// before the Log is used.
+func (l *Log) SetAlerter(a Alerter) { l.alerter = a }
+
+// alertBroken raises the alert of a failed verification, once per
+// finding: finding names it stably (the same broken log checked again, a
+// few rows later, is no new event); reason is the operator's message.
+func (l *Log) alertBroken(finding, reason string) {
+	if l.alerter == nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(finding))
+	l.alerter.Raise(alerts.Alert{
+		Key: "audit_verify:" + hex.EncodeToString(sum[:16]), Kind: alerts.KindAuditVerify,
+		Message: "audit log verification failed: " + reason, ResourceType: "audit_log",
+	})
 }
 
 type pending struct {
@@ -461,6 +509,13 @@ func (l *Log) write(batch []*pending) error {
 		if err != nil {
 			return err
 		}
+		if head.TreeSize != head.RowCount && !l.noTree {
+			// Rows written before the Merkle tree existed (migration
+			// 00025): build the tree over them once, under the lock.
+			if head, err = rebuildTree(ctx, tx, head); err != nil {
+				return err
+			}
+		}
 		ids, err := store.NextAuditIDs(ctx, tx, len(batch))
 		if err != nil {
 			return err
@@ -480,6 +535,27 @@ func (l *Log) write(batch []*pending) error {
 	return err
 }
 
+// rebuildTree returns head with the Merkle tree over every row in tx.
+func rebuildTree(ctx context.Context, tx pgx.Tx, head store.AuditHead) (store.AuditHead, error) {
+	rng := rangeFactory.NewEmptyRange(0)
+	err := store.WalkAuditRows(ctx, tx, func(r store.AuditRow) error {
+		r, err := canonicalRow(r)
+		if err != nil {
+			return err
+		}
+		return rng.Append(LeafHash(r), nil)
+	})
+	if err != nil {
+		return head, err
+	}
+	if int64(rng.End()) != head.RowCount {
+		return head, fmt.Errorf("audit: cannot build the Merkle tree: %d rows, the chain head says %d", rng.End(), head.RowCount)
+	}
+	head.TreeSize, head.TreeRange = int64(rng.End()), rng.Hashes()
+	head.TreeRoot, err = rootOf(rng)
+	return head, err
+}
+
 // chain links batch after head under ids: each row's hash covers the one
 // before it, and the new head's MAC covers the last.
 func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]store.AuditRow, store.AuditHead, error) {
@@ -497,6 +573,11 @@ func (l *Log) chain(head store.AuditHead, ids []int64, batch []*pending) ([]stor
 	}
 	next := store.AuditHead{LastID: ids[len(ids)-1], RowCount: head.RowCount + int64(len(rows)), LastHash: prev}
 	var err error
+	if l.noTree {
+		next.TreeSize, next.TreeRoot, next.TreeRange = head.TreeSize, head.TreeRoot, head.TreeRange
+	} else if next.TreeSize, next.TreeRoot, next.TreeRange, err = treeAfter(head, rows); err != nil {
+		return nil, store.AuditHead{}, err
+	}
 	if next.MAC, err = headMAC(l.kr, next); err != nil {
 		return nil, store.AuditHead{}, err
 	}

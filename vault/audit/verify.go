@@ -28,21 +28,27 @@ var errBroken = errors.New("broken")
 // order, then the chain head. It errors only when the check itself could
 // not run (database unreachable); a broken chain is OK false.
 func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
+	res, err := l.verify(ctx)
+	if err == nil && !res.OK {
+		l.alertBroken(fmt.Sprintf("chain broken at row %d", res.FirstBroken), res.Reason)
+	}
+	return res, err
+}
+
+func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
 	var (
 		res     VerifyResult
 		head    store.AuditHead
 		hasHead bool
 		prev    []byte
 		lastID  int64
+		rng     = rangeFactory.NewEmptyRange(0)
 	)
 	broken := func(id int64, format string, args ...any) error {
 		res.FirstBroken, res.Reason = id, fmt.Sprintf(format, args...)
 		return errBroken
 	}
-	err := l.db.WalkAuditChain(ctx, func(h store.AuditHead, ok bool) error {
-		head, hasHead = h, ok
-		return nil
-	}, func(r store.AuditRow) error {
+	rowFn := func(r store.AuditRow) error {
 		details, err := canonicalJSON(r.Details)
 		if err != nil {
 			return broken(r.ID, "row %d: its details are not a JSON object", r.ID)
@@ -63,8 +69,16 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 		}
 		res.Rows++
 		prev, lastID = r.Hash, r.ID
-		return nil
-	})
+		return rng.Append(LeafHash(r), nil)
+	}
+	err := l.db.WalkAuditChain(ctx, func(h store.AuditHead, ok bool, segs []store.AuditSegment) error {
+		head, hasHead = h, ok
+		err := l.walkArchive(ctx, segs, rowFn)
+		if errors.Is(err, errSegment) {
+			return broken(0, "%v", err)
+		}
+		return err
+	}, rowFn)
 	if errors.Is(err, errBroken) {
 		return res, nil
 	}
@@ -91,6 +105,18 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 			head.LastID, head.LastID, head.RowCount, lastID, res.Rows)
 	case head.LastID != lastID || head.RowCount != int64(res.Rows) || !bytes.Equal(head.LastHash, prev):
 		_ = broken(lastID, "row %d: the chain does not end where its head says (row %d, %d rows)", lastID, head.LastID, head.RowCount)
+	case head.TreeSize == head.RowCount && head.TreeSize > 0:
+		// The Merkle tree beside the head must be the tree of these rows,
+		// or the next checkpoints would sign something else.
+		root, err := rootOf(rng)
+		if err != nil {
+			return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
+		}
+		if !bytes.Equal(root, head.TreeRoot) {
+			_ = broken(lastID, "the Merkle tree root kept with the chain head does not match the rows")
+		} else {
+			res.OK = true
+		}
 	default:
 		res.OK = true
 	}
