@@ -77,3 +77,14 @@ func ErrorMessage(err error) string {
 	}
 	return "internal error"
 }
+
+// WrapInternal answers err as INTERNAL with no detail, unless something in
+// its chain already says the service is UNAVAILABLE (a saturated audit
+// writer, a database restarting): that stays a 503 the client may retry,
+// with its own client-safe message. err is kept for the logs either way.
+func WrapInternal(err error) *Error {
+	if ErrorCode(err) == EUNAVAILABLE {
+		return WrapError(EUNAVAILABLE, ErrorMessage(err), err)
+	}
+	return WrapError(EINTERNAL, "internal error", err)
+}

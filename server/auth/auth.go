@@ -531,7 +531,7 @@ func (s *Service) audit(ctx context.Context, meta RequestMeta, ev vectabase.Audi
 	}
 	if err := s.aud.Record(ctx, ev); err != nil {
 		s.metrics.auditFailures.Inc()
-		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("auth: audit %s: %w", ev.Action, err))
+		return vectabase.WrapInternal(fmt.Errorf("auth: audit %s: %w", ev.Action, err))
 	}
 	return nil
 }

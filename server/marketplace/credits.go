@@ -125,7 +125,7 @@ func (s *Service) Consume(ctx context.Context, u store.KeyUse, in UsageInput, id
 		IP: ip, RequestID: requestID,
 		Details: map[string]any{"developerId": u.DeveloperID, "units": r.Units, "balance": r.Balance, "replayed": r.Replayed}})
 	if err != nil {
-		return UsageResult{}, false, vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit credits.consume: %w", err))
+		return UsageResult{}, false, vectabase.WrapInternal(fmt.Errorf("marketplace: audit credits.consume: %w", err))
 	}
 	return out, r.Replayed, nil
 }

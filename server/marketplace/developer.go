@@ -208,7 +208,7 @@ func (s *Service) auditKey(ctx context.Context, who KeyActor, action string, k s
 		Action: action, ResourceType: "api_key", ResourceID: k.ID, Result: vectabase.ResultSuccess,
 		IP: who.IP, RequestID: who.RequestID, Details: details})
 	if err != nil {
-		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit %s: %w", action, err))
+		return vectabase.WrapInternal(fmt.Errorf("marketplace: audit %s: %w", action, err))
 	}
 	return nil
 }

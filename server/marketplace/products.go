@@ -189,7 +189,7 @@ func (s *Service) auditTarget(ctx context.Context, userID string, in ProductInpu
 		Action: "product.license_target", ResourceType: "product", ResourceID: p.ID, Result: vectabase.ResultSuccess,
 		Details: map[string]any{"whitelistSystemId": p.WhitelistSystemID, "developerProductId": p.DeveloperProductID}})
 	if err != nil {
-		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit product.license_target: %w", err))
+		return vectabase.WrapInternal(fmt.Errorf("marketplace: audit product.license_target: %w", err))
 	}
 	return nil
 }

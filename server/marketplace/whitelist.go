@@ -239,7 +239,7 @@ func (s *Service) UpdateWhitelistUser(ctx context.Context, userID, systemID, ent
 		if err := s.aud.Record(ctx, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID, Action: action,
 			ResourceType: "license", ResourceID: u.ID, Result: vectabase.ResultSuccess,
 			Details: map[string]any{"kind": "system", "systemId": systemID, "hwidReset": in.ResetHWID}}); err != nil {
-			return WhitelistUserResource{}, vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("marketplace: audit %s: %w", action, err))
+			return WhitelistUserResource{}, vectabase.WrapInternal(fmt.Errorf("marketplace: audit %s: %w", action, err))
 		}
 	}
 	return wlUserResource(u), nil

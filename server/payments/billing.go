@@ -164,7 +164,7 @@ func (s *Service) audit(ctx context.Context, ev vectabase.AuditEvent) error {
 		return nil
 	}
 	if err := s.aud.Record(ctx, ev); err != nil {
-		return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("payments: audit %s: %w", ev.Action, err))
+		return vectabase.WrapInternal(fmt.Errorf("payments: audit %s: %w", ev.Action, err))
 	}
 	return nil
 }

@@ -101,7 +101,7 @@ func (s *Service) CheckoutLicenseLookup(ctx context.Context, sessionID, callerID
 			Action: action, ResourceType: resourceType, ResourceID: resourceID, Result: vectabase.ResultSuccess,
 			IP: ip, RequestID: requestID, Details: details})
 		if err != nil {
-			return vectabase.WrapError(vectabase.EINTERNAL, "internal error", fmt.Errorf("payments: audit %s: %w", action, err))
+			return vectabase.WrapInternal(fmt.Errorf("payments: audit %s: %w", action, err))
 		}
 		return nil
 	})
