@@ -25,6 +25,7 @@ import (
 	"github.com/vectabase/vectabase/server/admin"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/backup"
+	"github.com/vectabase/vectabase/vault/alerts"
 	"github.com/vectabase/vectabase/vault/audit"
 )
 
@@ -269,7 +270,17 @@ func mountBackups(ctx context.Context, d *deps, srv *server.Server) error {
 			return d.kr.Reload(ctx)
 		}),
 		// Accounts deleted since the backup stay deleted (issue 17).
-		backup.WithRestoreEpilogue(d.db.ShredReplaySQL))
+		backup.WithRestoreEpilogue(d.db.ShredReplaySQL),
+		// A failed backup (disk full, pg_dump error) is an operator alert,
+		// sent once per backup across instances.
+		backup.WithOnFailure(func(id string, err error) {
+			if d.alerts == nil {
+				return
+			}
+			d.alerts.Raise(alerts.Alert{Key: "backup_failed:" + id, Kind: alerts.KindBackupFailed,
+				Message:      "backup " + id + " failed; the server log and the audit row backup.create say why",
+				ResourceType: "backup", ResourceID: id})
+		}))
 	if err != nil {
 		return err
 	}

@@ -133,6 +133,8 @@ type Service struct {
 	lastSuccess prometheus.Gauge
 	// failures counts backups that failed to be made (nil: not exported).
 	failures prometheus.Counter
+	// onFailure is told each backup that failed (WithOnFailure).
+	onFailure func(id string, err error)
 	// lastMu guards lastSeen, the gauge's value: the newest good backup
 	// this process made or found in the directory.
 	lastMu   sync.Mutex
@@ -145,6 +147,13 @@ type Option func(*Service)
 
 // WithAuditor records every operation on a.
 func WithAuditor(a Auditor) Option { return func(s *Service) { s.aud = a } }
+
+// WithOnFailure calls fn, without waiting for it, when a backup could not
+// be made (scheduled or manual): serve raises an operator alert with it.
+// err is the cause, for logs; it never holds a key.
+func WithOnFailure(fn func(id string, err error)) Option {
+	return func(s *Service) { s.onFailure = fn }
+}
 
 // WithLogger logs scheduled runs and failures on l.
 func WithLogger(l zerolog.Logger) Option { return func(s *Service) { s.log = l } }

@@ -129,6 +129,9 @@ func (s *Service) createKind(ctx context.Context, a Actor, kind string, progress
 		if s.failures != nil {
 			s.failures.Inc()
 		}
+		if s.onFailure != nil {
+			s.onFailure(id, err)
+		}
 	}
 	if err := s.audit(ctx, a, "backup.create", id, err, details); err != nil {
 		return b, err

@@ -24,7 +24,9 @@ func TestFailedBackupCountedAndAudited(t *testing.T) {
 	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := backup.New(backup.Config{Dir: notDir, Keep: 3}, f.url, f.kek, backup.WithAuditor(f.audit), backup.WithRegisterer(reg))
+	var failed []string
+	svc, err := backup.New(backup.Config{Dir: notDir, Keep: 3}, f.url, f.kek, backup.WithAuditor(f.audit), backup.WithRegisterer(reg),
+		backup.WithOnFailure(func(id string, err error) { failed = append(failed, id) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +43,9 @@ func TestFailedBackupCountedAndAudited(t *testing.T) {
 				t.Errorf("vectabase_backup_failures_total = %v, want 1", v)
 			}
 		}
+	}
+	if len(failed) != 1 {
+		t.Errorf("WithOnFailure was told %v, want the one failed backup", failed)
 	}
 	if got := f.audit.actions(); len(got) != 1 || got[0] != "backup.create:failure" {
 		t.Errorf("audit actions = %v, want [backup.create:failure]", got)
