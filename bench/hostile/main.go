@@ -40,7 +40,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -106,15 +105,15 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "vectabase")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vectabase").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	bin, err := benchenv.BuildBinary(ctx, tmp)
+	if err != nil {
+		return err
 	}
 	keyFile := filepath.Join(tmp, "master.key")
 	if err := local.GenerateKeyFile(keyFile); err != nil {
 		return err
 	}
-	srv, err := startServe(ctx, bin, tmp, []string{
+	srv, err := benchenv.StartServe(ctx, bin, tmp, []string{
 		"DATABASE_URL=" + dbURL, "KEYRING_MASTER_KEY_FILE=" + keyFile,
 		"ADMIN_EMAIL=" + adminEmail, "ADMIN_PASSWORD=" + adminPassword,
 		"LOG_LEVEL=error", "TRUSTED_PROXIES=127.0.0.1",
@@ -123,7 +122,7 @@ func realMain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -132,12 +131,12 @@ func realMain(ctx context.Context) error {
 	defer db.Close(context.Background())
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	token, err := login(ctx, client, srv.base)
+	token, err := benchenv.Login(ctx, client, srv.Base, adminEmail, adminPassword)
 	if err != nil {
 		return err
 	}
 	legit := func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.base+"/api/auth/me", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.Base+"/api/auth/me", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -154,7 +153,7 @@ func realMain(ctx context.Context) error {
 		return load.Run(ctx, load.Options{Concurrency: 4, Requests: int(f.legitRate*d.Seconds()) + 1, Duration: d, Rate: f.legitRate, Warmup: 5}, legit)
 	}
 
-	fmt.Printf("bench/hostile: serve pid %d on %s; legitimate client %.0f req/s GET /api/auth/me\n", srv.pid(), srv.base, f.legitRate)
+	fmt.Printf("bench/hostile: serve pid %d on %s; legitimate client %.0f req/s GET /api/auth/me\n", srv.PID(), srv.Base, f.legitRate)
 	baseBefore := legitRun(ctx, f.baseline)
 
 	h := &harness{srv: srv, db: db, client: client}
@@ -235,110 +234,6 @@ func realMain(ctx context.Context) error {
 	return nil
 }
 
-// serveProc is the running server.
-type serveProc struct {
-	cmd     *exec.Cmd
-	base    string
-	metrics string
-	done    chan struct{}
-	stderr  *bytes.Buffer
-}
-
-func (s *serveProc) pid() int { return s.cmd.Process.Pid }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func startServe(ctx context.Context, bin, dir string, env []string) (*serveProc, error) {
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	metricsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", "--migrate")
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HTTP_ADDR=" + httpAddr, "METRICS_ADDR=" + metricsAddr}, env...)
-	s := &serveProc{cmd: cmd, base: "http://" + httpAddr, metrics: "http://" + metricsAddr + "/metrics", done: make(chan struct{}), stderr: &bytes.Buffer{}}
-	cmd.Stderr = &limitedWriter{w: s.stderr, n: 1 << 20}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("serve exited:\n%s", s.stderr.String())
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	s.stop()
-	return nil, errors.New("serve not ready within 60 s")
-}
-
-// stop interrupts the server (as Ctrl-C) and kills it after 30 s.
-func (s *serveProc) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-type limitedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-	n  int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		_, _ = l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
-}
-
-func login(ctx context.Context, c *http.Client, base string) (string, error) {
-	body, _ := json.Marshal(map[string]string{"email": adminEmail, "password": adminPassword})
-	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/auth/login", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Token == "" {
-		return "", fmt.Errorf("login = %d (%v)", resp.StatusCode, err)
-	}
-	return out.Token, nil
-}
-
 // snapshot is what the harness reads of the server between attacks.
 type snapshot struct {
 	rssKiB, hwmKiB int64
@@ -350,7 +245,7 @@ type snapshot struct {
 
 func (h *harness) snap(ctx context.Context) snapshot {
 	var s snapshot
-	pid := strconv.Itoa(h.srv.pid())
+	pid := strconv.Itoa(h.srv.PID())
 	if raw, err := os.ReadFile("/proc/" + pid + "/status"); err == nil {
 		for _, line := range strings.Split(string(raw), "\n") {
 			f := strings.Fields(line)
@@ -367,7 +262,7 @@ func (h *harness) snap(ctx context.Context) snapshot {
 	if ents, err := os.ReadDir("/proc/" + pid + "/fd"); err == nil {
 		s.fds = len(ents)
 	}
-	if resp, err := h.client.Get(h.srv.metrics); err == nil {
+	if resp, err := h.client.Get(h.srv.Metrics); err == nil {
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -384,11 +279,11 @@ func (h *harness) snap(ctx context.Context) snapshot {
 // resetPeak makes VmHWM the current RSS, so the next reading is the peak
 // of what happens in between.
 func (h *harness) resetPeak() {
-	_ = os.WriteFile("/proc/"+strconv.Itoa(h.srv.pid())+"/clear_refs", []byte("5"), 0)
+	_ = os.WriteFile("/proc/"+strconv.Itoa(h.srv.PID())+"/clear_refs", []byte("5"), 0)
 }
 
 type harness struct {
-	srv       *serveProc
+	srv       *benchenv.Serve
 	db        *pgx.Conn
 	client    *http.Client
 	rows      []row
@@ -431,7 +326,7 @@ func (h *harness) attack(ctx context.Context, name string, withLegit func(contex
 // post sends body to path with Content-Encoding enc (and X-Forwarded-For
 // xff when set) and returns the status, or -1 when the connection failed.
 func (h *harness) post(ctx context.Context, path string, body []byte, enc, xff string) int {
-	req, _ := http.NewRequestWithContext(ctx, "POST", h.srv.base+path, bytes.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, "POST", h.srv.Base+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if enc != "" {
 		req.Header.Set("Content-Encoding", enc)
@@ -451,7 +346,7 @@ func (h *harness) post(ctx context.Context, path string, body []byte, enc, xff s
 // plainBody sends n bytes with their Content-Length on a raw connection,
 // writing as long as the server reads, and returns the answer's status.
 func (h *harness) plainBody(n int) string {
-	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.base, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.Base, "http://"))
 	if err != nil {
 		return "dial: " + err.Error()
 	}
@@ -480,7 +375,7 @@ func (h *harness) plainBody(n int) string {
 func (h *harness) slowloris(ctx context.Context, n int, d time.Duration) string {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	addr := strings.TrimPrefix(h.srv.base, "http://")
+	addr := strings.TrimPrefix(h.srv.Base, "http://")
 	var cut, opened atomic.Int32
 	var wg sync.WaitGroup
 	for i := range n {
@@ -548,9 +443,9 @@ func (h *harness) refusals(ctx context.Context, n int) string {
 				}
 				var req *http.Request
 				if i%2 == 0 {
-					req, _ = http.NewRequestWithContext(ctx, "GET", h.srv.base+"/api/secrets/"+longName+strconv.FormatInt(i, 10), nil)
+					req, _ = http.NewRequestWithContext(ctx, "GET", h.srv.Base+"/api/secrets/"+longName+strconv.FormatInt(i, 10), nil)
 				} else {
-					req, _ = http.NewRequestWithContext(ctx, "POST", h.srv.base+"/api/developer/verify", strings.NewReader("{}"))
+					req, _ = http.NewRequestWithContext(ctx, "POST", h.srv.Base+"/api/developer/verify", strings.NewReader("{}"))
 					req.Header.Set("Content-Type", "application/json")
 				}
 				resp, err := h.client.Do(req)

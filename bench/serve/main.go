@@ -22,20 +22,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,25 +72,25 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "vectabase")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vectabase").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	bin, err := benchenv.BuildBinary(ctx, tmp)
+	if err != nil {
+		return err
 	}
 	keyFile := filepath.Join(tmp, "master.key")
 	if err := local.GenerateKeyFile(keyFile); err != nil {
 		return err
 	}
-	srv, err := startServe(ctx, bin, tmp, []string{
+	srv, err := benchenv.StartServe(ctx, bin, tmp, []string{
 		"DATABASE_URL=" + dbURL, "KEYRING_MASTER_KEY_FILE=" + keyFile,
 		"ADMIN_EMAIL=" + adminEmail, "ADMIN_PASSWORD=" + adminPassword,
 	})
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	time.Sleep(*settle)
-	idle := load.RSS(srv.pid())
-	idleParts := rssParts(srv.pid())
+	idle := load.RSS(srv.PID())
+	idleParts := rssParts(srv.PID())
 
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -104,11 +99,11 @@ func realMain(ctx context.Context) error {
 	defer db.Close(context.Background())
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc}}
-	token, err := login(ctx, client, srv.base)
+	token, err := benchenv.Login(ctx, client, srv.Base, adminEmail, adminPassword)
 	if err != nil {
 		return err
 	}
-	if code, err := do(ctx, client, "PUT", srv.base+"/api/secrets/bench_serve_key", token, `{"value":"`+strings.Repeat("s", 64)+`"}`); err != nil || code != 201 {
+	if code, err := do(ctx, client, "PUT", srv.Base+"/api/secrets/bench_serve_key", token, `{"value":"`+strings.Repeat("s", 64)+`"}`); err != nil || code != 201 {
 		return fmt.Errorf("PUT secret = %d, %v", code, err)
 	}
 	call := func(method, url, tok string) func(context.Context) error {
@@ -123,8 +118,8 @@ func realMain(ctx context.Context) error {
 			return nil
 		}
 	}
-	read := call("GET", srv.base+"/api/secrets/bench_serve_key", token)
-	health := call("GET", srv.base+"/healthz", "")
+	read := call("GET", srv.Base+"/api/secrets/bench_serve_key", token)
+	health := call("GET", srv.Base+"/healthz", "")
 	opts := load.Options{Concurrency: *conc, Requests: *requests, Duration: time.Minute}
 	// Warm up: the server's pool opens its connections, so the backends
 	// listed below are all of them.
@@ -141,9 +136,9 @@ func realMain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c0, p0 := load.PIDsCPU([]int{srv.pid()}), load.PIDsCPU(pids)
+		c0, p0 := load.PIDsCPU([]int{srv.PID()}), load.PIDsCPU(pids)
 		r := load.Run(ctx, opts, fn)
-		c1, p1 := load.PIDsCPU([]int{srv.pid()}), load.PIDsCPU(pids)
+		c1, p1 := load.PIDsCPU([]int{srv.PID()}), load.PIDsCPU(pids)
 		if r.Errors > 0 {
 			return fmt.Errorf("%d errors, first %v", r.Errors, r.FirstError)
 		}
@@ -152,7 +147,7 @@ func realMain(ctx context.Context) error {
 		s.pg = append(s.pg, float64(p1-p0)/n/1e3)
 		s.rps = append(s.rps, r.RPS)
 		s.last = r
-		peak = max(peak, load.RSS(srv.pid()))
+		peak = max(peak, load.RSS(srv.PID()))
 		return nil
 	}
 	for i := range *rounds {
@@ -214,113 +209,6 @@ func backendPIDs(ctx context.Context, db *pgx.Conn) ([]int, error) {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int])
-}
-
-func login(ctx context.Context, c *http.Client, base string) (string, error) {
-	body, _ := json.Marshal(map[string]string{"email": adminEmail, "password": adminPassword})
-	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/auth/login", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Token == "" {
-		return "", fmt.Errorf("login = %d (%v)", resp.StatusCode, err)
-	}
-	return out.Token, nil
-}
-
-type serveProc struct {
-	cmd    *exec.Cmd
-	base   string
-	done   chan struct{}
-	stderr *bytes.Buffer
-}
-
-func (s *serveProc) pid() int { return s.cmd.Process.Pid }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// startServe starts `serve --migrate` on loopback ports and waits (at most
-// 60 s) for /readyz.
-func startServe(ctx context.Context, bin, dir string, env []string) (*serveProc, error) {
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	metricsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", "--migrate")
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HTTP_ADDR=" + httpAddr, "METRICS_ADDR=" + metricsAddr}, env...)
-	s := &serveProc{cmd: cmd, base: "http://" + httpAddr, done: make(chan struct{}), stderr: &bytes.Buffer{}}
-	// The server logs every request (through its redactor, as in
-	// production); keep the first MiB for diagnosis.
-	cmd.Stderr = &limitedWriter{w: s.stderr, n: 1 << 20}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("serve exited:\n%s", s.stderr.String())
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	s.stop()
-	return nil, errors.New("serve not ready within 60 s")
-}
-
-// stop interrupts the server (as Ctrl-C) and kills it after 30 s.
-func (s *serveProc) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-type limitedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-	n  int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		_, _ = l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
 }
 
 // rssParts is the split of a process's RSS from /proc/<pid>/status: anonymous
