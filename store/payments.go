@@ -331,37 +331,12 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 			res = EventDuplicate
 			return err
 		}
-		bidx, err := p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(e.PaymentIntentID))
-		if err != nil {
-			return err
-		}
 		status := "partially_refunded"
 		if e.Full {
 			status = "refunded"
 		}
-		// Sales imported from Supabase may share a payment intent: all of
-		// them are marked, and the refund is recorded against the oldest.
-		rows, err := tx.Query(ctx, `UPDATE sales SET status = $2 WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id, created_at`, bidx, status)
+		all, saleID, storeID, err := p.markIntentSales(ctx, tx, e.PaymentIntentID, status)
 		if err != nil {
-			return err
-		}
-		var saleID, storeID string
-		var first time.Time
-		var all []string
-		for rows.Next() {
-			var id, st string
-			var at time.Time
-			if err := rows.Scan(&id, &st, &at); err != nil {
-				rows.Close()
-				return err
-			}
-			all = append(all, id)
-			if saleID == "" || at.Before(first) {
-				saleID, storeID, first = id, st, at
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if saleID == "" {
@@ -381,6 +356,35 @@ func (p *Payments) RecordRefund(ctx context.Context, e Refund) (EventResult, err
 		return p.revokeSaleLicenses(ctx, tx, all, "refund", e.EventID)
 	})
 	return res, MapError(err)
+}
+
+// markIntentSales sets the status of every sale paid by paymentIntentID
+// (sales imported from Supabase may share one) and returns their ids and
+// the oldest one with its store, which the refund or dispute is recorded
+// against. No sale: all is empty.
+func (p *Payments) markIntentSales(ctx context.Context, tx pgx.Tx, paymentIntentID, status string) (all []string, oldestID, oldestStore string, err error) {
+	bidx, err := p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(paymentIntentID))
+	if err != nil {
+		return nil, "", "", err
+	}
+	rows, err := tx.Query(ctx, `UPDATE sales SET status = $2 WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id, created_at`, bidx, status)
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer rows.Close()
+	var first time.Time
+	for rows.Next() {
+		var id, st string
+		var at time.Time
+		if err := rows.Scan(&id, &st, &at); err != nil {
+			return nil, "", "", err
+		}
+		all = append(all, id)
+		if oldestID == "" || at.Before(first) {
+			oldestID, oldestStore, first = id, st, at
+		}
+	}
+	return all, oldestID, oldestStore, rows.Err()
 }
 
 // Dispute is a charge.dispute.created event: the buyer's bank disputes the
@@ -403,25 +407,8 @@ func (p *Payments) RecordDispute(ctx context.Context, e Dispute) (EventResult, e
 			res = EventDuplicate
 			return err
 		}
-		bidx, err := p.kr.BlindIndex("sales", "stripe_payment_intent_id", []byte(e.PaymentIntentID))
+		all, saleID, storeID, err := p.markIntentSales(ctx, tx, e.PaymentIntentID, "disputed")
 		if err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `UPDATE sales SET status = 'disputed' WHERE stripe_payment_intent_bidx = $1 RETURNING id, store_id`, bidx)
-		if err != nil {
-			return err
-		}
-		var all, stores []string
-		for rows.Next() {
-			var id, st string
-			if err := rows.Scan(&id, &st); err != nil {
-				rows.Close()
-				return err
-			}
-			all, stores = append(all, id), append(stores, st)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(all) == 0 {
@@ -429,7 +416,7 @@ func (p *Payments) RecordDispute(ctx context.Context, e Dispute) (EventResult, e
 			return setEventResult(ctx, tx, e.EventID, EventIgnored)
 		}
 		if err := p.insertTransaction(ctx, tx, transaction{
-			saleID: all[0], storeID: stores[0], eventID: e.EventID, paymentIntentID: e.PaymentIntentID,
+			saleID: saleID, storeID: storeID, eventID: e.EventID, paymentIntentID: e.PaymentIntentID,
 			typ: "dispute", amount: e.AmountCents, currency: e.Currency, status: "disputed",
 		}); err != nil {
 			return err
