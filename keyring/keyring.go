@@ -133,6 +133,8 @@ type Keyring struct {
 	state   atomic.Pointer[state]
 	mu      sync.Mutex // serialises Reload, rotations and key destruction
 	metrics *metrics
+	// personal caches users' parsed personal keysets (personal.go).
+	personal *personalCache
 }
 
 type kekBox struct{ KEK }
@@ -155,7 +157,9 @@ type state struct {
 type Option func(*options)
 
 type options struct {
-	registerer prometheus.Registerer
+	registerer  prometheus.Registerer
+	personalTTL time.Duration
+	personalMax int
 }
 
 // WithRegisterer counts keyring operations as vectabase_keyring_ops_total
@@ -181,7 +185,7 @@ func Open(ctx context.Context, st Store, kek KEK, opts ...Option) (*Keyring, err
 	if st == nil || kek == nil {
 		return nil, errors.New("keyring: Open needs a store and a KEK")
 	}
-	var o options
+	o := options{personalTTL: DefaultPersonalKeyTTL, personalMax: DefaultPersonalKeyEntries}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -189,7 +193,7 @@ func Open(ctx context.Context, st Store, kek KEK, opts ...Option) (*Keyring, err
 	if err != nil {
 		return nil, err
 	}
-	k := &Keyring{st: st, metrics: m}
+	k := &Keyring{st: st, metrics: m, personal: newPersonalCache(o.personalTTL, o.personalMax)}
 	k.kek.Store(&kekBox{kek})
 
 	stored, err := st.Keysets(ctx)

@@ -49,6 +49,11 @@ func (k *Keyring) reloadLocked(ctx context.Context, onlyIfStale bool) error {
 		return err
 	}
 	k.state.Store(s)
+	if !onlyIfStale {
+		// A restore or another instance's change: personal keys may be
+		// gone or different, so load them again.
+		k.personal.forget("")
+	}
 	k.metrics.ops.WithLabelValues("reload", "ok").Inc()
 	return nil
 }

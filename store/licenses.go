@@ -273,7 +273,9 @@ func (m *Marketplace) ListBuyerLicenses(ctx context.Context, buyerID string, p P
 			&l.ExpiresAt, &l.HWIDBound, &l.SaleID, &l.BuyerID, &l.RevokedAt, &l.RevokedReason, &l.CreatedAt, &ct); err != nil {
 			return nil, nil, err
 		}
-		pt, err := m.kr.Decrypt(ctx, licenseKeyLoc(l.Kind, l.ID), ct)
+		// The buyer's own key seals it (store/personal.go); one written
+		// before that, keyring-only, reads as it is.
+		pt, err := openOwned(ctx, m.db.Pool, m.kr, &buyerID, licenseKeyLoc(l.Kind, l.ID), ct)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -343,7 +345,10 @@ func (p *Payments) issueLicense(ctx context.Context, tx pgx.Tx, s paidSale) erro
 	table := licenseTable(kind)
 	id := uuid.NewString()
 	key := NormalizeLicenseKey(s.LicenseKey)
-	ct, err := p.kr.Encrypt(ctx, licenseKeyLoc(kind, id), []byte(key))
+	// A signed-in buyer's license key is personal: sealed under their key,
+	// so deleting their account shreds it. An anonymous buyer's gets
+	// sealed when they claim the purchase.
+	ct, err := sealOwned(ctx, tx, p.kr, s.BuyerID, licenseKeyLoc(kind, id), []byte(key))
 	if err != nil {
 		return err
 	}
@@ -472,7 +477,7 @@ func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID, buyerID 
 				return err
 			}
 			for _, t := range []string{systemLicenses, productLicenses} {
-				if _, err := tx.Exec(ctx, `UPDATE `+t+` SET buyer_id = $2 WHERE sale_id = $1`, out.SaleID, buyerID); err != nil {
+				if err := p.claimLicense(ctx, tx, t, out.SaleID, buyerID); err != nil {
 					return err
 				}
 			}
@@ -501,7 +506,7 @@ func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID, buyerID 
 		if err != nil {
 			return err
 		}
-		pt, err := p.kr.Decrypt(ctx, licenseKeyLoc(l.Kind, l.ID), ct)
+		pt, err := openOwned(ctx, tx, p.kr, l.BuyerID, licenseKeyLoc(l.Kind, l.ID), ct)
 		if err != nil {
 			return err
 		}
@@ -513,4 +518,28 @@ func (p *Payments) ClaimCheckoutLicense(ctx context.Context, sessionID, buyerID 
 		return nil
 	})
 	return out, MapError(err)
+}
+
+// claimLicense makes buyerID the buyer of the license sale saleID issued in
+// table (if any), sealing its key and hardware id under the buyer's key:
+// from now on they are the buyer's personal values.
+func (p *Payments) claimLicense(ctx context.Context, tx pgx.Tx, table, saleID, buyerID string) error {
+	var id string
+	var key, hwid []byte
+	err := tx.QueryRow(ctx, `SELECT id, license_key, hwid FROM `+table+` WHERE sale_id = $1 FOR UPDATE`, saleID).Scan(&id, &key, &hwid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	key, err = resealFor(ctx, tx, p.kr, buyerID, keyring.Location{Table: table, Column: "license_key", RowID: id}, key)
+	if err != nil {
+		return err
+	}
+	if hwid, err = resealFor(ctx, tx, p.kr, buyerID, keyring.Location{Table: table, Column: "hwid", RowID: id}, hwid); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE `+table+` SET buyer_id = $2, license_key = $3, hwid = $4 WHERE id = $1`, id, buyerID, key, hwid)
+	return err
 }

@@ -71,7 +71,8 @@ func LockSecretForWrite(ctx context.Context, tx pgx.Tx, name, actor, ownerID str
 // returns the secret as updated.
 func WriteSecretVersion(ctx context.Context, tx pgx.Tx, kr *keyring.Keyring, s Secret, value []byte, actor string, keep int) (Secret, error) {
 	next := s.CurrentVersion + 1
-	ct, err := kr.Encrypt(ctx, SecretValueLocation(s.Name, next), value)
+	// A secret a user owns is their personal value: sealed under their key.
+	ct, err := sealOwned(ctx, tx, kr, &s.OwnerID, SecretValueLocation(s.Name, next), value)
 	if err != nil {
 		return Secret{}, err
 	}
@@ -125,7 +126,7 @@ func (db *DB) ReadSecret(ctx context.Context, kr *keyring.Keyring, name string, 
 	if err != nil {
 		return SecretValue{}, MapError(err)
 	}
-	if out.Value, err = kr.Decrypt(ctx, SecretValueLocation(out.Secret.Name, out.Version), ct); err != nil {
+	if out.Value, err = openOwned(ctx, db.Pool, kr, &out.Secret.OwnerID, SecretValueLocation(out.Secret.Name, out.Version), ct); err != nil {
 		return SecretValue{}, err
 	}
 	return out, nil
