@@ -229,7 +229,8 @@ type License struct {
 	Key                string
 }
 
-const licenseColumns = `l.id, l.kind, l.system_id, l.developer_product_id, l.owner_id, l.roblox_user_id, l.discord_id, l.status,
+// owner_id is "" for a license whose seller deleted their account.
+const licenseColumns = `l.id, l.kind, l.system_id, l.developer_product_id, coalesce(l.owner_id::text, ''), l.roblox_user_id, l.discord_id, l.status,
 	l.expires_at, l.hwid_bound, l.sale_id, l.buyer_id, l.revoked_at, l.revoked_reason, l.created_at`
 
 func scanLicense(row pgx.Row) (License, error) {

@@ -18,11 +18,6 @@ import (
 // in the ledger, for a restore to run in its own transaction, so a backup
 // made before a deletion never brings the user back.
 
-// ErrOwnsSales refuses deleting an account whose stores have sales: the
-// platform keeps a seller's accounting (Stripe Connect charges, fees), and
-// the stores cannot go without their owner.
-var ErrOwnsSales = errors.New("store: the account owns stores with sales")
-
 // shredStatements take the ids being shredded as $1 (uuid[]). The order
 // matters: rows are found through the user's email, Discord id and sales
 // before the users row and its cascade go.
@@ -45,6 +40,15 @@ var shredStatements = []string{
 	// The IPs of the user's API calls.
 	`DELETE FROM api_request_logs
 		WHERE api_key_id IN (SELECT id FROM developer_api_keys WHERE developer_id = ANY($1))`,
+	// A seller's stores that have sales stay, for the buyers' purchase
+	// records, closed and anonymised: their products stop selling, the
+	// store loses its owner, name, description, logo and Stripe account.
+	// Stores without sales go with the account's cascade.
+	`UPDATE products SET is_active = false, updated_at = now()
+		WHERE is_active AND store_id IN (SELECT s.id FROM stores s WHERE s.owner_id = ANY($1) AND EXISTS (SELECT 1 FROM sales x WHERE x.store_id = s.id))`,
+	`UPDATE stores s SET owner_id = NULL, name = 'Deleted store', slug = 'deleted-' || s.id::text, description = NULL, logo_url = NULL,
+			stripe_account_id = NULL, stripe_onboarded = false, updated_at = now()
+		WHERE s.owner_id = ANY($1) AND EXISTS (SELECT 1 FROM sales x WHERE x.store_id = s.id)`,
 	// Secrets the user owns (owner_id would only be set to NULL).
 	`DELETE FROM secrets WHERE owner_id = ANY($1)`,
 	// The personal key: what it sealed is unreadable from here on.
@@ -70,6 +74,30 @@ var shredLicenseStatements = []string{
 		WHERE buyer_id = ANY($1)`,
 }
 
+// shredSellerStatements keep what buyers paid for when its seller goes
+// (the licenses schema, migration 00013; stores' blind index, 00010): a
+// whitelist system or developer product holding a sold license loses its
+// owner but stays, with its sold licenses, so buyers keep them (listed at
+// /api/me/licenses with their keys); the licenses the seller made by hand
+// in it go. They run after shredStatements' store updates and before the
+// users row goes; like shredLicenseStatements, each is skipped against a
+// schema without its columns.
+var shredSellerStatements = []string{
+	`UPDATE stores SET stripe_account_bidx = NULL WHERE owner_id IS NULL AND stripe_account_bidx IS NOT NULL`,
+	`UPDATE whitelist_systems w SET owner_id = NULL, description = NULL
+		WHERE w.owner_id = ANY($1) AND EXISTS (SELECT 1 FROM whitelist_users u WHERE u.system_id = w.id AND u.sale_id IS NOT NULL)`,
+	`DELETE FROM whitelist_users u USING whitelist_systems w
+		WHERE w.id = u.system_id AND w.owner_id IS NULL AND u.sale_id IS NULL`,
+	`UPDATE developer_products d SET developer_id = NULL, description = NULL
+		WHERE d.developer_id = ANY($1) AND EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.developer_product_id = d.id AND e.sale_id IS NOT NULL)`,
+	`DELETE FROM whitelist_entries e USING developer_products d
+		WHERE d.id = e.developer_product_id AND d.developer_id IS NULL AND e.sale_id IS NULL`,
+}
+
+// shredSellerSplit is where shredSellerStatements run: just before the
+// users row goes, after the stores are anonymised.
+const shredSellerSplit = "DELETE FROM users"
+
 // execIfSchemaHas runs q in a savepoint, skipping it when the schema lacks
 // a table or column it names.
 func execIfSchemaHas(ctx context.Context, tx pgx.Tx, q string, args ...any) error {
@@ -93,11 +121,13 @@ type ShredResult struct {
 	SalesAnonymised int64
 	SecretsDeleted  int64
 	KeyDestroyed    bool
+	// StoresClosed counts the seller's stores with sales, kept closed and
+	// anonymised for the buyers' records.
+	StoresClosed int64
 }
 
 // ShredUser deletes userID as described above. ErrNotFound for an unknown
-// user, ErrOwnsSales when a store of the user has sales. before runs in
-// the transaction first (the caller's last checks); after runs in it last,
+// user. after runs in the transaction last,
 // so a deletion whose audit row cannot be written does not happen.
 func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after func(tx pgx.Tx, r ShredResult) error) (ShredResult, error) {
 	var r ShredResult
@@ -105,13 +135,9 @@ func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after 
 		return r, ErrNotFound
 	}
 	err := db.InTx(ctx, func(tx pgx.Tx) error {
-		var exists, sells bool
-		if err := tx.QueryRow(ctx, `SELECT true, EXISTS (SELECT 1 FROM sales s JOIN stores st ON st.id = s.store_id WHERE st.owner_id = u.id)
-			FROM users u WHERE u.id = $1 FOR UPDATE`, userID).Scan(&exists, &sells); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM stores st WHERE st.owner_id = u.id AND EXISTS (SELECT 1 FROM sales s WHERE s.store_id = st.id))
+			FROM users u WHERE u.id = $1 FOR UPDATE`, userID).Scan(&r.StoresClosed); err != nil {
 			return err
-		}
-		if sells {
-			return ErrOwnsSales
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM sales WHERE buyer_id = $1`, userID).Scan(&r.SalesAnonymised); err != nil {
 			return err
@@ -133,6 +159,13 @@ func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after 
 			}
 		}
 		for _, q := range shredStatements {
+			if strings.HasPrefix(q, shredSellerSplit) {
+				for _, sq := range shredSellerStatements {
+					if err := execIfSchemaHas(ctx, tx, sq, ids); err != nil {
+						return fmt.Errorf("store: shred seller: %w", err)
+					}
+				}
+			}
 			if _, err := tx.Exec(ctx, q, ids); err != nil {
 				return fmt.Errorf("store: shred: %w", err)
 			}
@@ -199,7 +232,20 @@ INSERT INTO shredded_users (user_id, shredded_at) VALUES `)
 		fmt.Fprintf(&b, "('%s', '%s')", id, at.UTC().Format(time.RFC3339Nano))
 	}
 	b.WriteString(" ON CONFLICT (user_id) DO NOTHING;\n")
-	for _, q := range append(append([]string{}, shredLicenseStatements...), shredStatements...) {
+	// A backup older than migration 00027 has owner columns that cannot
+	// be NULL: a seller's kept stores need them to.
+	for _, t := range [][2]string{{"stores", "owner_id"}, {"whitelist_systems", "owner_id"}, {"developer_products", "developer_id"}} {
+		fmt.Fprintf(&b, "DO $shred$ BEGIN ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL; EXCEPTION WHEN undefined_table OR undefined_column THEN NULL; END $shred$;\n", t[0], t[1])
+	}
+	var all []string
+	all = append(all, shredLicenseStatements...)
+	for _, q := range shredStatements {
+		if strings.HasPrefix(q, shredSellerSplit) {
+			all = append(all, shredSellerStatements...)
+		}
+		all = append(all, q)
+	}
+	for _, q := range all {
 		q = strings.ReplaceAll(q, "$1", "ARRAY(SELECT user_id FROM shredded_users)")
 		fmt.Fprintf(&b, "DO $shred$ BEGIN EXECUTE $q$%s$q$; EXCEPTION WHEN undefined_table OR undefined_column THEN NULL; END $shred$;\n", q)
 	}

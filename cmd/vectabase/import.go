@@ -116,6 +116,20 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 		ierr = fmt.Errorf("the import finished (committed: %v) but its audit row could not be written: %w", rep.Committed, aerr)
 	}
 
+	// Imported personal values (a buyer's license keys and hardware ids,
+	// Stripe customer ids) arrive keyring-only: seal them under their
+	// owners' keys now, so an account deleted later is shredded whole.
+	// Reads accept both forms, so a failure here loses nothing: the
+	// operator runs `vectabase keys seal-personal` again.
+	if ierr == nil && rep.Committed {
+		srec := audit.New(db, kr, log, nil)
+		d.kr, d.audit = kr, srec
+		if _, err := sealPersonal(ctx, d, 500, nil); err != nil {
+			ierr = fmt.Errorf("the import committed, but sealing its personal values stopped (run vectabase keys seal-personal): %w", err)
+		}
+		srec.Close()
+	}
+
 	// A refusal (a non-empty target without --replace, a column with no
 	// place, a bad option) comes before any row moved: its one line on
 	// stderr says it all, and a report of empty tables would only bury it.

@@ -133,7 +133,7 @@ func openKeysWith(ctx context.Context, cfg Config) (*deps, error) {
 func newKeysCmd() *cobra.Command {
 	return groupCmd("keys", "Key management: init, status, rotation of data keys and of the master key",
 		newKeysInitCmd(), newKeysStatusCmd(), newKeysRotateDEKCmd(), newKeysRotateKEKCmd(),
-		newKeysReencryptCmd(), newKeysDestroyOldCmd())
+		newKeysReencryptCmd(), newKeysDestroyOldCmd(), newKeysSealPersonalCmd())
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -27,8 +27,9 @@ const RecentSignInWindow = 5 * time.Minute
 // signed in within RecentSignInWindow in this session. Errors:
 // VALIDATION_FAILED for a wrong or missing password (counted like failed
 // logins; RATE_LIMITED after too many), FORBIDDEN for an admin (demote it
-// first with `vectabase users set-role`) or a sign-in that is not recent,
-// CONFLICT when the user's stores have sales.
+// first with `vectabase users set-role`) or a sign-in that is not recent.
+// A seller's stores with sales stay, closed and anonymised, for the
+// buyers' records; licenses buyers paid for stay with them.
 func (s *Service) DeleteMe(ctx context.Context, userID, sessionID, password string, meta RequestMeta) error {
 	u, err := s.db.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -59,13 +60,16 @@ func (s *Service) DeleteMe(ctx context.Context, userID, sessionID, password stri
 		return s.audit(ctx, meta, vectabase.AuditEvent{ActorType: vectabase.ActorUser, ActorID: userID,
 			Action: "auth.account_delete", ResourceType: "user", ResourceID: userID, Result: vectabase.ResultSuccess,
 			Details: map[string]any{"salesAnonymised": r.SalesAnonymised, "secretsDeleted": r.SecretsDeleted,
-				"personalKeyDestroyed": r.KeyDestroyed}})
+				"personalKeyDestroyed": r.KeyDestroyed, "storesClosed": r.StoresClosed}})
 	})
+	if err == nil {
+		// This instance forgets the key now; another one within the
+		// keyring's personal-key TTL.
+		s.kr.ForgetPersonal(userID)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return vectabase.Errorf(vectabase.EUNAUTHORIZED, "user no longer exists")
-	case errors.Is(err, store.ErrOwnsSales):
-		return vectabase.Errorf(vectabase.ECONFLICT, "the account's stores have sales, whose accounting the platform keeps: ask an administrator to close the account")
 	}
 	return err
 }
