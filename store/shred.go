@@ -83,15 +83,15 @@ var shredLicenseStatements = []string{
 // users row goes; like shredLicenseStatements, each is skipped against a
 // schema without its columns.
 var shredSellerStatements = []string{
-	`UPDATE stores SET stripe_account_bidx = NULL WHERE owner_id IS NULL AND stripe_account_bidx IS NOT NULL`,
+	`UPDATE stores SET stripe_account_bidx = NULL WHERE owner_id IS NULL AND stripe_account_bidx IS NOT NULL AND cardinality($1::uuid[]) > 0`,
 	`UPDATE whitelist_systems w SET owner_id = NULL, description = NULL
 		WHERE w.owner_id = ANY($1) AND EXISTS (SELECT 1 FROM whitelist_users u WHERE u.system_id = w.id AND u.sale_id IS NOT NULL)`,
 	`DELETE FROM whitelist_users u USING whitelist_systems w
-		WHERE w.id = u.system_id AND w.owner_id IS NULL AND u.sale_id IS NULL`,
+		WHERE w.id = u.system_id AND w.owner_id IS NULL AND u.sale_id IS NULL AND cardinality($1::uuid[]) > 0`,
 	`UPDATE developer_products d SET developer_id = NULL, description = NULL
 		WHERE d.developer_id = ANY($1) AND EXISTS (SELECT 1 FROM whitelist_entries e WHERE e.developer_product_id = d.id AND e.sale_id IS NOT NULL)`,
 	`DELETE FROM whitelist_entries e USING developer_products d
-		WHERE d.id = e.developer_product_id AND d.developer_id IS NULL AND e.sale_id IS NULL`,
+		WHERE d.id = e.developer_product_id AND d.developer_id IS NULL AND e.sale_id IS NULL AND cardinality($1::uuid[]) > 0`,
 }
 
 // shredSellerSplit is where shredSellerStatements run: just before the
@@ -175,7 +175,28 @@ func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after 
 		}
 		return nil
 	})
+	if err == nil {
+		db.shredded(userID)
+	}
 	return r, MapError(err)
+}
+
+// OnShred registers fn to be called with each user ShredUser deletes,
+// after the deletion commits: a keyring over this database passes its
+// ForgetPersonal, so this instance stops using the user's key at once.
+func (db *DB) OnShred(fn func(userID string)) {
+	db.shredMu.Lock()
+	defer db.shredMu.Unlock()
+	db.onShred = append(db.onShred, fn)
+}
+
+func (db *DB) shredded(userID string) {
+	db.shredMu.Lock()
+	fns := append([]func(string){}, db.onShred...)
+	db.shredMu.Unlock()
+	for _, fn := range fns {
+		fn(userID)
+	}
 }
 
 // ShreddedUsers lists the shredding ledger: user id -> when.

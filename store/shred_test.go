@@ -36,6 +36,7 @@ func TestProperty31_ShreddingOnlyTheDeletedUsersValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.OnShred(kr.ForgetPersonal)
 	seller, err := db.CreateUser(ctx, store.NewUser{Email: "seller@example.com"})
 	if err != nil {
 		t.Fatal(err)

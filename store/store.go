@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +32,10 @@ type DB struct {
 	Pool *pgxpool.Pool
 	cfg  Config
 	log  zerolog.Logger
+	// onShred are told each user ShredUser deleted, after it commits
+	// (a keyring forgets the user's cached personal key).
+	shredMu sync.Mutex
+	onShred []func(userID string)
 }
 
 // Open builds the pool from cfg and waits for the database, retrying with

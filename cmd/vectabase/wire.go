@@ -259,6 +259,9 @@ func openKeyring(ctx context.Context, d *deps) (*keyring.Keyring, error) {
 	if err != nil {
 		return nil, err // already "keyring: ...", naming the cause
 	}
+	// An account deleted here stops its cached personal key at once (on
+	// other instances within keyring.DefaultPersonalKeyTTL).
+	d.db.OnShred(kr.ForgetPersonal)
 	return kr, nil
 }
 

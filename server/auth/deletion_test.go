@@ -23,8 +23,8 @@ func (e *env) count(t *testing.T, q string, args ...any) int64 {
 // DELETE /api/auth/me: a wrong or missing password is refused (and
 // audited); the right one deletes the account, ends its sessions, keeps
 // the user's purchases in the seller's sales without the buyer, records the
-// ledger entry and audits the deletion. Admins and sellers with sales are
-// refused.
+// ledger entry and audits the deletion. An admin is refused; a seller with
+// sales is not, and their store stays closed and anonymised.
 func TestDeleteMeWithPassword(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -61,17 +61,16 @@ func TestDeleteMeWithPassword(t *testing.T) {
 		t.Errorf("audited refusals = %d, want 3 (one per wrong password)", n)
 	}
 
-	// A seller whose stores have sales keeps its account.
-	st := e.login("seller@example.com", "password-456")
-	if r := e.do("DELETE", "/api/auth/me", map[string]string{"password": "password-456"}, bearer(st.Token)...); r.Status != 409 || r.code() != "CONFLICT" {
-		t.Errorf("seller with sales = %d %s, want 409 CONFLICT", r.Status, r.Body)
-	}
 	// An admin is refused.
+	st := e.login("seller@example.com", "password-456")
 	if _, err := e.db.Pool.Exec(ctx, `UPDATE profiles SET role = 'admin' WHERE id = $1`, seller.ID); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do("DELETE", "/api/auth/me", map[string]string{"password": "password-456"}, bearer(st.Token)...); r.Status != 403 {
 		t.Errorf("admin = %d %s, want 403", r.Status, r.Body)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE profiles SET role = 'user' WHERE id = $1`, seller.ID); err != nil {
+		t.Fatal(err)
 	}
 
 	if r := e.do("DELETE", "/api/auth/me", map[string]string{"password": "password-123"}, bearer(tok.Token)...); r.Status != 204 {
@@ -108,6 +107,30 @@ func TestDeleteMeWithPassword(t *testing.T) {
 	}
 	// The address is free again: it names no one.
 	e.register("buyer@example.com", "password-789")
+
+	// A seller with sales deletes their account too: the store stays,
+	// closed and anonymised, with its sales for the buyers' records.
+	if r := e.do("DELETE", "/api/auth/me", map[string]string{"password": "password-456"}, bearer(st.Token)...); r.Status != 204 {
+		t.Fatalf("seller with sales = %d %s, want 204", r.Status, r.Body)
+	}
+	if n := e.count(t, `SELECT count(*) FROM stores WHERE id = $1 AND owner_id IS NULL AND name = 'Deleted store'`, storeID); n != 1 {
+		t.Errorf("the seller's store kept ownerless and anonymised = %d, want 1", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM products WHERE id = $1 AND NOT is_active`, product); n != 1 {
+		t.Errorf("the seller's product closed = %d, want 1", n)
+	}
+	if n := e.count(t, `SELECT coalesce(sum(amount_cents), 0) FROM sales WHERE store_id = $1`, storeID); n != 1400 {
+		t.Errorf("sales amounts kept = %d, want 1400", n)
+	}
+	var closed bool
+	for _, ev := range e.aud.events {
+		if ev.Action == "auth.account_delete" && ev.Result == "success" && ev.ResourceID == seller.ID {
+			closed = ev.Details["storesClosed"] == int64(1)
+		}
+	}
+	if !closed {
+		t.Errorf("audit = %v, want the seller's auth.account_delete:success with storesClosed 1", e.aud.actions())
+	}
 }
 
 // A Discord-only account (no password) deletes itself within
