@@ -23,7 +23,8 @@ type sealed struct {
 }
 
 // TestProperty31_ShreddingOnlyTheDeletedUsersValues claims: for any users
-// with personal values sealed under their keys and purchases from one
+// with personal values of any personal column (store.PersonalColumns)
+// sealed under their keys and purchases from one
 // seller, deleting any subset of them leaves every value of a deleted user
 // unopenable (ErrPersonalKeyGone) and every value of a kept user opening to
 // its plaintext, while the seller's sales count and totals stay the same
@@ -76,8 +77,9 @@ func TestProperty31_ShreddingOnlyTheDeletedUsersValues(t *testing.T) {
 			}
 			users = append(users, u.ID)
 			for j := range rapid.IntRange(0, 3).Draw(rt, "values") {
+				pc := rapid.SampledFrom(store.PersonalColumns).Draw(rt, "table")
 				v := sealed{user: u.ID, pt: rapid.StringN(0, 40, -1).Draw(rt, "value"),
-					loc: keyring.Location{Table: "developer_subscriptions", Column: "stripe_customer_id", RowID: uuid.NewString()}}
+					loc: keyring.Location{Table: pc.Table, Column: rapid.SampledFrom(pc.Columns).Draw(rt, "column"), RowID: uuid.NewString()}}
 				err := db.InTx(ctx, func(tx pgx.Tx) error {
 					var err error
 					v.ct, err = store.SealPersonal(ctx, tx, kr, u.ID, v.loc, []byte(v.pt))
@@ -264,4 +266,142 @@ func TestShredRevokesTheBuyersLicenses(t *testing.T) {
 	if status != "active" || hwid == nil {
 		t.Errorf("the seller's own entry: status %s, hwid %x; want active with its hwid (only the Discord id, the buyer's, is cleared)", status, hwid)
 	}
+}
+
+// TestProperty38_DeletingSellersAndBuyersKeepsWhatBuyersPaidFor claims: for
+// any sellers (each a store, a product and a whitelist system) and buyers
+// with any purchases between them (each a sale and a license whose key is
+// sealed under the buyer's key), deleting any subset of the accounts in any
+// order keeps every sale with its amount; a kept buyer's licenses stay
+// active and their keys open for them, whoever of the sellers is gone; a
+// deleted buyer's licenses are revoked and their keys open for no one; and
+// a deleted seller's stores keep no owner and sell nothing. 100 checks
+// (rapid's default).
+func TestProperty38_DeletingSellersAndBuyersKeepsWhatBuyersPaidFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), localKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.OnShred(kr.ForgetPersonal)
+	type seller struct{ id, store, product, system string }
+	type purchase struct {
+		buyer, seller int
+		sale, license string
+		key           string
+		ct            []byte
+		amount        int
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		mk := func() string {
+			u, err := db.CreateUser(ctx, store.NewUser{Email: uuid.NewString() + "@example.com"})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			return u.ID
+		}
+		var sellers []seller
+		for range rapid.IntRange(1, 2).Draw(rt, "sellers") {
+			s := seller{id: mk()}
+			if err := db.Pool.QueryRow(ctx, `INSERT INTO stores (owner_id, name, slug) VALUES ($1, 's', $2) RETURNING id`, s.id, uuid.NewString()).Scan(&s.store); err != nil {
+				rt.Fatal(err)
+			}
+			if err := db.Pool.QueryRow(ctx, `INSERT INTO products (store_id, name, price_cents) VALUES ($1, 'p', 100) RETURNING id`, s.store).Scan(&s.product); err != nil {
+				rt.Fatal(err)
+			}
+			if err := db.Pool.QueryRow(ctx, `INSERT INTO whitelist_systems (owner_id, store_id, name) VALUES ($1, $2, 'w') RETURNING id`, s.id, s.store).Scan(&s.system); err != nil {
+				rt.Fatal(err)
+			}
+			sellers = append(sellers, s)
+		}
+		var buyers []string
+		for range rapid.IntRange(1, 3).Draw(rt, "buyers") {
+			buyers = append(buyers, mk())
+		}
+		var purchases []purchase
+		for range rapid.IntRange(0, 5).Draw(rt, "purchases") {
+			p := purchase{buyer: rapid.IntRange(0, len(buyers)-1).Draw(rt, "buyer"), seller: rapid.IntRange(0, len(sellers)-1).Draw(rt, "seller"),
+				amount: rapid.IntRange(0, 100000).Draw(rt, "amount"), license: uuid.NewString(), key: "KEY-" + uuid.NewString()}
+			s, b := sellers[p.seller], buyers[p.buyer]
+			err := db.InTx(ctx, func(tx pgx.Tx) error {
+				if err := tx.QueryRow(ctx, `INSERT INTO sales (product_id, store_id, buyer_id, amount_cents) VALUES ($1, $2, $3, $4) RETURNING id`,
+					s.product, s.store, b, p.amount).Scan(&p.sale); err != nil {
+					return err
+				}
+				loc := keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: p.license}
+				ct, err := store.SealPersonal(ctx, tx, kr, b, loc, []byte(p.key))
+				if err != nil {
+					return err
+				}
+				p.ct = ct
+				bidx, err := kr.BlindIndex("whitelist_users", "license_key", []byte(p.key))
+				if err != nil {
+					return err
+				}
+				_, err = tx.Exec(ctx, `INSERT INTO whitelist_users (id, system_id, roblox_user_id, license_key, license_key_bidx, sale_id, buyer_id)
+					VALUES ($1, $2, 1, $3, $4, $5, $6)`, p.license, s.system, ct, bidx, p.sale, b)
+				return err
+			})
+			if err != nil {
+				rt.Fatalf("purchase: %v", err)
+			}
+			purchases = append(purchases, p)
+		}
+		// Delete any subset of everyone, in any order.
+		everyone := append(append([]string{}, buyers...), func() []string {
+			var ids []string
+			for _, s := range sellers {
+				ids = append(ids, s.id)
+			}
+			return ids
+		}()...)
+		order := rapid.Permutation(everyone).Draw(rt, "order")
+		deleted := map[string]bool{}
+		for _, id := range order {
+			if rapid.Bool().Draw(rt, "delete") {
+				if _, err := db.ShredUser(ctx, id, time.Now(), nil); err != nil {
+					rt.Fatalf("ShredUser: %v", err)
+				}
+				deleted[id] = true
+			}
+		}
+		for _, p := range purchases {
+			var amount int
+			var status string
+			var ct []byte
+			if err := db.Pool.QueryRow(ctx, `SELECT s.amount_cents, u.status, u.license_key FROM sales s JOIN whitelist_users u ON u.sale_id = s.id WHERE s.id = $1`, p.sale).
+				Scan(&amount, &status, &ct); err != nil {
+				rt.Fatalf("purchase %+v after deletions: %v", p, err)
+			}
+			if amount != p.amount {
+				rt.Fatalf("sale amount = %d, want %d", amount, p.amount)
+			}
+			b := buyers[p.buyer]
+			pt, err := store.OpenPersonal(ctx, db.Pool, kr, b, keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: p.license}, ct)
+			if deleted[b] {
+				if status != "revoked" || !errors.Is(err, keyring.ErrPersonalKeyGone) {
+					rt.Fatalf("a deleted buyer's license: status %s, key %q, err %v; want revoked and ErrPersonalKeyGone", status, pt, err)
+				}
+				continue
+			}
+			if status != "active" || err != nil || string(pt) != p.key {
+				rt.Fatalf("a kept buyer's license (seller deleted: %v): status %s, key %q, err %v; want active and %q", deleted[sellers[p.seller].id], status, pt, err, p.key)
+			}
+		}
+		for _, s := range sellers {
+			if !deleted[s.id] {
+				continue
+			}
+			var owned, selling int
+			if err := db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE st.owner_id IS NOT NULL), count(*) FILTER (WHERE p.is_active)
+				FROM stores st LEFT JOIN products p ON p.store_id = st.id WHERE st.id = $1`, s.store).Scan(&owned, &selling); err != nil {
+				rt.Fatal(err)
+			}
+			if owned != 0 || selling != 0 {
+				rt.Fatalf("a deleted seller's store: %d owned rows, %d products selling; want none", owned, selling)
+			}
+		}
+	})
 }
