@@ -299,3 +299,51 @@ func TestPersonalKeyCacheOutlivesDeletionElsewhereOnlyForItsTTL(t *testing.T) {
 		t.Errorf("the other instance after the TTL: err = %v, want ErrPersonalKeyGone", err)
 	}
 }
+
+// BenchmarkOpenPersonal puts opening a personal value beside the baseline
+// of a keyring-only decryption, in one run: with the personal-key cache
+// (the steady state of a burst of reads of one user's values) and without
+// it (one user_keys read, a keyring decryption and a keyset parse each).
+func BenchmarkOpenPersonal(b *testing.B) {
+	ctx := context.Background()
+	db := pgtest.New(b)
+	kek := localKEK(b)
+	kr, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek)
+	if err != nil {
+		b.Fatal(err)
+	}
+	uncached, err := keyring.Open(ctx, store.NewKeysets(db.Pool), kek, keyring.WithPersonalKeyCache(0, 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "bench@example.com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	loc := keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: uuid.NewString()}
+	pt := []byte("KEY-0123456789ABCDEF")
+	plain, err := kr.Encrypt(ctx, loc, pt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sealedCT []byte
+	if err := db.InTx(ctx, func(tx pgx.Tx) error {
+		sealedCT, err = store.SealPersonal(ctx, tx, kr, u.ID, loc, pt)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		kr   *keyring.Keyring
+		ct   []byte
+	}{{"keyring-only", kr, plain}, {"personal-cached", kr, sealedCT}, {"personal-uncached", uncached, sealedCT}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := store.OpenPersonal(ctx, db.Pool, c.kr, u.ID, loc, c.ct); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
