@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,6 +128,19 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 		AND result = 'success' AND (details->>'committed')::boolean`).Scan(&audited)
 	if err != nil || audited != 1 {
 		t.Errorf("audit rows for the committed import = %d (%v), want 1", audited, err)
+	}
+	// The imported personal values were sealed under their owners' keys
+	// right after the commit, each batch audited: the sample's profiles
+	// carry Stripe customer ids, its developer subscriptions Stripe ids.
+	var sealedTables []string
+	err = conn.QueryRow(context.Background(), `SELECT coalesce(array_agg(DISTINCT resource_id ORDER BY resource_id), '{}') FROM audit_logs
+		WHERE action = 'keys.seal_personal' AND actor_type = 'local-operator' AND result = 'success'`).Scan(&sealedTables)
+	if err != nil || !slices.Contains(sealedTables, "profiles") || !slices.Contains(sealedTables, "developer_subscriptions") {
+		t.Errorf("keys.seal_personal audit rows name %v (%v), want profiles and developer_subscriptions among them", sealedTables, err)
+	}
+	var keys int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM user_keys`).Scan(&keys); err != nil || keys == 0 {
+		t.Errorf("personal keys after the import = %d (%v), want some", keys, err)
 	}
 	var trail string
 	if err := conn.QueryRow(context.Background(), `SELECT string_agg(a::text, E'\n') FROM audit_logs a`).Scan(&trail); err != nil {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vectabase/vectabase/keyring"
+	"github.com/vectabase/vectabase/store"
+	"github.com/vectabase/vectabase/store/pgtest"
+)
+
+// `vectabase keys seal-personal` seals a value written before personal
+// keys under its owner's key, audits the batch, reads the same after, and
+// has nothing to do the second time.
+func TestKeysSealPersonal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := tempDir(t)
+	keyFile := filepath.Join(dir, "master.key")
+	url := pgtest.URL(t)
+	env := keysEnv(url, keyFile)
+	if r := run(t, dir, env, "keys", "init"); r.code != 0 {
+		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)
+	}
+	db := pgtest.Open(t, url)
+	kr := openTestKeyring(t, db, keyFile)
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := keyring.Location{Table: "profiles", Column: "stripe_customer_id", RowID: u.ID}
+	ct, err := kr.Encrypt(ctx, loc, []byte("cus_BEFORE_PERSONAL_KEYS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE profiles SET stripe_customer_id = $2 WHERE id = $1`, u.ID, ct); err != nil {
+		t.Fatal(err)
+	}
+
+	sealedNow := func(r result) map[string]int {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("keys seal-personal: exit %d, stderr %q", r.code, r.stderr)
+		}
+		var out struct{ Tables []store.SealCount }
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("keys seal-personal --json: %v\n%s", err, r.stdout)
+		}
+		m := map[string]int{}
+		for _, c := range out.Tables {
+			m[c.Table] = c.Sealed
+		}
+		return m
+	}
+	if got := sealedNow(run(t, dir, env, "keys", "seal-personal", "--json")); got["profiles"] != 1 {
+		t.Errorf("first run sealed %v, want the one profile", got)
+	}
+	var now []byte
+	if err := db.Pool.QueryRow(ctx, `SELECT stripe_customer_id FROM profiles WHERE id = $1`, u.ID).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if inner, err := kr.Decrypt(ctx, loc, now); err != nil || !keyring.IsPersonallySealed(inner) || strings.Contains(string(inner), "cus_") {
+		t.Errorf("the keyring layer after sealing = %q, %v; want the sealed inner ciphertext", inner, err)
+	}
+	if pt, err := store.OpenPersonal(ctx, db.Pool, kr, u.ID, loc, now); err != nil || string(pt) != "cus_BEFORE_PERSONAL_KEYS" {
+		t.Errorf("OpenPersonal after sealing = %q, %v", pt, err)
+	}
+	var audited int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action = 'keys.seal_personal' AND resource_id = 'profiles'
+		AND actor_type = 'local-operator' AND (details->>'rowsSealed')::int = 1`).Scan(&audited); err != nil || audited != 1 {
+		t.Errorf("keys.seal_personal audit rows = %d (%v), want 1", audited, err)
+	}
+	for table, n := range sealedNow(run(t, dir, env, "keys", "seal-personal", "--json")) {
+		if n != 0 {
+			t.Errorf("second run sealed %d in %s, want nothing", n, table)
+		}
+	}
+	if r := run(t, dir, env, "keys", "seal-personal", "extra"); r.code != 2 {
+		t.Errorf("keys seal-personal extra: exit %d, want 2", r.code)
+	}
+}
