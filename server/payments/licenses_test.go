@@ -87,6 +87,22 @@ func newLicEnv(t testing.TB, cfg payments.Config) *licEnv {
 
 func ptr[T any](v T) *T { return &v }
 
+// keySealed reports whether the license sale saleID issued has its key
+// sealed under a personal key (its keyring layer is the inner ciphertext)
+// rather than encrypted by the keyring alone.
+func (e *licEnv) keySealed(t fataler, saleID string) bool {
+	var id string
+	var ct []byte
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT id, license_key FROM whitelist_users WHERE sale_id = $1`, saleID).Scan(&id, &ct); err != nil {
+		t.Fatalf("the sale's license: %v", err)
+	}
+	inner, err := e.kr.Decrypt(context.Background(), keyring.Location{Table: "whitelist_users", Column: "license_key", RowID: id}, ct)
+	if err != nil {
+		t.Fatalf("Decrypt(license_key) err = %v, want nil", err)
+	}
+	return keyring.IsPersonallySealed(inner)
+}
+
 // check asks /api/whitelist/check with the shop owner's API key.
 func (e *licEnv) check(t fataler, body map[string]any) resp {
 	t.Helper()
@@ -173,6 +189,10 @@ func TestPurchaseIssuesALicenseAndAFullRefundRevokesIt(t *testing.T) {
 	}
 	if other := e.myLicenses(t, e.owner); len(other) != 0 {
 		t.Fatalf("the shop owner sees %d licenses at /api/me/licenses, want none (they bought nothing)", len(other))
+	}
+	// The signed-in buyer's key is theirs: sealed under their personal key.
+	if sale, _ := l["saleId"].(string); !e.keySealed(t, sale) {
+		t.Error("the buyer's license key is keyring-only, want it sealed under the buyer's key")
 	}
 	for _, body := range []map[string]any{
 		{"licenseKey": key},
@@ -754,8 +774,18 @@ func TestCheckoutLookupSignedInClaimsAnAnonymousPurchase(t *testing.T) {
 	if mine := e.myLicenses(t, e.buyer); len(mine) != 0 {
 		t.Fatalf("licenses before the claim = %v, want none", mine)
 	}
+	var anonSale string
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT sale_id FROM whitelist_users WHERE buyer_id IS NULL AND sale_id IS NOT NULL`).Scan(&anonSale); err != nil {
+		t.Fatal(err)
+	}
+	if e.keySealed(t, anonSale) {
+		t.Error("an anonymous purchase's license key is sealed before anyone claimed it")
+	}
 	r := e.call(t, "GET", "/api/stripe/checkout/"+sess, e.buyer, nil)
 	lic, _ := r.Body["license"].(map[string]any)
+	if !e.keySealed(t, anonSale) {
+		t.Error("the claimed license's key is keyring-only, want it sealed under the claiming buyer's key")
+	}
 	if r.Status != 200 || lic == nil || lic["licenseKey"] == nil {
 		t.Fatalf("look-up = %d %s, want the license and its key", r.Status, r.Raw)
 	}
