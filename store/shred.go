@@ -126,9 +126,11 @@ type ShredResult struct {
 	StoresClosed int64
 }
 
-// ShredUser deletes userID as described above. ErrNotFound for an unknown
-// user. after runs in the transaction last,
-// so a deletion whose audit row cannot be written does not happen.
+// ShredUser deletes userID as described above; a seller's stores with
+// sales, and what buyers paid for, stay ownerless (shredSellerStatements).
+// ErrNotFound for an unknown user. after runs in the transaction last, so
+// a deletion whose audit row cannot be written does not happen; OnShred's
+// functions run once it has committed.
 func (db *DB) ShredUser(ctx context.Context, userID string, at time.Time, after func(tx pgx.Tx, r ShredResult) error) (ShredResult, error) {
 	var r ShredResult
 	if !isUUID(userID) {
