@@ -72,6 +72,13 @@ var shredLicenseStatements = []string{
 	`UPDATE whitelist_entries SET status = 'revoked', revoked_at = coalesce(revoked_at, now()),
 		revoked_reason = coalesce(revoked_reason, 'account_deleted'), hwid = NULL, hwid_bidx = NULL, discord_id = NULL, buyer_id = NULL
 		WHERE buyer_id = ANY($1)`,
+	// Sellers' Discord bots keep a record of whom they whitelisted and
+	// which roles they gave, by Discord id: the user's records go (a
+	// pending role change stays, so Discord is not left out of step).
+	`DELETE FROM bot_whitelisted_users
+		WHERE discord_user_id IN (SELECT discord_id FROM users WHERE id = ANY($1) AND discord_id IS NOT NULL)`,
+	`DELETE FROM bot_role_grants
+		WHERE state <> 'pending' AND discord_user_id IN (SELECT discord_id FROM users WHERE id = ANY($1) AND discord_id IS NOT NULL)`,
 }
 
 // shredSellerStatements keep what buyers paid for when its seller goes

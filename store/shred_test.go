@@ -245,8 +245,29 @@ func TestShredRevokesTheBuyersLicenses(t *testing.T) {
 		return id
 	}
 	bought, manual := insert(buyer.ID, 1), insert(nil, 2)
+	// The seller's Discord bot whitelisted the buyer and gave a role.
+	var server string
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO discord_servers (guild_id, owner_id) VALUES ('999', $1) RETURNING id`, seller.ID).Scan(&server); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO bot_whitelisted_users (discord_server_id, discord_user_id, roblox_user_id) VALUES ($1, '123456789012345678', 1), ($1, '42', 2)`, server); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO bot_role_grants (discord_server_id, guild_id, discord_user_id, role_id, action, state, command)
+		VALUES ($1, '999', '123456789012345678', 'r', 'add', 'done', 'whitelist add'), ($1, '999', '123456789012345678', 'r', 'remove', 'pending', 'whitelist remove')`, server); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.ShredUser(ctx, buyer.ID, time.Now(), nil); err != nil {
 		t.Fatalf("ShredUser err = %v", err)
+	}
+	var records, grants, others int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM bot_whitelisted_users WHERE discord_user_id = '123456789012345678'),
+		(SELECT count(*) FROM bot_role_grants WHERE state <> 'pending'), (SELECT count(*) FROM bot_whitelisted_users WHERE discord_user_id = '42')`).
+		Scan(&records, &grants, &others); err != nil {
+		t.Fatal(err)
+	}
+	if records != 0 || grants != 0 || others != 1 {
+		t.Errorf("bot records of the buyer = %d, finished role grants = %d, another player's records = %d; want 0, 0, 1", records, grants, others)
 	}
 	var status string
 	var reason *string
