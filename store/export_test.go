@@ -8,7 +8,9 @@ import "time"
 type SpoolRecord = spoolRow
 
 // AppendSpoolRecord appends l's spool record, numbered seq, to buf.
-func AppendSpoolRecord(buf []byte, seq uint64, l RequestLog) []byte { return appendSpoolRecord(buf, seq, l) }
+func AppendSpoolRecord(buf []byte, seq uint64, l RequestLog) []byte {
+	return appendSpoolRecord(buf, seq, l)
+}
 
 // DecodeSpool decodes a segment file's bytes.
 func DecodeSpool(data []byte) ([]SpoolRecord, int) { return decodeSpool(data) }
