@@ -364,11 +364,17 @@ func TestFault7_Soak(t *testing.T) {
 	}
 	st.mu.Unlock()
 	first, last := samples[len(samples)/5], samples[len(samples)-1]
+	var peakRSS [2]float64
+	for _, sm := range samples {
+		for i := range 2 {
+			peakRSS[i] = max(peakRSS[i], sm.v[i].RSS)
+		}
+	}
 	report(fmt.Sprintf("7 soak %v, 2 instances", duration), st.errorsByKind(), "-",
 		fmt.Sprintf("%d/%d", acked, present),
 		fmt.Sprintf("%s -> %s; %s -> %s", first.v[0], last.v[0], first.v[1], last.v[1]),
-		fmt.Sprintf("peak %.0f req/s, soak at %.0f req/s (%d answered 2xx); p99 per %v: %v; %s; rotation %s; backup %d; realtime events %d; audit verify %s",
-			peak, rate, st.ok, window, p99s, strings.Join(slopes, "; "), rotated, backup.status, subs.events.Load(), verdict))
+		fmt.Sprintf("peak %.0f req/s, soak at %.0f req/s (%d answered 2xx); p99 per %v: %v; %s; peak RSS %.0f and %.0f MiB; rotation %s; backup %d; realtime events %d; audit verify %s",
+			peak, rate, st.ok, window, p99s, strings.Join(slopes, "; "), peakRSS[0], peakRSS[1], rotated, backup.status, subs.events.Load(), verdict))
 	if rj.Job.State != "done" || rj.Job.Failed > 0 {
 		t.Errorf("rotation during the soak: %s", rotated)
 	}
