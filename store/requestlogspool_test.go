@@ -374,3 +374,37 @@ func TestProperty40_ReplayInsertsEachRowOnce(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkRequestLogAdd is the request path's cost of one request-log
+// row: memory only against appended to the spool first (one write(2)
+// under the writer's lock), from parallel requests, with room in memory
+// for every row and no flush while it runs (so it measures Add, not the
+// COPY behind it). Compare the two sub-benchmarks of one run:
+// go test ./store -run '^$' -bench RequestLogAdd -benchtime 100000x.
+func BenchmarkRequestLogAdd(b *testing.B) {
+	db := pgtest.New(b)
+	for _, tc := range []struct {
+		name string
+		dir  string
+	}{{"memory", ""}, {"spool", b.TempDir()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			if b.N > 1<<17 {
+				b.Skip("at most 131072 rows: that is the room in memory")
+			}
+			w := store.NewRequestLogWriter(db, store.RequestLogConfig{Buffer: 1 << 17, Batch: 1 << 17, Every: time.Hour, SpoolDir: tc.dir}, zerolog.Nop(), nil)
+			l := spoolRow(1)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w.Add(ctx, l)
+				}
+			})
+			b.StopTimer() // the COPY of the rows at Close is not the request's cost
+			if err := w.Close(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
