@@ -396,10 +396,11 @@ func (w *RequestLogWriter) tend(final bool) {
 	w.sealed = nil
 	w.mu.Unlock()
 	keep := w.pending[:0]
+	replayFailed := false // one failed replay a pass: the database is likely away
 	for _, seg := range w.pending {
 		switch {
 		case seg.broken.Load():
-			if time.Now().Before(seg.nextReplay) && !final {
+			if replayFailed || time.Now().Before(seg.nextReplay) && !final {
 				keep = append(keep, seg)
 				continue
 			}
@@ -408,6 +409,7 @@ func (w *RequestLogWriter) tend(final bool) {
 			cancel()
 			if !done {
 				keep = append(keep, seg)
+				replayFailed = true
 			}
 		case seg.committed >= seg.last:
 			w.finish(seg)

@@ -408,3 +408,44 @@ func BenchmarkRequestLogAdd(b *testing.B) {
 		})
 	}
 }
+
+// TestRequestLogSpoolReplaysAFailedBatch: when the batch COPY keeps
+// failing (here the table is briefly renamed away), the spooled rows are
+// not dropped: their segment is replayed once the table is back, and each
+// row lands exactly once with nothing counted lost.
+func TestRequestLogSpoolReplaysAFailedBatch(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	w := store.NewRequestLogWriter(db, store.RequestLogConfig{Every: 20 * time.Millisecond, SpoolDir: t.TempDir()}, zerolog.Nop(), reg)
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs RENAME TO api_request_logs_away`); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 50 {
+		l := spoolRow(i)
+		ids = append(ids, l.RequestID)
+		w.Add(ctx, l)
+	}
+	time.Sleep(4 * time.Second) // past the batch's five tries (3.1 s of back-off)
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs_away RENAME TO api_request_logs`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, _ := countLogs(t, db, ids); n >= 50 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows, distinct := countLogs(t, db, ids); rows != 50 || distinct != 50 {
+		t.Errorf("%d rows, %d distinct, want 50 and 50", rows, distinct)
+	}
+	if lost := lostCounter(t, reg); lost != 0 {
+		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
+	}
+}
