@@ -264,8 +264,9 @@ func TestFault5_KillServe(t *testing.T) {
 // measured first, on two instances sharing the database, for 60 s (10
 // minutes with -long), with a DEK rotation re-encrypting everything and a
 // backup being made: no 5xx at all, RSS, goroutines and open files flat
-// after warm-up (the slope is reported), p99 per window, and the audit
-// chain verifies after.
+// after warm-up (the slope is reported), p99 per window beside the p99 of
+// GET /healthz probes in the same window (the machine's own noise), and
+// the audit chain verifies after.
 func TestFault7_Soak(t *testing.T) {
 	needBinary(t)
 	_, dbURL := startCluster(t, nil)
@@ -290,6 +291,31 @@ func TestFault7_Soak(t *testing.T) {
 
 	ctx := context.Background()
 	w := startWorkloadWindows(a, 8, rate, window)
+	// The baseline measured in the same run: GET /healthz (no database,
+	// no audit) ten times a second, by window. A workload p99 that grows
+	// with the baseline's is the machine's load; one that grows alone is
+	// the server's.
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probeWindows := map[int][]time.Duration{}
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		t0 := time.Now()
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for probeCtx.Err() == nil {
+			select {
+			case <-probeCtx.Done():
+				return
+			case <-tk.C:
+			}
+			an := a.do(probeCtx, "GET", "/healthz", nil, nil)
+			if an.err == nil && an.status == 200 {
+				i := int(time.Since(t0) / window)
+				probeWindows[i] = append(probeWindows[i], an.took)
+			}
+		}
+	}()
 	rot := a.do(ctx, "POST", "/api/admin/keys/rotate", map[string]string{"kind": "dek"}, nil)
 	if rot.status != 202 {
 		t.Errorf("rotate dek: %d %s", rot.status, rot.body)
@@ -309,6 +335,8 @@ func TestFault7_Soak(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	st := w.stop()
+	stopProbe()
+	<-probeDone
 	backup := <-backupDone
 	if backup.status != 201 {
 		t.Errorf("backup during the soak: %d %s", backup.status, backup.body)
@@ -360,7 +388,14 @@ func TestFault7_Soak(t *testing.T) {
 			continue
 		}
 		sort.Slice(l, func(a, b int) bool { return l[a] < l[b] })
-		p99s = append(p99s, (l[len(l)*99/100]).Round(100*time.Microsecond).String())
+		p99 := l[len(l)*99/100]
+		cell := p99.Round(100 * time.Microsecond).String()
+		if b := probeWindows[i]; len(b) > 0 {
+			sort.Slice(b, func(x, y int) bool { return b[x] < b[y] })
+			bp99 := b[len(b)*99/100]
+			cell += fmt.Sprintf(" (healthz %v, ×%.1f)", bp99.Round(100*time.Microsecond), float64(p99)/float64(max(bp99, time.Microsecond)))
+		}
+		p99s = append(p99s, cell)
 	}
 	st.mu.Unlock()
 	first, last := samples[len(samples)/5], samples[len(samples)-1]
