@@ -20,6 +20,10 @@ const (
 	PruneSessions       = "sessions"         // sessions expired or revoked longer ago than the cutoff age
 	PruneAuthThrottle   = "auth_throttle"    // throttle counters whose window started longer ago than the cutoff age
 	PruneOAuthStates    = "oauth_used_states"
+	// PruneRequestLogSegments: committed-prefix marks of request-log spool
+	// segments whose file is gone (a crash between removing the file and
+	// forgetting its mark), untouched for longer than the cutoff age.
+	PruneRequestLogSegments = "api_request_log_segments"
 )
 
 // pruneSQL deletes at most $2 rows older than now() - $1. Each picks its
@@ -36,6 +40,9 @@ var pruneSQL = map[string]string{
 		LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 	PruneAuthThrottle: `DELETE FROM auth_throttle WHERE bucket IN (
 		SELECT bucket FROM auth_throttle WHERE window_start < now() - $1::interval LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+	// A small table (one row per live spool segment): no index needed.
+	PruneRequestLogSegments: `DELETE FROM api_request_log_segments WHERE segment_id IN (
+		SELECT segment_id FROM api_request_log_segments WHERE updated_at < now() - $1::interval LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 	PruneOAuthStates: `DELETE FROM oauth_used_states WHERE nonce IN (
 		SELECT nonce FROM oauth_used_states WHERE expires_at < now() - $1::interval LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 }

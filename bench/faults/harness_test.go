@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vectabase/vectabase/keyring/local"
@@ -183,6 +184,7 @@ func lookupPostgres() (*syscall.Credential, error) {
 // serveProc is one running `vectabase serve`.
 type serveProc struct {
 	cmd     *exec.Cmd
+	dir     string // the working directory, the same across restarts (./.vectabase/spool is there)
 	base    string
 	metrics string
 	env     []string
@@ -241,7 +243,7 @@ func serverEnv(t *testing.T, dbURL string, extra ...string) []string {
 func startServe(t *testing.T, env []string) *serveProc {
 	t.Helper()
 	httpAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	s := &serveProc{base: "http://" + httpAddr, metrics: "http://" + metricsAddr + "/metrics", env: env}
+	s := &serveProc{dir: t.TempDir(), base: "http://" + httpAddr, metrics: "http://" + metricsAddr + "/metrics", env: env}
 	s.start(t, httpAddr, metricsAddr)
 	t.Cleanup(s.stop)
 	return s
@@ -250,7 +252,7 @@ func startServe(t *testing.T, env []string) *serveProc {
 func (s *serveProc) start(t *testing.T, httpAddr, metricsAddr string) {
 	t.Helper()
 	cmd := exec.Command(binary, "serve", "--migrate")
-	cmd.Dir = t.TempDir()
+	cmd.Dir = s.dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"HTTP_ADDR=" + httpAddr, "METRICS_ADDR=" + metricsAddr}, s.env...)
 	s.cmd, s.done, s.stderr = cmd, make(chan struct{}), &lockedBuffer{}
@@ -557,6 +559,8 @@ type stats struct {
 	lat      []time.Duration
 	first500 string
 	apiKeyOK int // verify and check answered 2xx: each owes a request-log row
+	// apiKeyIDs are the X-Request-IDs of those answers.
+	apiKeyIDs []string
 	// windows, when window > 0: the 2xx latencies by window since start.
 	start   time.Time
 	window  time.Duration
@@ -575,6 +579,7 @@ func (s *stats) record(op string, an answer) {
 	if k == "2xx" {
 		if op == "verify" || op == "check" {
 			s.apiKeyOK++
+			s.apiKeyIDs = append(s.apiKeyIDs, an.header("X-Request-ID"))
 		}
 		s.ok++
 		s.lat = append(s.lat, an.took)
@@ -712,10 +717,10 @@ func (w *workload) step(ctx context.Context, worker, n int) {
 		}
 	case 2:
 		op = "verify"
-		an = a.do(ctx, "POST", "/api/developer/verify", map[string]any{}, map[string]string{"X-API-Key": a.apiKey})
+		an = a.do(ctx, "POST", "/api/developer/verify", map[string]any{}, map[string]string{"X-API-Key": a.apiKey, "X-Request-ID": uuid.NewString()})
 	case 3:
 		op = "check"
-		an = a.do(ctx, "POST", "/api/whitelist/check", map[string]any{"systemId": a.system, "robloxUserId": 42}, map[string]string{"X-API-Key": a.apiKey})
+		an = a.do(ctx, "POST", "/api/whitelist/check", map[string]any{"systemId": a.system, "robloxUserId": 42}, map[string]string{"X-API-Key": a.apiKey, "X-Request-ID": uuid.NewString()})
 	case 4:
 		op = "store write"
 		an = a.do(ctx, "POST", "/api/stores", map[string]any{"name": fmt.Sprintf("store %d", id)}, nil)

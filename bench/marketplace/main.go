@@ -9,7 +9,9 @@
 // its p99 there.
 //
 // Goals: at least 60% of the bare handler's requests/s; p99 under 10 ms at
-// half of peak load.
+// half of peak load. With -spool (the default) each endpoint is also
+// measured with the request-log spool on against off, alternating rounds:
+// the ratio is what the durable request log costs.
 //
 // It uses DATABASE_URL when set (migrated and written to: use a throwaway
 // database), else a private PostgreSQL cluster in a temporary directory,
@@ -61,6 +63,7 @@ func realMain(ctx context.Context) error {
 	conc := flag.Int("concurrency", 16, "concurrent clients")
 	conns := flag.Int("conns", 8, "database pool size of each side")
 	only := flag.String("only", "", "measure only the endpoints whose name contains this")
+	spool := flag.Bool("spool", true, "also measure each endpoint with the request-log spool (API_REQUEST_LOG_SPOOL_DIR) against without it, alternating rounds")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -105,6 +108,28 @@ func realMain(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = svc.Close(cctx)
+	}()
+
+	// The same area with the request-log spool on (each row appended to a
+	// segment file before the answer), on its own server and registry.
+	spoolDir, err := os.MkdirTemp("", "vectabase-bench-spool-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(spoolDir)
+	regSpool := prometheus.NewRegistry()
+	srvSpool := server.New(server.Config{}, log, regSpool)
+	svcSpool := marketplace.New(db, kr, al, marketplace.Config{RequestLogSpoolDir: spoolDir}, log, regSpool)
+	srvSpool.Mount(svcSpool.Routes(marketplace.Auth{RequireUser: refuse, OptionalUser: pass, UserID: func(*fiber.Ctx) string { return "" }}))
+	spoolBase, stopSpool, err := serve(srvSpool.App())
+	if err != nil {
+		return err
+	}
+	defer stopSpool()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = svcSpool.Close(cctx)
 	}()
 
 	// Fixtures: a developer, a key with a limit far above the load (the
@@ -178,10 +203,13 @@ func realMain(ctx context.Context) error {
 	type pair struct {
 		name       string
 		full, bare func(context.Context) error
+		spooled    func(context.Context) error
 	}
 	pairs := []pair{
-		{"POST /api/developer/verify", call(base+"/api/developer/verify", []byte("{}"), `"valid":true`), call(bareBase+"/verify", []byte("{}"), `"valid":true`)},
-		{"POST /api/whitelist/check", call(base+"/api/whitelist/check", checkBody, `"whitelisted":true`), call(bareBase+"/check", checkBody, `"whitelisted":true`)},
+		{"POST /api/developer/verify", call(base+"/api/developer/verify", []byte("{}"), `"valid":true`), call(bareBase+"/verify", []byte("{}"), `"valid":true`),
+			call(spoolBase+"/api/developer/verify", []byte("{}"), `"valid":true`)},
+		{"POST /api/whitelist/check", call(base+"/api/whitelist/check", checkBody, `"whitelisted":true`), call(bareBase+"/check", checkBody, `"whitelisted":true`),
+			call(spoolBase+"/api/whitelist/check", checkBody, `"whitelisted":true`)},
 	}
 
 	fmt.Printf("bench/marketplace: GOMAXPROCS=%d NumCPU=%d, concurrency %d, pool %d per side, %d rounds of %s, medians\n",
@@ -217,11 +245,25 @@ func realMain(ctx context.Context) error {
 		h := paced(ctx, *conc, rate, *duration, p.full)
 		hb := paced(ctx, *conc, rate, *duration, p.bare)
 		load.Print(os.Stdout, "  at half peak ("+fmt.Sprintf("%.0f/s", rate)+")", h, hb)
+		if *spool {
+			// With the spool against without it (the baseline), alternating
+			// rounds; the ratio of the medians is the spool's cost.
+			var with, without []load.Result
+			for range *rounds {
+				opts := load.Options{Concurrency: *conc, Requests: 1 << 20, Duration: *duration, Warmup: 50}
+				without = append(without, load.Run(ctx, opts, p.full))
+				with = append(with, load.Run(ctx, opts, p.spooled))
+			}
+			load.Print(os.Stdout, "  with the spool", median(with), median(without))
+		}
 	}
 	// Let the log writer catch up, then report how many rows it wrote.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := svc.Close(cctx); err != nil {
+		return err
+	}
+	if err := svcSpool.Close(cctx); err != nil {
 		return err
 	}
 	var rows int

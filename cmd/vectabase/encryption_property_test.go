@@ -122,6 +122,7 @@ func TestProperty5_SensitiveDataEncryption(t *testing.T) {
 	cfg.Keyring = keyring.Config{Backend: "local", MasterKeyFile: keyFile}
 	cfg.Backup = backup.Config{Dir: t.TempDir(), Keep: 2}
 	cfg.Rotation.Disabled = true
+	cfg.Marketplace.RequestLogSpoolDir = t.TempDir() // not ./.vectabase/spool inside the repository
 	cfg.Stripe = payments.Config{SecretKey: "sk_test_p5", WebhookSecret: webhookSecret}
 	log, reg := zerolog.Nop(), prometheus.NewRegistry()
 	srv := server.New(server.Config{}, log, reg)

@@ -28,6 +28,10 @@ type Config struct {
 	RequestLogBuffer int           `env:"API_REQUEST_LOG_BUFFER" envDefault:"65536"`
 	RequestLogBatch  int           `env:"API_REQUEST_LOG_BATCH" envDefault:"1000"`
 	RequestLogFlush  time.Duration `env:"API_REQUEST_LOG_FLUSH" envDefault:"200ms"`
+	// RequestLogSpoolDir is where each request-log row is appended before
+	// its request is answered, so a killed process loses none
+	// (store.RequestLogConfig.SpoolDir); "off" or "": memory only.
+	RequestLogSpoolDir string `env:"API_REQUEST_LOG_SPOOL_DIR" envDefault:"./.vectabase/spool"`
 
 	// PlanLimits are the per-minute limits of the subscription plans
 	// (plans.go); nil: DefaultPlanLimits. PlanDefault is the plan of a
@@ -86,6 +90,7 @@ func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog
 		aud:  aud,
 		logs: store.NewRequestLogWriter(db, store.RequestLogConfig{
 			Buffer: cfg.RequestLogBuffer, Batch: cfg.RequestLogBatch, Every: cfg.RequestLogFlush,
+			SpoolDir: cfg.spoolDir(),
 		}, log, reg),
 		log:   log,
 		plans: plans,
@@ -101,6 +106,13 @@ func New(db *store.DB, kr *keyring.Keyring, aud Auditor, cfg Config, log zerolog
 	}
 	go s.prune()
 	return s
+}
+
+func (c Config) spoolDir() string {
+	if c.RequestLogSpoolDir == "off" {
+		return ""
+	}
+	return c.RequestLogSpoolDir
 }
 
 // Validate checks the plan configuration (PLAN_LIMITS, PLAN_DEFAULT).

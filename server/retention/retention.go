@@ -151,6 +151,8 @@ func (w *Worker) targets() []struct {
 		age   time.Duration
 	}{
 		{store.PruneAPIRequestLogs, time.Duration(w.cfg.APIRequestLogs)},
+		// A spool segment's mark outlives its rows by no more than they live.
+		{store.PruneRequestLogSegments, time.Duration(w.cfg.APIRequestLogs)},
 		{store.PruneStripeEvents, time.Duration(w.cfg.StripeEvents)},
 		{store.PruneSessions, time.Duration(w.cfg.Sessions)},
 		{store.PruneAuthThrottle, time.Duration(w.cfg.Throttle)},

@@ -80,6 +80,8 @@ func TestRetentionPass(t *testing.T) {
 	exec(t, db, `INSERT INTO auth_throttle (bucket, window_start, hits) VALUES
 		('ip:old', now() - interval '2 hours', 5), ('ip:new', now(), 5)`)
 	exec(t, db, `INSERT INTO oauth_used_states (nonce, expires_at) VALUES ('old', now() - interval '1 minute'), ('new', now() + interval '5 minutes')`)
+	exec(t, db, `INSERT INTO api_request_log_segments (segment_id, committed_seq, updated_at) VALUES
+		(gen_random_uuid(), 7, now() - interval '31 days'), (gen_random_uuid(), 7, now())`)
 	exec(t, db, `INSERT INTO audit_logs (occurred_at, actor_type, action, result) VALUES (now() - interval '5 years', 'system', 'x', 'success')`)
 
 	reg := prometheus.NewRegistry()
@@ -115,7 +117,7 @@ func TestRetentionPass(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunOnce err = %v, want nil", err)
 	}
-	want := map[string]int64{"api_request_logs": 2500, "stripe_events": 2, "sessions": 2, "auth_throttle": 1, "oauth_used_states": 1}
+	want := map[string]int64{"api_request_logs": 2500, "stripe_events": 2, "sessions": 2, "auth_throttle": 1, "oauth_used_states": 1, "api_request_log_segments": 1}
 	for table, n := range want {
 		if got[table] != n {
 			t.Errorf("deleted from %s = %d, want %d", table, got[table], n)
@@ -134,6 +136,7 @@ func TestRetentionPass(t *testing.T) {
 		{`SELECT count(*) FROM sessions`, 3},
 		{`SELECT count(*) FROM auth_throttle WHERE bucket = 'ip:new'`, 1},
 		{`SELECT count(*) FROM oauth_used_states WHERE nonce = 'new'`, 1},
+		{`SELECT count(*) FROM api_request_log_segments`, 1},
 		{`SELECT count(*) FROM audit_logs`, 1},
 	} {
 		if n := count(t, db, c.sql); n != c.want {
