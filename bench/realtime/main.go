@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ func realMain(ctx context.Context) error {
 	duration := flag.Duration("duration", 2*time.Second, "length of each round")
 	conc := flag.Int("concurrency", 1, "concurrent writers (1: the latency of one change at a time)")
 	instances := flag.Int("instances", 1, "hubs (server instances) on the same database the clients are spread over")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
 	flag.Parse()
 
 	env, cleanup, err := benchenv.Open(ctx, 20)
@@ -211,6 +213,17 @@ func realMain(ctx context.Context) error {
 	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
 	var feedP50, baseP50, feedP99, feedRPS []float64
 	var lastFeed, lastBase load.Result
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for r := 0; r < *rounds; r++ {
 		lastBase = load.Run(ctx, opts, baseline)
 		lastFeed = load.Run(ctx, opts, delivered)
