@@ -420,10 +420,18 @@ func (c *client) writeLoop(ws conn) {
 		case <-c.done:
 			// Flush what was queued before the end (an error message
 			// explaining the close), then say goodbye.
+			// writeFrames takes what has queued behind the frame it is
+			// given, so drain without blocking.
 			if c.closeCode != closeSlow {
-				for n := len(c.send); n > 0; n-- {
-					if c.writeFrames(nc, <-c.send) != nil {
-						return
+			flush:
+				for {
+					select {
+					case f := <-c.send:
+						if c.writeFrames(nc, f) != nil {
+							return
+						}
+					default:
+						break flush
 					}
 				}
 			}

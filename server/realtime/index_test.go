@@ -1,8 +1,14 @@
 package realtime
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"pgregory.net/rapid"
@@ -163,4 +169,74 @@ func TestTextFrameHeader(t *testing.T) {
 			t.Fatalf("textFrame(%d bytes): length %d, frame %d bytes, header %d", n, got, len(f), hdr)
 		}
 	}
+}
+
+// pipeConn is the WebSocket side the writer needs, over one end of a
+// net.Pipe: data frames go to NetConn, control frames are framed here.
+type pipeConn struct{ nc net.Conn }
+
+func (p pipeConn) ReadMessage() (int, []byte, error) { select {} }
+func (p pipeConn) NetConn() net.Conn                 { return p.nc }
+func (p pipeConn) WriteControl(op int, data []byte, _ time.Time) error {
+	_, err := p.nc.Write(append([]byte{0x80 | byte(op), byte(len(data))}, data...))
+	return err
+}
+func (p pipeConn) SetReadDeadline(time.Time) error   { return nil }
+func (p pipeConn) SetWriteDeadline(time.Time) error  { return nil }
+func (p pipeConn) SetReadLimit(int64)                {}
+func (p pipeConn) SetPongHandler(func(string) error) {}
+func (p pipeConn) Close() error                      { return p.nc.Close() }
+
+// Frames queued while the writer is busy go out coalesced, in order, each
+// a whole frame; the close frame follows the last of them.
+func TestQueuedFramesArriveWholeAndInOrder(t *testing.T) {
+	t.Parallel()
+	h := testHub(t, Config{SendBuffer: 512})
+	c := newClient(h)
+	server, peer := net.Pipe()
+	defer peer.Close()
+	want := make([]string, 300)
+	for i := range want {
+		want[i] = fmt.Sprintf(`{"type":"change","n":%d,"pad":"%s"}`, i, strings.Repeat("x", i*3))
+		c.enqueue(textFrame([]byte(want[i])))
+	}
+	c.shutdown(closeNormal, "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.writeLoop(pipeConn{server})
+	}()
+	r := bufio.NewReader(peer)
+	for i := 0; ; i++ {
+		var hdr [2]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		n := int(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			var l [2]byte
+			_, _ = io.ReadFull(r, l[:])
+			n = int(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			_, _ = io.ReadFull(r, l[:])
+			n = int(binary.BigEndian.Uint64(l[:]))
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			t.Fatalf("frame %d payload: %v", i, err)
+		}
+		if hdr[0] == 0x88 { // close
+			if i != len(want) {
+				t.Fatalf("close frame after %d frames, want %d", i, len(want))
+			}
+			break
+		}
+		if hdr[0] != 0x81 || i >= len(want) || string(payload) != want[i] {
+			t.Fatalf("frame %d = %#x %q, want text %q", i, hdr[0], payload, want[min(i, len(want)-1)])
+		}
+	}
+	peer.Close()
+	<-done
 }
