@@ -444,6 +444,9 @@ func (c *client) writeLoop(ws conn) {
 // writeFrames writes first and whatever else is queued already (up to
 // maxCoalesce bytes) in one write.
 func (c *client) writeFrames(nc net.Conn, first []byte) error {
+	// Set on every write: the library's pong (answering a client's ping
+	// from the reading goroutine) sets a deadline of its own, one second
+	// ahead, on the same socket.
 	_ = nc.SetWriteDeadline(time.Now().Add(writeWait))
 	if len(c.send) == 0 {
 		_, err := nc.Write(first)
