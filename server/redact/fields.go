@@ -232,9 +232,17 @@ func (p *lineParser) value(depth int, skip bool) bool {
 		}
 		return p.array(depth+1, false)
 	default:
-		// A number or a literal: letters, digits, '-', '+', '.'.
+		// true, false, null, or a number (digits, '-', '+', '.', 'e',
+		// 'E'): no rule can match inside those. Any other bare word is
+		// not JSON and could be a token: the old path takes the line.
+		for _, lit := range []string{"true", "false", "null"} {
+			if has(p.b[p.i:], lit) {
+				p.i += len(lit)
+				return true
+			}
+		}
 		start := p.i
-		for p.i < len(p.b) && (isLetter(p.b[p.i]) || '0' <= p.b[p.i] && p.b[p.i] <= '9' || p.b[p.i] == '-' || p.b[p.i] == '+' || p.b[p.i] == '.') {
+		for p.i < len(p.b) && isNumberByte(p.b[p.i]) {
 			p.i++
 		}
 		return p.i > start
@@ -271,6 +279,10 @@ func (p *lineParser) str() (end int, plain bool) {
 		}
 	}
 	return -1, false
+}
+
+func isNumberByte(c byte) bool {
+	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 func literal(v []byte) bool {
