@@ -37,7 +37,7 @@ type bench struct {
 
 var benches = []bench{
 	{
-		name: "redact", baseline: "the same lines through all nine expressions (before the prefilter)", goal: "<= 5 µs per log line",
+		name: "redact", baseline: "the same lines through all nine expressions (before the prefilter); the scanner over whole lines beside the structured path (Fields)", goal: "<= 5 µs per log line",
 		args: []string{"test", "-run", "^$", "-bench", "RedactLine", "-benchtime", "20000x", "./server/redact"},
 		keep: regexp.MustCompile(`^BenchmarkRedactLine`), share: 40 * time.Second,
 	},
@@ -58,14 +58,14 @@ var benches = []bench{
 		keep: regexp.MustCompile(`^(login/argon2id|CPU per login|refresh:)`), share: 75 * time.Second,
 	},
 	{
-		name: "realtime", baseline: "the same UPDATE of a product nobody subscribes to", goal: "fan-out ratio >= 0.6 (p50 UPDATE alone / UPDATE + delivery to 50 clients)",
+		name: "realtime", baseline: "the same UPDATE of a product nobody subscribes to", goal: "fan-out ratio >= 0.6 (median of rounds' p50 UPDATE alone / UPDATE + delivery to 50 clients); the CPU bound on it",
 		args: []string{"run", "./bench/realtime", "-rounds", "3"},
-		keep: regexp.MustCompile(`^(median p50|fan-out ratio)`), share: 45 * time.Second,
+		keep: regexp.MustCompile(`^(median p50|fan-out ratio|delivery adds|CPU per delivery \(medians\))`), share: 45 * time.Second,
 	},
 	{
 		name: "realtime-1000", baseline: "the same UPDATE of a product nobody subscribes to", goal: "1,000 subscribers over two instances: p99 UPDATE + delivery to all < 50 ms; >= 20,000 deliveries/s",
 		args: []string{"run", "./bench/realtime", "-clients", "1000", "-instances", "2", "-concurrency", "4", "-rounds", "3"},
-		keep: regexp.MustCompile(`deliveries/s|^fan-out ratio`), share: 60 * time.Second,
+		keep: regexp.MustCompile(`deliveries/s|^CPU per delivery \(medians\)`), share: 60 * time.Second,
 	},
 	{
 		name: "marketplace", baseline: "a bare handler on the same server", goal: ">= 0.60 of the bare handler's req/s; p99 < 10 ms at half load",

@@ -101,3 +101,18 @@ func SelfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// LoadAvg is the machine's 1-, 5- and 15-minute load averages as
+// /proc/loadavg gives them ("1.20 0.98 0.75"), for printing beside figures
+// measured on a shared machine; "unknown" without /proc.
+func LoadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

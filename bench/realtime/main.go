@@ -1,12 +1,23 @@
 // Command realtime benchmarks the change feed over loopback WebSockets,
 // beside a baseline measured in the same run: each call commits an UPDATE
 // of a product and waits until every one of N subscribed clients has
-// received its change event (trigger, NOTIFY, LISTEN, record load,
-// authorization, fan-out, WebSocket write); the baseline commits the same
-// UPDATE to a product nobody subscribes to (announced, but delivered to no
-// one). The ratio of median p50s says what delivery adds to the write;
-// its inverse, UPDATE alone / UPDATE + delivery, is issue 19's fan-out
-// ratio (goal at least 0.6).
+// received its change event (trigger, NOTIFY, LISTEN, authorization,
+// fan-out, WebSocket write, the client's read); the baseline commits the
+// same UPDATE to a product nobody subscribes to (announced, but delivered
+// to no one). Rounds alternate baseline and delivery; each round gives a
+// ratio of p50s, and the figure is the median of those ratios (issue 19's
+// fan-out ratio, UPDATE alone / UPDATE + delivery, goal at least 0.6),
+// printed with the load averages at the start and the end of the run.
+//
+// The clients run in a child process (the same binary, -role clients), so
+// the load generator's CPU is measured apart from the server's: every
+// delivery round prints the CPU per delivery of the server process (the
+// hubs, and the goroutines committing the UPDATEs), of the clients'
+// process and of the database's PostgreSQL backends. On a shared 2-core
+// machine their sum bounds what the machine can deliver at all: at most
+// 2 s of CPU per second, so deliveries/s <= 2,000,000 µs / (sum µs).
+// -inprocess runs the clients in this process, as the harness did before
+// (no CPU split).
 //
 // It uses DATABASE_URL when set (the database is migrated and written to:
 // use a throwaway one), else a private PostgreSQL cluster in a temporary
@@ -20,23 +31,29 @@
 // subscribers over two instances, p99 under 50 ms, at least 20,000
 // deliveries/s: -clients 1000 -instances 2 -concurrency 4).
 //
-//	go run ./bench/realtime [-clients 50] [-rounds 3] [-duration 2s] [-concurrency 1] [-instances 1]
+//	go run ./bench/realtime [-clients 50] [-rounds 3] [-duration 2s] [-concurrency 1] [-instances 1] [-inprocess] [-cpuprofile FILE]
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -46,6 +63,7 @@ import (
 	"github.com/vectabase/vectabase/server"
 	"github.com/vectabase/vectabase/server/auth"
 	"github.com/vectabase/vectabase/server/realtime"
+	"github.com/vectabase/vectabase/store"
 )
 
 func main() {
@@ -65,7 +83,14 @@ func realMain(ctx context.Context) error {
 	duration := flag.Duration("duration", 2*time.Second, "length of each round")
 	conc := flag.Int("concurrency", 1, "concurrent writers (1: the latency of one change at a time)")
 	instances := flag.Int("instances", 1, "hubs (server instances) on the same database the clients are spread over")
+	inprocess := flag.Bool("inprocess", false, "run the clients in this process (no CPU split between server and clients)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	role := flag.String("role", "", "internal: \"clients\" runs the subscribed clients for a parent run")
 	flag.Parse()
+	if *role == "clients" {
+		return runClients(os.Stdin, os.Stdout)
+	}
+	loadStart := load.LoadAvg()
 
 	env, cleanup, err := benchenv.Open(ctx, 20)
 	if err != nil {
@@ -153,21 +178,26 @@ func realMain(ctx context.Context) error {
 		}
 	}
 
-	w := newWaiter(*clients)
-	for i := 0; i < *clients; i++ {
-		wsURL := "ws://" + addrs[i%len(addrs)] + "/api/realtime?access_token=" + url.QueryEscape(login.Token)
-		conn, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
-		if err != nil {
-			return fmt.Errorf("dial client %d: %w", i, err)
-		}
-		defer conn.Close()
-		if err := conn.WriteJSON(map[string]any{"type": "subscribe", "topic": "products", "filter": map[string]string{"storeId": storeID}}); err != nil {
+	// The clients: in a child process (so its CPU is its own), or here.
+	expect := newExpectations()
+	cc := clientConfig{Token: login.Token, StoreID: storeID, Clients: *clients}
+	for _, addr := range addrs {
+		cc.URLs = append(cc.URLs, "ws://"+addr+"/api/realtime")
+	}
+	childPID := 0
+	if *inprocess {
+		w := newWaiter(*clients, expect.done)
+		if err := w.dial(cc); err != nil {
 			return err
 		}
-		go w.read(conn)
-	}
-	for w.subscribed() < *clients {
-		time.Sleep(10 * time.Millisecond)
+		defer w.close()
+	} else {
+		pid, stop, err := startClients(ctx, cc, expect.done)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		childPID = pid
 	}
 
 	// Each call holds a product of its own until its event is delivered, so
@@ -190,7 +220,7 @@ func realMain(ctx context.Context) error {
 		p := <-busy
 		defer func() { busy <- p }() // only once delivered
 		name := uuid.NewString()
-		ch := w.expect(name)
+		ch := expect.expect(name)
 		if err := update(ctx, p, name); err != nil {
 			return err
 		}
@@ -208,47 +238,297 @@ func realMain(ctx context.Context) error {
 		return update(ctx, p, uuid.NewString())
 	}
 
-	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
-	var feedP50, baseP50, feedP99, feedRPS []float64
-	var lastFeed, lastBase load.Result
-	for r := 0; r < *rounds; r++ {
-		lastBase = load.Run(ctx, opts, baseline)
-		lastFeed = load.Run(ctx, opts, delivered)
-		if lastFeed.FirstError != nil {
-			return lastFeed.FirstError
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
 		}
-		feedP50 = append(feedP50, float64(lastFeed.P50))
-		feedP99 = append(feedP99, float64(lastFeed.P99))
-		feedRPS = append(feedRPS, lastFeed.RPS)
-		baseP50 = append(baseP50, float64(lastBase.P50))
-		load.Print(os.Stdout, fmt.Sprintf("round %d: to %d clients", r+1, *clients), lastFeed, lastBase)
-		fmt.Printf("    delivery %d in %v, p90 %v max %v; baseline p90 %v max %v\n", lastFeed.Requests, lastFeed.Elapsed.Round(time.Millisecond), lastFeed.P90.Round(time.Microsecond), lastFeed.Max.Round(time.Microsecond),
-			lastBase.P90.Round(time.Microsecond), lastBase.Max.Round(time.Microsecond))
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
+	var feedP50, baseP50, ratios, feedP99, feedRPS, srvCPU, cliCPU, pgCPU, extraCPU, bounds []float64
+	for r := 0; r < *rounds; r++ {
+		bpg0, err := backendCPU(ctx, db)
+		if err != nil {
+			return err
+		}
+		bs0 := load.SelfCPU()
+		base := load.Run(ctx, opts, baseline)
+		bs1 := load.SelfCPU()
+		pg0, err := backendCPU(ctx, db)
+		if err != nil {
+			return err
+		}
+		s0, c0 := load.SelfCPU(), load.PIDsCPU([]int{childPID})
+		feed := load.Run(ctx, opts, delivered)
+		s1, c1 := load.SelfCPU(), load.PIDsCPU([]int{childPID})
+		pg1, err := backendCPU(ctx, db)
+		if err != nil {
+			return err
+		}
+		if feed.FirstError != nil {
+			return feed.FirstError
+		}
+		feedP50 = append(feedP50, float64(feed.P50))
+		feedP99 = append(feedP99, float64(feed.P99))
+		feedRPS = append(feedRPS, feed.RPS)
+		baseP50 = append(baseP50, float64(base.P50))
+		ratios = append(ratios, float64(base.P50)/float64(feed.P50))
+		load.Print(os.Stdout, fmt.Sprintf("round %d: to %d clients", r+1, *clients), feed, base)
+		fmt.Printf("    delivery %d in %v, p90 %v max %v; baseline p90 %v max %v; fan-out ratio %.2f\n", feed.Requests, feed.Elapsed.Round(time.Millisecond), feed.P90.Round(time.Microsecond), feed.Max.Round(time.Microsecond),
+			base.P90.Round(time.Microsecond), base.Max.Round(time.Microsecond), ratios[r])
+		// The warm-up calls fall inside the CPU interval too.
+		if n := float64((feed.Requests + opts.Warmup) * *clients); n > 0 && !*inprocess {
+			perDelivery := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+			srvCPU = append(srvCPU, perDelivery(s1-s0))
+			cliCPU = append(cliCPU, perDelivery(c1-c0))
+			pgCPU = append(pgCPU, perDelivery(cpuSince(pg0, pg1)))
+			fmt.Printf("    CPU per delivery: server process %.2f µs, clients' process %.2f µs, PostgreSQL %.2f µs\n", srvCPU[r], cliCPU[r], pgCPU[r])
+			// What delivery adds to an UPDATE, in CPU: the feed's CPU
+			// per event less the baseline's per UPDATE. Even spread
+			// perfectly over 2 cores it adds extra/2 to the latency,
+			// which bounds the fan-out ratio from above.
+			if bn := float64(base.Requests + opts.Warmup); bn > 0 {
+				perEvent := (perDelivery(s1-s0) + perDelivery(c1-c0) + perDelivery(cpuSince(pg0, pg1))) * float64(*clients)
+				perUpdate := float64((bs1 - bs0 + cpuSince(bpg0, pg0)).Microseconds()) / bn
+				extra := perEvent - perUpdate
+				bound := float64(base.P50.Microseconds()) / (float64(base.P50.Microseconds()) + extra/2)
+				extraCPU, bounds = append(extraCPU, extra), append(bounds, bound)
+				fmt.Printf("    CPU per event %.0f µs (clients %.0f µs of it), per baseline UPDATE %.0f µs: delivery adds %.0f µs of CPU, so on 2 cores the ratio is at most %.2f\n",
+					perEvent, perDelivery(c1-c0)*float64(*clients), perUpdate, extra, bound)
+			}
+		}
 	}
 	fp, bp := load.Median(feedP50), load.Median(baseP50)
-	fmt.Printf("median p50: UPDATE + delivery to all %d clients %v, UPDATE alone %v, ratio %.2f\n",
-		*clients, time.Duration(fp).Round(time.Microsecond), time.Duration(bp).Round(time.Microsecond), fp/bp)
+	fmt.Printf("median p50: UPDATE + delivery to all %d clients %v, UPDATE alone %v\n",
+		*clients, time.Duration(fp).Round(time.Microsecond), time.Duration(bp).Round(time.Microsecond))
 	fmt.Printf("%d clients over %d instances, %d writers: %.0f deliveries/s (goal >= 20,000), p99 UPDATE + delivery to all %v (goal < 50 ms) (medians)\n",
 		*clients, len(hubs), *conc, load.Median(feedRPS)*float64(*clients), time.Duration(load.Median(feedP99)).Round(time.Microsecond))
-	fmt.Printf("fan-out ratio, UPDATE alone / UPDATE + delivery (median p50s): %.2f (goal >= 0.6, issue 19)\n", bp/fp)
+	if len(srvCPU) > 0 {
+		sc, cl, pg := load.Median(srvCPU), load.Median(cliCPU), load.Median(pgCPU)
+		fmt.Printf("CPU per delivery (medians): server %.2f µs, clients %.2f µs, PostgreSQL %.2f µs; 2 cores bound deliveries/s at %.0f (server alone %.0f)\n",
+			sc, cl, pg, 2e6/(sc+cl+pg), 2e6/sc)
+		fmt.Printf("delivery adds %.0f µs of CPU per event (median): on 2 cores the fan-out ratio can be at most %.2f (median of rounds)\n",
+			load.Median(extraCPU), load.Median(bounds))
+	}
+	fmt.Printf("fan-out ratio, UPDATE alone / UPDATE + delivery (median of %d rounds' p50 ratios): %.2f (goal >= 0.6, issue 19); load average %s at start, %s at end\n",
+		len(ratios), load.Median(ratios), loadStart, load.LoadAvg())
+	return nil
+}
+
+// backendCPU is the CPU used so far by each PostgreSQL backend of the
+// benchmark's database (the pool's and the LISTEN connections): the
+// database's share of a round.
+func backendCPU(ctx context.Context, db *store.DB) (map[int]time.Duration, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'`)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, err
+	}
+	cpu := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		cpu[pid] = load.PIDsCPU([]int{pid})
+	}
+	return cpu, nil
+}
+
+// cpuSince sums what each backend alive at the end used since the start
+// (all of it for a backend that started meanwhile). A backend that ended
+// meanwhile is left out: its last figures are gone with it.
+func cpuSince(before, after map[int]time.Duration) time.Duration {
+	var sum time.Duration
+	for pid, t := range after {
+		if d := t - before[pid]; d > 0 {
+			sum += d
+		}
+	}
+	return sum
+}
+
+// expectations are the events a run waits for: per product name, a
+// channel closed once every client has received the update that set it.
+type expectations struct {
+	mu   sync.Mutex
+	want map[string]chan struct{}
+}
+
+func newExpectations() *expectations { return &expectations{want: map[string]chan struct{}{}} }
+
+func (e *expectations) expect(name string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := make(chan struct{})
+	e.want[name] = ch
+	return ch
+}
+
+func (e *expectations) done(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch := e.want[name]; ch != nil {
+		close(ch)
+		delete(e.want, name)
+	}
+}
+
+// clientConfig is what the clients' process is told on its stdin.
+type clientConfig struct {
+	URLs    []string `json:"urls"`
+	Token   string   `json:"token"`
+	StoreID string   `json:"storeId"`
+	Clients int      `json:"clients"`
+}
+
+// startClients starts the clients' process and reports each product name
+// every client has received to done. stop ends the process.
+func startClients(ctx context.Context, cc clientConfig, done func(string)) (pid int, stop func(), err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "-role", "clients")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop = func() {
+		in.Close() // the clients' process exits when its stdin closes
+		waited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-waited
+		}
+	}
+	if err := json.NewEncoder(in).Encode(cc); err != nil {
+		stop()
+		return 0, nil, err
+	}
+	lines := bufio.NewScanner(out)
+	ready := make(chan error, 1)
+	go func() {
+		first := true
+		for lines.Scan() {
+			line := lines.Text()
+			if first {
+				first = false
+				if line != "ready" {
+					ready <- fmt.Errorf("clients' process: %s", line)
+					return
+				}
+				ready <- nil
+				continue
+			}
+			done(line)
+		}
+		if first {
+			ready <- errors.New("clients' process ended before it was ready")
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			stop()
+			return 0, nil, err
+		}
+	case <-time.After(2 * time.Minute):
+		stop()
+		return 0, nil, errors.New("clients' process not ready within 2 minutes")
+	}
+	return cmd.Process.Pid, stop, nil
+}
+
+// runClients is the clients' process: it reads its clientConfig, connects
+// and subscribes every client, says "ready", then prints the product name
+// of each update once every client has received it, until stdin closes.
+func runClients(in io.Reader, out io.Writer) error {
+	dec := json.NewDecoder(in)
+	var cc clientConfig
+	if err := dec.Decode(&cc); err != nil {
+		return err
+	}
+	var outMu sync.Mutex
+	w := newWaiter(cc.Clients, func(name string) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		_, _ = io.WriteString(out, name+"\n")
+	})
+	if err := w.dial(cc); err != nil {
+		fmt.Fprintln(out, err)
+		return err
+	}
+	defer w.close()
+	outMu.Lock()
+	_, err := io.WriteString(out, "ready\n")
+	outMu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, in) // until the parent closes stdin
 	return nil
 }
 
 // waiter counts, per product name, how many clients received the update
-// that set it, and signals when all have.
+// that set it, and calls done when all have.
 type waiter struct {
-	n    int
-	mu   sync.Mutex
-	subs int
-	want map[string]*pending
+	n     int
+	done  func(name string)
+	conns []*websocket.Conn
+	mu    sync.Mutex
+	subs  int
+	got   map[string]int
 }
 
-type pending struct {
-	got  int
-	done chan struct{}
+func newWaiter(n int, done func(string)) *waiter {
+	return &waiter{n: n, done: done, got: map[string]int{}}
 }
 
-func newWaiter(n int) *waiter { return &waiter{n: n, want: map[string]*pending{}} }
+// dial connects and subscribes every client, and returns once all are
+// subscribed.
+func (w *waiter) dial(cc clientConfig) error {
+	for i := 0; i < cc.Clients; i++ {
+		conn, _, err := websocket.DefaultDialer.Dial(cc.URLs[i%len(cc.URLs)]+"?access_token="+url.QueryEscape(cc.Token), nil)
+		if err != nil {
+			return fmt.Errorf("dial client %d: %w", i, err)
+		}
+		w.conns = append(w.conns, conn)
+		if err := conn.WriteJSON(map[string]any{"type": "subscribe", "topic": "products", "filter": map[string]string{"storeId": cc.StoreID}}); err != nil {
+			return err
+		}
+		go w.read(conn)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for w.subscribed() < cc.Clients {
+		if time.Now().After(deadline) {
+			return errors.New("clients not all subscribed within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func (w *waiter) close() {
+	for _, c := range w.conns {
+		c.Close()
+	}
+}
 
 func (w *waiter) subscribed() int {
 	w.mu.Lock()
@@ -256,55 +536,68 @@ func (w *waiter) subscribed() int {
 	return w.subs
 }
 
-func (w *waiter) expect(name string) <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	p := &pending{done: make(chan struct{})}
-	w.want[name] = p
-	return p.done
-}
-
 func (w *waiter) read(conn *websocket.Conn) {
+	buf := make([]byte, 0, 1024)
 	for {
-		_, b, err := conn.ReadMessage()
+		_, r, err := conn.NextReader()
 		if err != nil {
 			return
 		}
-		// The clients share the server's cores: read the two fields by
-		// hand rather than decode every event (a full json.Unmarshal per
-		// client and event cost as much as the server's whole delivery).
-		typ, name := field(b, "type"), ""
-		if i := bytes.Index(b, []byte(`"record":`)); i >= 0 {
-			name = field(b[i:], "name")
-		}
-		w.mu.Lock()
-		switch typ {
-		case "subscribed":
-			w.subs++
-		case "change":
-			if p := w.want[name]; p != nil {
-				p.got++
-				if p.got == w.n {
-					close(p.done)
-					delete(w.want, name)
-				}
+		// One buffer per client, reused: the clients share the cores
+		// with the server, so they allocate nothing per event.
+		buf = buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			m, err := r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+m]
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return
 			}
 		}
-		w.mu.Unlock()
+		// Read the two fields by hand rather than decode every event (a
+		// full json.Unmarshal per client and event cost as much as the
+		// server's whole delivery).
+		typ, name := field(buf, "type"), []byte(nil)
+		if i := bytes.Index(buf, []byte(`"record":`)); i >= 0 {
+			name = field(buf[i:], "name")
+		}
+		switch string(typ) {
+		case "subscribed":
+			w.mu.Lock()
+			w.subs++
+			w.mu.Unlock()
+		case "change":
+			w.mu.Lock()
+			k := string(name)
+			w.got[k]++
+			all := w.got[k] == w.n
+			if all {
+				delete(w.got, k)
+			}
+			w.mu.Unlock()
+			if all {
+				w.done(k)
+			}
+		}
 	}
 }
 
 // field returns the string value of the first "key":"value" in b (values
 // here are identifiers and names with no escapes).
-func field(b []byte, key string) string {
+func field(b []byte, key string) []byte {
 	i := bytes.Index(b, []byte(`"`+key+`":"`))
 	if i < 0 {
-		return ""
+		return nil
 	}
 	rest := b[i+len(key)+4:]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
-		return ""
+		return nil
 	}
-	return string(rest[:j])
+	return rest[:j]
 }

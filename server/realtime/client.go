@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -36,11 +37,16 @@ type subscription struct {
 
 // client is one WebSocket connection. One goroutine reads frames off the
 // socket, the handler's goroutine acts on them (readLoop), and a writer
-// goroutine owns every write; the hub reaches the client only through
-// wants and enqueue, neither of which blocks.
+// goroutine owns every write of data frames; the hub reaches the client
+// only through its subscription index and enqueue, which never blocks.
 type client struct {
-	hub  *Hub
+	hub *Hub
+	// send queues complete text frames (textFrame); an event's frame is
+	// shared by every client it goes to and never written to.
 	send chan []byte
+	// mark is the dispatcher's: the last change this client was taken
+	// for, so a client with several matching subscriptions gets it once.
+	mark uint64
 	// done is closed when the connection is to end; closeCode and
 	// closeText say how, and are set once, before done closes.
 	done      chan struct{}
@@ -81,14 +87,7 @@ func (c *client) wants(n notification) bool {
 	return false
 }
 
-// is reports whether the client is signed in as user id.
-func (c *client) is(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return id != "" && c.userID == id
-}
-
-// enqueue queues msg for the writer without blocking. A client whose
+// enqueue queues a frame for the writer without blocking. A client whose
 // buffer is full has fallen behind and is disconnected: waiting for it
 // would hold up every other client of the instance.
 func (c *client) enqueue(msg []byte) {
@@ -121,7 +120,7 @@ func (c *client) reply(m outMessage) {
 	if err != nil {
 		return
 	}
-	c.enqueue(b)
+	c.enqueue(textFrame(b))
 }
 
 func (c *client) replyError(code, msg string) {
@@ -138,10 +137,11 @@ func (c *client) fail(code, msg string, closeCode int, reason string) {
 }
 
 // conn is what the client needs of a WebSocket connection (the Fiber
-// contrib Conn embeds *websocket.Conn).
+// contrib Conn embeds *websocket.Conn). Data frames are written straight
+// to NetConn (see frames.go); control frames through WriteControl.
 type conn interface {
 	ReadMessage() (int, []byte, error)
-	WriteMessage(int, []byte) error
+	NetConn() net.Conn
 	WriteControl(int, []byte, time.Time) error
 	SetReadDeadline(time.Time) error
 	SetWriteDeadline(time.Time) error
@@ -366,7 +366,12 @@ func (c *client) subscribe(m inMessage) {
 	c.nextSub++
 	s := subscription{id: "s" + strconv.Itoa(c.nextSub), topic: m.Topic, filter: m.Filter}
 	c.subs = append(c.subs, s)
+	userID := c.userID
 	c.mu.Unlock()
+	// Filed after c.mu is released: the dispatcher holds the hub's lock
+	// while it looks at clients, so the hub's lock is never taken under a
+	// client's. The index changes only from this client's own goroutine.
+	c.hub.index(c, userID, s)
 	c.reply(outMessage{Type: "subscribed", Subscription: s.id, Topic: s.topic, Filter: s.filter})
 }
 
@@ -388,20 +393,22 @@ func (c *client) unsubscribe(m inMessage) {
 		c.replyError(vectabase.ENOTFOUND, "no such subscription on this connection")
 		return
 	}
+	c.hub.unindex(c, *removed)
 	c.reply(outMessage{Type: "unsubscribed", Subscription: removed.id, Topic: removed.topic, Filter: removed.filter})
 }
 
-// writeLoop owns the socket's write side: queued messages, pings, and the
-// close frame when the connection ends.
+// writeLoop owns the socket's data writes: queued frames, coalesced into
+// one write when several have queued up, then pings, and the close frame
+// when the connection ends.
 func (c *client) writeLoop(ws conn) {
 	ping := time.NewTicker(c.hub.cfg.PingInterval)
 	defer ping.Stop()
 	defer ws.Close()
+	nc := ws.NetConn()
 	for {
 		select {
-		case msg := <-c.send:
-			_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+		case f := <-c.send:
+			if err := c.writeFrames(nc, f); err != nil {
 				c.shutdown(closeNormal, "")
 				return
 			}
@@ -413,11 +420,18 @@ func (c *client) writeLoop(ws conn) {
 		case <-c.done:
 			// Flush what was queued before the end (an error message
 			// explaining the close), then say goodbye.
+			// writeFrames takes what has queued behind the frame it is
+			// given, so drain without blocking.
 			if c.closeCode != closeSlow {
-				for n := len(c.send); n > 0; n-- {
-					_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
-					if ws.WriteMessage(websocket.TextMessage, <-c.send) != nil {
-						return
+			flush:
+				for {
+					select {
+					case f := <-c.send:
+						if c.writeFrames(nc, f) != nil {
+							return
+						}
+					default:
+						break flush
 					}
 				}
 			}
@@ -425,4 +439,34 @@ func (c *client) writeLoop(ws conn) {
 			return
 		}
 	}
+}
+
+// writeFrames writes first and whatever else is queued already (up to
+// maxCoalesce bytes) in one write.
+func (c *client) writeFrames(nc net.Conn, first []byte) error {
+	// Set on every write: the library's pong (answering a client's ping
+	// from the reading goroutine) sets a deadline of its own, one second
+	// ahead, on the same socket.
+	_ = nc.SetWriteDeadline(time.Now().Add(writeWait))
+	if len(c.send) == 0 {
+		_, err := nc.Write(first)
+		return err
+	}
+	bp := batchBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], first...)
+more:
+	for len(buf) < maxCoalesce {
+		select {
+		case f := <-c.send:
+			buf = append(buf, f...)
+		default:
+			break more
+		}
+	}
+	_, err := nc.Write(buf)
+	if cap(buf) <= 4*maxCoalesce {
+		*bp = buf[:0]
+		batchBufs.Put(bp)
+	}
+	return err
 }

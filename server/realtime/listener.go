@@ -43,7 +43,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			backoff = backoffMin
 			if !first {
 				h.m.reconnects.Inc()
-				h.broadcast(resyncMessage)
+				h.broadcast(textFrame(resyncMessage))
 			}
 			first = false
 		})
@@ -83,21 +83,34 @@ func (h *Hub) listen(ctx context.Context, up func()) error {
 	}
 	h.listening.Store(true)
 	up()
+	// One wait window serves every notification that arrives within it,
+	// rather than a timer per notification: under load the listener only
+	// reads what PostgreSQL pushes (notifications need no round trip) and
+	// parses it. When a window ends the connection is pinged, busy or not.
+	var (
+		wctx    context.Context
+		wcancel context.CancelFunc = func() {}
+	)
+	defer func() { wcancel() }()
+	newWindow := func() {
+		wcancel()
+		wctx, wcancel = context.WithTimeout(ctx, idleCheck)
+	}
+	newWindow()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, idleCheck)
 		note, err := conn.WaitForNotification(wctx)
-		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if errors.Is(err, context.DeadlineExceeded) || pgconnTimeout(err) {
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 				err = conn.Ping(pctx)
-				cancel()
+				pcancel()
 				if err != nil {
 					return err
 				}
+				newWindow()
 				continue
 			}
 			return err

@@ -103,6 +103,15 @@ type Hub struct {
 
 	mu      sync.RWMutex
 	clients map[*client]struct{}
+	// subs files every subscription by its most selective filter key
+	// (index.go), so a change's audience is looked up, not searched for.
+	subs subIndex
+
+	// seq numbers the changes dispatched, and targets is the dispatcher's
+	// scratch space, reused from one batch to the next: both belong to
+	// the dispatcher (one goroutine).
+	seq     uint64
+	targets [][]target
 
 	listening atomic.Bool
 	// recordTimeout bounds loading one changed record.
@@ -139,6 +148,7 @@ func New(cfg Config, db *store.DB, directURL string, authn Authenticator, log ze
 		log:           log.With().Str("area", "realtime").Logger(),
 		m:             m,
 		clients:       make(map[*client]struct{}),
+		subs:          subIndex{},
 		queue:         make(chan notification, 4096),
 		recordTimeout: 5 * time.Second,
 	}
@@ -157,21 +167,55 @@ func (h *Hub) Connections() int {
 	return len(h.clients)
 }
 
+// add registers a connection, with whatever subscriptions it holds
+// already (none, for a new socket).
 func (h *Hub) add(c *client) {
+	c.mu.Lock()
+	userID, subs := c.userID, append([]subscription(nil), c.subs...)
+	c.mu.Unlock()
 	h.mu.Lock()
 	h.clients[c] = struct{}{}
+	if h.subs == nil {
+		h.subs = subIndex{}
+	}
+	for _, s := range subs {
+		h.subs.add(c, userID, s)
+	}
 	h.mu.Unlock()
 	h.m.connections.Inc()
 }
 
+// remove unregisters a connection and its subscriptions.
 func (h *Hub) remove(c *client) {
+	c.mu.Lock()
+	subs := append([]subscription(nil), c.subs...)
+	c.mu.Unlock()
 	h.mu.Lock()
 	_, ok := h.clients[c]
 	delete(h.clients, c)
+	for _, s := range subs {
+		h.subs.remove(c, s)
+	}
 	h.mu.Unlock()
 	if ok {
 		h.m.connections.Dec()
 	}
+}
+
+// index files a new subscription of a registered client.
+func (h *Hub) index(c *client, userID string, s subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; ok {
+		h.subs.add(c, userID, s)
+	}
+}
+
+// unindex takes a subscription out of the index.
+func (h *Hub) unindex(c *client, s subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs.remove(c, s)
 }
 
 // Close disconnects every client, telling each the server is going away.
@@ -218,17 +262,20 @@ func (h *Hub) dispatchLoop(ctx context.Context) {
 
 // dispatch delivers notifications, in order, to every client that
 // subscribed to them and may see them. Records are loaded only for changes
-// someone will receive. It never blocks on a client.
+// someone will receive. Each event is encoded and framed once, and the
+// same frame is queued to each of its clients. It never blocks on a
+// client.
 func (h *Hub) dispatch(ctx context.Context, batch []notification) {
-	targets := make([][]*client, len(batch))
+	for len(h.targets) < len(batch) {
+		h.targets = append(h.targets, nil)
+	}
+	targets := h.targets[:len(batch)]
 	need := map[string][]string{} // table -> ids whose record is needed
 	h.mu.RLock()
-	for i, n := range batch {
-		for c := range h.clients {
-			if c.wants(n) {
-				targets[i] = append(targets[i], c)
-			}
-		}
+	for i := range batch {
+		n := &batch[i]
+		h.seq++
+		targets[i] = h.subs.audience(n, h.seq, targets[i][:0])
 		if len(targets[i]) > 0 && n.Action != "delete" && n.Record == nil {
 			need[n.Table] = append(need[n.Table], n.ID)
 		}
@@ -249,31 +296,38 @@ func (h *Hub) dispatch(ctx context.Context, batch []notification) {
 		records[table] = recs
 	}
 	for i, n := range batch {
-		if len(targets[i]) == 0 {
+		ts := targets[i]
+		if len(ts) == 0 {
 			continue
 		}
 		msg, rec, ok := h.render(n, records[n.Table])
 		if !ok {
+			clear(ts)
 			continue
 		}
+		frame := textFrame(msg)
 		// A change that takes the row out of what non-owners may see
 		// reaches them as the id and a removed marker only, never the new
 		// field values (the owner still gets the whole record).
 		removal := removesFromPublic(n, rec)
 		var removed []byte
 		if removal {
-			removed = h.removedMessage(n)
+			if b := h.removedMessage(n); b != nil {
+				removed = textFrame(b)
+			}
 		}
 		h.m.events.WithLabelValues(n.Topic).Inc()
-		for _, c := range targets[i] {
-			if removal && !c.is(n.OwnerID) {
+		for _, t := range ts {
+			if removal && (n.OwnerID == "" || t.userID != n.OwnerID) {
 				if removed != nil {
-					c.enqueue(removed)
+					t.c.enqueue(removed)
 				}
 				continue
 			}
-			c.enqueue(msg)
+			t.c.enqueue(frame)
 		}
+		// The scratch space must not keep closed clients alive.
+		clear(ts)
 	}
 }
 

@@ -322,9 +322,11 @@ type Writer struct {
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Write writes the redacted p and reports len(p) on success, so loggers do
-// not mistake a shorter redacted line for a short write.
+// not mistake a shorter redacted line for a short write. A JSON line is
+// redacted field by field (Line): fields named like secrets masked by
+// name, the scanner only over the other strings.
 func (w *Writer) Write(p []byte) (int, error) {
-	out := Bytes(p)
+	out := Line(p)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, err := w.w.Write(out); err != nil {
