@@ -124,6 +124,26 @@ func (a *Access) MayTouch(role, userID, name string) bool {
 	return false
 }
 
+// Personal reports whether name lies in userID's own namespace: some rule
+// of any role whose pattern uses {{user_id}} matches name with userID
+// filled in (dev/<id>/… in the shipped policy). A secret created there
+// belongs to the user and goes with their account; a secret created
+// anywhere else (stripe_secret_key written by an admin, say) is the
+// platform's and belongs to no one.
+func (a *Access) Personal(userID, name string) bool {
+	if a == nil || userID == "" {
+		return false
+	}
+	for _, rules := range a.roles {
+		for _, r := range rules {
+			if strings.Contains(r.Pattern, userIDVar) && matchTemplate(r.Pattern, userID, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func hasCap(r AccessRule, c Capability) bool {
 	for _, rc := range r.Capabilities {
 		if rc == c {

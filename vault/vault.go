@@ -437,8 +437,11 @@ func (s *Service) put(ctx context.Context, c Caller, name string, value []byte, 
 	if !mayCreate && !mayUpdate {
 		return forbidden()
 	}
+	// A user owns only what they write in their own namespace; a secret
+	// written elsewhere is the platform's, so deleting the account of the
+	// admin who stored it does not take it along.
 	owner := ""
-	if c.Type == vectabase.ActorUser {
+	if c.Type == vectabase.ActorUser && s.policy.Personal(c.ID, name) {
 		owner = c.ID
 	}
 	return s.db.InTx(ctx, func(tx pgx.Tx) error {

@@ -184,6 +184,53 @@ func TestPoliciesPerRole(t *testing.T) {
 	}
 }
 
+// A user owns only the secrets they write in their own namespace: a
+// platform secret an admin stores belongs to no one, so it is not deleted
+// with that admin's account.
+func TestOnlyOwnNamespaceSecretsAreOwned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, vault.Config{})
+	admin, dev := e.users["admin"], e.users["developer"]
+	own := "dev/" + dev.ID + "/token"
+	for _, w := range []struct {
+		who  vault.Caller
+		name string
+	}{{admin, "stripe_secret_key"}, {admin, "dev/" + admin.ID + "/mine"}, {admin, "dev/" + dev.ID + "/for-dev"}, {dev, own}} {
+		if _, err := e.svc.Put(ctx, w.who, w.name, []byte("v"), nil); err != nil {
+			t.Fatalf("Put(%s): %v", w.name, err)
+		}
+	}
+	want := map[string]string{
+		"stripe_secret_key":         "",
+		"dev/" + admin.ID + "/mine": admin.ID,
+		// Written by the admin into the developer's namespace: it is not
+		// the developer's (they did not write it), nor the admin's.
+		"dev/" + dev.ID + "/for-dev": "",
+		own:                          dev.ID,
+	}
+	rows, err := e.db.Pool.Query(ctx, `SELECT name, coalesce(owner_id::text, '') FROM secrets`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var name, owner string
+		if err := rows.Scan(&name, &owner); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = owner
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("owner of %s = %q, want %q", name, got[name], w)
+		}
+	}
+}
+
 func counterVec(t *testing.T, reg *prometheus.Registry, action, result string) prometheus.Counter {
 	t.Helper()
 	mfs, _ := reg.Gather()
