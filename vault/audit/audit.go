@@ -168,6 +168,8 @@ type Log struct {
 	// (SetArchive).
 	archiveDir  string
 	archiveKeys *Checkpointer
+	// cache is the Merkle tree proofs are made from (treecache.go).
+	cache treeCache
 }
 
 // Alerter raises an alert without waiting for it (alerts.(*Service)).
