@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -13,6 +14,7 @@ import (
 	"github.com/vectabase/vectabase/keyring/keyringtest"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/alerts"
 )
 
 func headLog(t *testing.T) (*Log, *store.DB) {
@@ -175,4 +177,37 @@ func TestProperty43_HeadMACSealsTreeSizeAndRoot(t *testing.T) {
 			t.Fatalf("headSeal(head with a changed field) = %v, %v; want sealBroken", s, err)
 		}
 	})
+}
+
+// memAlerter keeps raised alerts.
+type memAlerter struct {
+	mu  sync.Mutex
+	got []alerts.Alert
+}
+
+func (m *memAlerter) Raise(a alerts.Alert) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, a)
+}
+
+// TestLockedWriteAlertsOnAHeadThatDoesNotMatchItsMAC: a writer that finds
+// the chain head changed outside it (here the stored tree's root) raises
+// one alert before it extends and reseals the head, and keeps writing.
+func TestLockedWriteAlertsOnAHeadThatDoesNotMatchItsMAC(t *testing.T) {
+	t.Parallel()
+	l, db := headLog(t)
+	recordN(t, l, 4)
+	l.Close()
+	sqlExec(t, db, `UPDATE audit_chain_head SET tree_root = sha256(tree_root)`)
+	al := &memAlerter{}
+	l2 := New(db, l.kr, zerolog.Nop(), nil)
+	l2.SetAlerter(al)
+	defer l2.Close()
+	recordN(t, l2, 2)
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	if len(al.got) != 1 || al.got[0].Kind != alerts.KindAuditVerify || !strings.Contains(al.got[0].Message, "does not match its MAC") {
+		t.Fatalf("alerts = %+v, want one audit verification alert naming the head", al.got)
+	}
 }
