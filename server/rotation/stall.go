@@ -37,35 +37,22 @@ func (s *Service) WatchStalls(ctx context.Context) {
 	}
 	t := time.NewTicker(stallCheckInterval(after))
 	defer t.Stop()
-	raised := map[string]string{} // job id -> key last raised by this instance
 	for {
 		acts, err := s.rot.RunningActivity(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("looking for stalled rotations failed")
 		}
-		running := make(map[string]bool, len(acts))
 		for _, a := range acts {
-			running[a.Job.ID] = true
 			if a.Idle < after {
 				continue
 			}
-			key := StallKey(a.Job.ID, a.LastMoved)
-			if raised[a.Job.ID] == key {
-				continue
-			}
-			raised[a.Job.ID] = key
+			// Raised again on every check while the stall lasts: the
+			// outbox keeps one alert per key, so a raise that failed (the
+			// database was down) is made good by the next check.
 			idle := a.Idle.Truncate(time.Second)
-			s.log.Error().Str("jobId", a.Job.ID).Dur("idle", idle).Int64("reencrypted", a.Job.Reencrypted).Msg("key rotation stalled")
-			s.alert(alerts.KindRotationStalled, key, fmt.Sprintf(
+			s.alert(alerts.KindRotationStalled, StallKey(a.Job.ID, a.LastMoved), fmt.Sprintf(
 				"%s rotation job %s has made no progress for %s (pass %d, %d of about %d values re-encrypted, %d/%d units done); is a rotation worker running (ROTATION_WORKER_DISABLED) and are its batches failing? See the server log",
 				kindName(a.Job.Kind), a.Job.ID, idle, a.Job.Pass, a.Job.Reencrypted, a.Job.PendingAtStart, a.Job.UnitsDone, a.Job.Units))
-		}
-		if err == nil {
-			for id := range raised {
-				if !running[id] {
-					delete(raised, id)
-				}
-			}
 		}
 		select {
 		case <-ctx.Done():
