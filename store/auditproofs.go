@@ -72,3 +72,12 @@ func (db *DB) LatestAuditCheckpoint(ctx context.Context) (AuditCheckpoint, error
 		ORDER BY tree_size DESC LIMIT 1`).Scan(&c.TreeSize, &c.Root, &c.Note, &c.CreatedAt)
 	return c, MapError(err)
 }
+
+// AuditCheckpointAt returns the stored checkpoint of a tree of size
+// leaves, or ErrNotFound.
+func (db *DB) AuditCheckpointAt(ctx context.Context, size int64) (AuditCheckpoint, error) {
+	var c AuditCheckpoint
+	err := db.Pool.QueryRow(ctx, `SELECT tree_size, root, note, created_at FROM audit_checkpoints
+		WHERE tree_size = $1`, size).Scan(&c.TreeSize, &c.Root, &c.Note, &c.CreatedAt)
+	return c, MapError(err)
+}

@@ -582,3 +582,43 @@ func (r *Rotations) FinishPass(ctx context.Context, jobID string) (PassOutcome, 
 	j, err := r.Job(ctx, jobID)
 	return out, j, err
 }
+
+// RotationActivity is when a running job last moved, by the database's
+// clock (so every instance sees the same instant): the latest of its
+// start, its pass's start, the end of its settle wait, and the last batch
+// committed on any of its units.
+type RotationActivity struct {
+	Job RotationJob
+	// LastMoved is that instant; Idle is how long ago it was (negative
+	// while the job waits for its settle time on purpose).
+	LastMoved time.Time
+	Idle      time.Duration
+}
+
+// RunningActivity returns the activity of every running job.
+func (r *Rotations) RunningActivity(ctx context.Context) ([]RotationActivity, error) {
+	rows, err := r.pool.Query(ctx, `SELECT `+jobColumns+`,
+			greatest(j.created_at, j.pass_started_at, j.settle_until, coalesce(max(p.updated_at), j.created_at)) AS moved,
+			now()
+		FROM rotation_jobs j LEFT JOIN rotation_progress p ON p.job_id = j.id
+		WHERE j.state = 'running' GROUP BY j.id ORDER BY j.created_at`)
+	if err != nil {
+		return nil, fmt.Errorf("store: rotation activity: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RotationActivity, error) {
+		var a RotationActivity
+		var target int64
+		var now time.Time
+		j := &a.Job
+		err := row.Scan(&j.ID, &j.Kind, &target, &j.State, &j.RequestedBy, &j.PendingAtStart,
+			&j.Pass, &j.PassStartedAt, &j.SettleUntil, &j.Error, &j.CreatedAt, &j.FinishedAt,
+			&j.Reencrypted, &j.Failed, &j.Units, &j.UnitsDone, &a.LastMoved, &now)
+		j.TargetKeyID = uint32(target)
+		a.Idle = now.Sub(a.LastMoved)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: rotation activity: %w", err)
+	}
+	return out, nil
+}

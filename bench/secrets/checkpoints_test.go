@@ -97,7 +97,7 @@ func BenchmarkSecretReadsCheckpoints(b *testing.B) {
 	opts := load.Options{Concurrency: concurrency, Requests: envInt("BENCH_SECRETS_REQUESTS", 2000), Duration: time.Minute, Warmup: 100}
 	// Many short alternating rounds: on a shared machine one round's ratio
 	// swings widely, the median of many settles.
-	rounds := envInt("BENCH_SECRETS_ROUNDS", 11)
+	rounds := envInt("BENCH_SECRETS_ROUNDS", 21)
 	var rpsW, rpsO, ratios []float64
 	for round := range rounds {
 		var w, o load.Result

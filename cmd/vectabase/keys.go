@@ -63,7 +63,13 @@ func startRotationWorker(ctx context.Context, d *deps) {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		// Every instance watches for stalled jobs, also one that runs no
+		// worker: a job no instance works on is a stall (ROTATION_STALL_AFTER).
+		defer wg.Done()
+		d.rot.WatchStalls(wctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if d.cfg.Rotation.Disabled {

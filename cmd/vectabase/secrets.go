@@ -64,6 +64,9 @@ func mountSecrets(d *deps, srv *server.Server) error {
 	srv.Mount(admin.HoneytokenRoutes(d.vault, d.auth.RequireAdmin()))
 	if d.checkpoints != nil {
 		srv.Mount(admin.CheckpointRoutes(d.checkpoints))
+		if d.auditLog != nil {
+			srv.Mount(admin.ProofRoutes(audit.NewProver(d.auditLog, d.checkpoints), d.auth.RequireAdmin()))
+		}
 	}
 	return nil
 }

@@ -62,7 +62,11 @@ func TestDocumentMatchesRoutes(t *testing.T) {
 	srv.Mount(console.New(a, nopAuditor{}).Routes())
 	srv.Mount(a.AdminRoutes())
 	srv.Mount(mk.AdminRoutes(a.RequireAdmin()))
-	srv.Mount(admin.CheckpointRoutes(audit.NewCheckpointer(db, kr, audit.CheckpointConfig{}, zerolog.Nop())))
+	cps := audit.NewCheckpointer(db, kr, audit.CheckpointConfig{}, zerolog.Nop())
+	srv.Mount(admin.CheckpointRoutes(cps))
+	auditLog := audit.New(db, kr, zerolog.Nop(), nil)
+	t.Cleanup(auditLog.Close)
+	srv.Mount(admin.ProofRoutes(audit.NewProver(auditLog, cps), a.RequireAdmin()))
 
 	missing, extra, err := openapi.Diff(srv.App())
 	if err != nil {

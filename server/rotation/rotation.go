@@ -55,6 +55,9 @@ type Config struct {
 	// Disabled keeps `serve` from running the worker (keys reencrypt still
 	// works).
 	Disabled bool `env:"ROTATION_WORKER_DISABLED" envDefault:"false"`
+	// StallAfter is how long a running job may go without progress before
+	// `serve` raises an alert (0: never).
+	StallAfter time.Duration `env:"ROTATION_STALL_AFTER" envDefault:"15m"`
 }
 
 func (c Config) withDefaults() Config {

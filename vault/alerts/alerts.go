@@ -27,6 +27,7 @@ const (
 	KindHoneytokenRead  = "honeytoken_read"
 	KindAuditVerify     = "audit_verification_failed"
 	KindRotationFailed  = "key_rotation_failed"
+	KindRotationStalled = "key_rotation_stalled"
 	KindKEKUnreachable  = "kek_unreachable"
 	KindBackupFailed    = "backup_failed"
 	ActionAlertRaised   = "alert.raised"

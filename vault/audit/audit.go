@@ -168,6 +168,8 @@ type Log struct {
 	// (SetArchive).
 	archiveDir  string
 	archiveKeys *Checkpointer
+	// cache is the Merkle tree proofs are made from (treecache.go).
+	cache treeCache
 }
 
 // Alerter raises an alert without waiting for it (alerts.(*Service)).
@@ -509,6 +511,9 @@ func (l *Log) write(batch []*pending) error {
 		if err != nil {
 			return err
 		}
+		if err := l.checkHead(head); err != nil {
+			return err
+		}
 		if head.TreeSize != head.RowCount && !l.noTree {
 			// Rows written before the Merkle tree existed (migration
 			// 00025): build the tree over them once, under the lock.
@@ -533,6 +538,27 @@ func (l *Log) write(batch []*pending) error {
 		l.head = &next
 	}
 	return err
+}
+
+// checkHead checks the MAC of the head a locked write is about to extend
+// (a placeholder for an empty chain has none). A head that does not verify
+// was changed by someone without the MAC key (its end, its length, or its
+// Merkle tree's size or root): the write goes on, so audited accesses keep
+// working, but the finding is logged and raised as an alert before this
+// write seals the head again, so it is not silently laundered.
+func (l *Log) checkHead(head store.AuditHead) error {
+	if head.LastID == 0 && head.RowCount == 0 && len(head.MAC) == 0 {
+		return nil
+	}
+	sealed, err := headSeal(l.kr, head)
+	if err != nil || sealed != sealBroken {
+		return err
+	}
+	reason := fmt.Sprintf("the chain head (row %d, %d rows, Merkle tree of %d leaves) does not match its MAC: it was changed outside the audit writer",
+		head.LastID, head.RowCount, head.TreeSize)
+	l.log.Error().Int64("lastId", head.LastID).Int64("treeSize", head.TreeSize).Msg("audit: " + reason)
+	l.alertBroken(fmt.Sprintf("head %d %d %d %x", head.LastID, head.RowCount, head.TreeSize, head.TreeRoot), reason)
+	return nil
 }
 
 // rebuildTree returns head with the Merkle tree over every row in tx.

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -42,7 +43,31 @@ func rowHash(kr *keyring.Keyring, prev []byte, r store.AuditRow) ([]byte, error)
 	return kr.MAC(purposeRow, b)
 }
 
+// headVersion starts the head MAC's input since the MAC covers the Merkle
+// tree too, so it can never equal a MAC of the older encoding.
+const headVersion = "vectabase/audit/head/v2\x00"
+
+// headMAC is MAC("audit_head", where the chain ends, how long it is, and
+// the Merkle tree's size and root): a stored tree whose size or root was
+// changed no longer matches its head, as a chain whose newest rows were
+// deleted does not.
 func headMAC(kr *keyring.Keyring, h store.AuditHead) ([]byte, error) {
+	b := make([]byte, 0, 128)
+	b = append(b, headVersion...)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.LastID))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.RowCount))
+	b = appendBytes(b, h.LastHash)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.TreeSize))
+	b = appendBytes(b, h.TreeRoot)
+	return kr.MAC(purposeHead, b)
+}
+
+// legacyHeadMAC is the head MAC written before it covered the tree
+// (migrations 00003 to 00025): it seals only the chain's end and length.
+// A head sealed so is still accepted, since only the MAC key could have
+// made it and writers no longer do; the first locked write after the
+// upgrade seals the head with headMAC.
+func legacyHeadMAC(kr *keyring.Keyring, h store.AuditHead) ([]byte, error) {
 	b := make([]byte, 0, 64)
 	b = append(b, encodingVersion...)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.LastID))
@@ -50,6 +75,34 @@ func headMAC(kr *keyring.Keyring, h store.AuditHead) ([]byte, error) {
 	b = appendBytes(b, h.LastHash)
 	return kr.MAC(purposeHead, b)
 }
+
+// headSeal says how h's MAC verifies: sealCurrent (chain end, length and
+// tree), sealLegacy (chain end and length only: a head from before the
+// upgrade), or sealBroken.
+func headSeal(kr *keyring.Keyring, h store.AuditHead) (seal, error) {
+	want, err := headMAC(kr, h)
+	if err != nil {
+		return sealBroken, err
+	}
+	if hmac.Equal(want, h.MAC) {
+		return sealCurrent, nil
+	}
+	if want, err = legacyHeadMAC(kr, h); err != nil {
+		return sealBroken, err
+	}
+	if hmac.Equal(want, h.MAC) {
+		return sealLegacy, nil
+	}
+	return sealBroken, nil
+}
+
+type seal int
+
+const (
+	sealBroken seal = iota
+	sealCurrent
+	sealLegacy
+)
 
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))

@@ -13,7 +13,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/store"
 )
 
@@ -225,35 +224,18 @@ func (l *Log) checkpointFor(ctx context.Context, c *Checkpointer, kept []byte) (
 
 // ProveInclusion returns the inclusion proof of row rowID against kept (a
 // checkpoint of this log), or against a new checkpoint when kept is empty.
-// A row that does not exist is NOT_FOUND.
+// A row that does not exist is NOT_FOUND; one newer than the checkpoint
+// CONFLICT.
 func (l *Log) ProveInclusion(ctx context.Context, c *Checkpointer, rowID int64, kept []byte) (Proof, error) {
 	cp, signed, err := l.checkpointFor(ctx, c, kept)
 	if err != nil {
 		return Proof{}, err
 	}
-	t, row, index, err := l.snapshot(ctx, rowID)
+	p, err := l.proveInclusion(ctx, cp, signed, rowID)
 	if err != nil {
 		return Proof{}, fmt.Errorf("audit: prove: %w", err)
 	}
-	if row == nil {
-		return Proof{}, vectabase.Errorf(vectabase.ENOTFOUND, "audit row %d not found", rowID)
-	}
-	if index >= cp.Size {
-		return Proof{}, vectabase.Errorf(vectabase.ECONFLICT, "audit row %d is newer than the checkpoint (%d rows)", rowID, cp.Size)
-	}
-	if err := t.matches(cp); err != nil {
-		return Proof{}, err
-	}
-	n, err := proof.Inclusion(index, cp.Size)
-	if err != nil {
-		return Proof{}, err
-	}
-	hs, err := t.hashes(n)
-	if err != nil {
-		return Proof{}, err
-	}
-	pr := proofRow(*row)
-	return Proof{Format: InclusionFormat, Checkpoint: signed, TreeSize: cp.Size, LeafIndex: index, Row: &pr, Hashes: hs}, nil
+	return p, nil
 }
 
 // ProveConsistency returns the proof that the log now (a new checkpoint)
@@ -271,25 +253,11 @@ func (l *Log) ProveConsistency(ctx context.Context, c *Checkpointer, kept []byte
 	if err != nil {
 		return Proof{}, err
 	}
-	t, _, _, err := l.snapshot(ctx, 0)
+	p, err := l.proveConsistency(ctx, cp, signed, old.Size)
 	if err != nil {
 		return Proof{}, fmt.Errorf("audit: prove: %w", err)
 	}
-	if err := t.matches(cp); err != nil {
-		return Proof{}, err
-	}
-	if old.Size > cp.Size {
-		return Proof{}, vectabase.Errorf(vectabase.ECONFLICT, "the kept checkpoint has %d rows, the log only %d", old.Size, cp.Size)
-	}
-	n, err := proof.Consistency(old.Size, cp.Size)
-	if err != nil {
-		return Proof{}, err
-	}
-	hs, err := t.hashes(n)
-	if err != nil {
-		return Proof{}, err
-	}
-	return Proof{Format: ConsistencyFormat, Checkpoint: signed, TreeSize: cp.Size, FromSize: old.Size, Hashes: hs}, nil
+	return p, nil
 }
 
 // matches checks that the first cp.Size leaves have cp's root.

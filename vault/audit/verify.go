@@ -93,13 +93,13 @@ func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
 		res.OK = true
 		return res, nil
 	}
-	wantMAC, err := headMAC(l.kr, head)
+	sealed, err := headSeal(l.kr, head)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
 	}
 	switch {
-	case !hmac.Equal(wantMAC, head.MAC):
-		_ = broken(head.LastID, "row %d: the chain head that names it as the newest row was changed (rows after it may have been deleted)", head.LastID)
+	case sealed == sealBroken:
+		_ = broken(head.LastID, "row %d: the chain head that names it as the newest row was changed: its row count, its Merkle tree's size or root, or the row it ends at (rows after it may have been deleted)", head.LastID)
 	case head.LastID > lastID || head.RowCount > int64(res.Rows):
 		_ = broken(head.LastID, "row %d: the newest rows were deleted (the chain head names row %d and %d rows; the chain ends at row %d with %d rows)",
 			head.LastID, head.LastID, head.RowCount, lastID, res.Rows)

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vectabase/vectabase/keyring/local"
+	"github.com/vectabase/vectabase/store/pgtest"
+)
+
+// alertHook is a local Slack/Discord-shaped incoming webhook: it keeps the
+// JSON body of every POST and counts requests that are not such a body.
+type alertHook struct {
+	mu     sync.Mutex
+	bodies []map[string]string
+	bad    int
+}
+
+func (h *alertHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var m map[string]string
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &m) != nil ||
+		len(m) != 2 || m["text"] == "" || m["text"] != m["content"] {
+		h.bad++
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	h.bodies = append(h.bodies, m)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// matching returns the alerts whose text holds s.
+func (h *alertHook) matching(s string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, m := range h.bodies {
+		if strings.Contains(m["text"], s) {
+			out = append(out, m["text"])
+		}
+	}
+	return out
+}
+
+// TestServeAlertsReachTheWebhook runs two `serve` instances on one
+// database with ALERT_WEBHOOK_URL pointing at a local webhook, and checks
+// what an operator would: a backup that cannot be written (BACKUP_DIR is a
+// file, an injected write error) and a DEK rotation that no instance works
+// on (ROTATION_WORKER_DISABLED, ROTATION_STALL_AFTER=1s) each reach the
+// webhook as exactly one Slack/Discord-compatible {text, content} POST,
+// although both instances deliver and watch, and no alert holds a secret.
+func TestServeAlertsReachTheWebhook(t *testing.T) {
+	t.Parallel()
+	hook := &alertHook{}
+	wh := httptest.NewServer(hook)
+	t.Cleanup(wh.Close)
+	dir := tempDir(t)
+	keyFile := filepath.Join(dir, "master.key")
+	if err := local.GenerateKeyFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "backups-is-a-file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.URL(t)
+	const password = "correct horse battery staple 42"
+	env := baseEnv("DATABASE_URL="+url, "KEYRING_MASTER_KEY_FILE="+keyFile, "BACKUP_DIR="+notDir,
+		"ADMIN_EMAIL=ops@example.com", "ADMIN_PASSWORD="+password, "ALERT_WEBHOOK_URL="+wh.URL,
+		"ROTATION_WORKER_DISABLED=true", "ROTATION_STALL_AFTER=1s", "ROTATION_SETTLE=0s")
+	a := startServe(t, env)
+	startServe(t, env) // a second instance: it delivers and watches too
+	waitAlert := func(what string) []string {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for len(hook.matching(what)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no alert with %q reached the webhook within a minute", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Several more delivery and watch rounds of both instances.
+		time.Sleep(3 * time.Second)
+		return hook.matching(what)
+	}
+
+	// A backup through instance a's admin API fails to be written.
+	token := login(t, "http://"+a.addr, "ops@example.com", password)
+	status, raw := httpCall(t, "POST", "http://"+a.addr+"/api/admin/backups", token, map[string]any{})
+	if status/100 == 2 || !strings.Contains(string(raw), `"error"`) {
+		t.Fatalf("POST /api/admin/backups into a file = %d %s, want the contract's error", status, raw)
+	}
+	if got := waitAlert("backup "); len(got) != 1 || !strings.Contains(got[0], "failed") {
+		t.Fatalf("backup alerts = %q, want exactly one", got)
+	}
+
+	// A DEK rotation started from the command line that nobody works on.
+	r := run(t, dir, env, "keys", "rotate-dek", "--json")
+	if r.code != 0 {
+		t.Fatalf("keys rotate-dek: exit %d, stderr %q", r.code, r.stderr)
+	}
+	var job struct {
+		JobID string `json:"jobId"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || job.JobID == "" {
+		t.Fatalf("rotate-dek --json printed %q: %v", r.stdout, err)
+	}
+	if got := waitAlert("rotation job " + job.JobID + " has made no progress"); len(got) != 1 {
+		t.Fatalf("stall alerts = %q, want exactly one", got)
+	}
+
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if hook.bad != 0 || len(hook.bodies) != 2 {
+		t.Fatalf("webhook got %d alerts and %d malformed requests, want 2 and 0: %v", len(hook.bodies), hook.bad, hook.bodies)
+	}
+	key, _ := os.ReadFile(keyFile)
+	for _, m := range hook.bodies {
+		for _, secret := range []string{password, token, strings.TrimSpace(string(key)), url, notDir} {
+			if strings.Contains(m["text"], secret) {
+				t.Errorf("alert %q holds a secret or a path", m["text"])
+			}
+		}
+	}
+}
