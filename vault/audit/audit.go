@@ -10,9 +10,11 @@
 //
 // Verify walks the chain and names the first row that was changed, deleted,
 // inserted or reordered; the head row, MACed with the row count, catches the
-// deletion of the newest rows. Someone able to delete every row and the
-// head together leaves what looks like a fresh, empty trail: that case needs
-// an outside copy of the head, which this package does not keep.
+// deletion of the newest rows; the head's MAC also covers the Merkle tree's
+// size and root. Deleting every row and the head together, truncating, or
+// restoring an older backup leaves a chain that verifies on its own: those
+// are caught against a signed checkpoint kept outside the database (see
+// checkpoints, published to witnesses, and Log.VerifyCheckpoint).
 package audit
 
 import (
