@@ -134,6 +134,7 @@ type Service struct {
 	seen   *seenSet
 	table  map[string]handler
 	guilds *guildCache
+	status *statusBatcher
 	budget Budget
 }
 
@@ -200,6 +201,7 @@ func New(cfg Config, repo *store.Bot, audit Auditor, log zerolog.Logger, opts ..
 	}
 	s.table = s.handlers()
 	s.guilds = newGuildCache()
+	s.status = newStatusBatcher(repo.BotWhitelistStatuses)
 	m, err := newMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -642,7 +644,7 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	if target == "" {
 		return Response{}, &replyError{msg: "Choose the member to check with user:."}
 	}
-	rows, entry, err := s.repo.BotWhitelistStatus(ctx, c.server, target)
+	st, err := s.status.get(ctx, store.StatusQuery{ServerID: c.server.ID, SystemID: c.server.WhitelistSystemID, DiscordUserID: target})
 	if err != nil {
 		return Response{}, err
 	}
@@ -651,35 +653,30 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	// vectabase_discord_commands_total, and a refused one is audited. An
 	// audit row per check was most of its cost (a hash-chained insert on
 	// every read), which made the read-only command a write.
-	if len(rows) == 0 && entry == nil {
+	if st.Records == 0 && st.Entry == nil {
 		return ephemeral("%s is not whitelisted here.", mention(target)), nil
 	}
 	// The reply names the account and products, never the license key:
 	// the caller is usually not the key's owner.
 	var b strings.Builder
 	b.WriteString(mention(target) + " is whitelisted")
-	if entry != nil {
+	if e := st.Entry; e != nil {
 		name := ""
-		if entry.RobloxUsername != nil {
-			name = *entry.RobloxUsername + " "
+		if e.RobloxUsername != nil {
+			name = *e.RobloxUsername + " "
 		}
-		b.WriteString(" as Roblox user " + name + "(" + strconv.FormatInt(entry.RobloxUserID, 10) + ")")
-		if entry.ExpiresAt != nil {
-			b.WriteString(", until " + entry.ExpiresAt.UTC().Format(time.RFC3339))
+		b.WriteString(" as Roblox user " + name + "(" + strconv.FormatInt(e.RobloxUserID, 10) + ")")
+		if e.ExpiresAt != nil {
+			b.WriteString(", until " + e.ExpiresAt.UTC().Format(time.RFC3339))
 		}
-	} else if len(rows) > 0 && rows[0].RobloxUserID != nil {
-		b.WriteString(" as Roblox user (" + strconv.FormatInt(*rows[0].RobloxUserID, 10) + ")")
+	} else if st.RecordRobloxUserID != nil {
+		b.WriteString(" as Roblox user (" + strconv.FormatInt(*st.RecordRobloxUserID, 10) + ")")
 	}
-	var products []string
-	for _, r := range rows {
-		if r.ProductName != nil {
-			products = append(products, *r.ProductName)
-		}
+	if len(st.Products) > 0 {
+		b.WriteString("; products: " + strings.Join(st.Products, ", "))
 	}
-	if len(products) > 0 {
-		b.WriteString("; products: " + strings.Join(products, ", "))
-	}
-	return ephemeral("%s.", b.String()), nil
+	b.WriteString(".")
+	return ephemeral("%s", b.String()), nil
 }
 
 // maxLicenseKeyLen bounds what /redeem accepts before hashing it.
