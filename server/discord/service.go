@@ -321,6 +321,9 @@ type call struct {
 	server  store.DiscordServer
 	guildID string
 	rest    *RESTClient
+	// product is the binding the command is for, once read (productRead).
+	product     *store.BotProduct
+	productRead bool
 }
 
 func (c *call) event(action, result string, details map[string]any) vectabase.AuditEvent {
@@ -352,15 +355,20 @@ func (e *replyError) Error() string { return e.msg }
 // answered with a deferred reply first.
 type handler struct {
 	run      func(context.Context, *call) (Response, error)
-	deferred bool
+	deferred bool // may call Roblox or Discord
+	writes   bool // changes state: claims its interaction id in the database
+	// defers, when set, decides from the database alone whether this call
+	// of a deferred command calls Discord; when not, it answers at once.
+	// A replyError it returns is the answer.
+	defers func(context.Context, *call) (bool, error)
 }
 
 func (s *Service) handlers() map[string]handler {
 	return map[string]handler{
-		CmdWhitelistAdd:    {s.whitelistAdd, true},
-		CmdWhitelistRemove: {s.whitelistRemove, true},
-		CmdWhitelistCheck:  {s.whitelistCheck, false},
-		CmdRedeem:          {s.redeem, true},
+		CmdWhitelistAdd:    {run: s.whitelistAdd, deferred: true, writes: true},
+		CmdWhitelistRemove: {run: s.whitelistRemove, deferred: true, writes: true},
+		CmdWhitelistCheck:  {run: s.whitelistCheck},
+		CmdRedeem:          {run: s.redeem, deferred: true, writes: true, defers: s.redeemDefers},
 	}
 }
 
@@ -385,7 +393,7 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	var err error
 	if fresh {
 		names, roles := ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...)
-		if h.deferred {
+		if h.writes {
 			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, names, roles)
 		} else {
 			cc, err = s.readConfig(ctx, in.GuildID, names, roles)
@@ -402,7 +410,7 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		// Discord delivered this interaction before: its first delivery
 		// runs (or ran) the command; this one changes nothing.
 		s.metrics.count(name, outcomeReplay)
-		if h.deferred {
+		if h.deferred && s.replayDefers(ctx, c, h, cc.Server) {
 			return deferredReply()
 		}
 		return ephemeral("This command was already handled.")
@@ -419,7 +427,15 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		}
 		return ephemeral("You are not allowed to use /%s here.", name)
 	}
-	if !h.deferred {
+	deferred := h.deferred
+	if deferred && h.defers != nil {
+		d, err := h.defers(ctx, c)
+		if err != nil {
+			return s.reply(c, Response{}, err)
+		}
+		deferred = d
+	}
+	if !deferred {
 		return s.finish(ctx, c, h)
 	}
 	// Discord wants an answer within 3 seconds; Roblox and Discord's own
@@ -443,9 +459,35 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	return deferredReply()
 }
 
+// replayDefers reports whether the first delivery of a command answered
+// with a deferred reply, so that a second delivery answers alike: the
+// follow-up edits whichever response Discord kept. srv is the guild's
+// registration when already read.
+func (s *Service) replayDefers(ctx context.Context, c *call, h handler, srv *store.DiscordServer) bool {
+	if h.defers == nil {
+		return true
+	}
+	if srv == nil {
+		names, roles := ruleNames(c.name), append([]string{c.guildID}, c.in.Member.Roles...)
+		cc, err := s.readConfig(ctx, c.guildID, names, roles)
+		if err != nil || cc.Server == nil {
+			return false
+		}
+		srv = cc.Server
+	}
+	c.server = *srv
+	d, err := h.defers(ctx, c)
+	return err == nil && d
+}
+
 // finish runs a permitted command and turns its failures into replies.
 func (s *Service) finish(ctx context.Context, c *call, h handler) Response {
 	resp, err := h.run(ctx, c)
+	return s.reply(c, resp, err)
+}
+
+// reply turns a command's outcome into its answer, counting it.
+func (s *Service) reply(c *call, resp Response, err error) Response {
 	var re *replyError
 	if errors.As(err, &re) {
 		outcome := re.outcome
@@ -528,8 +570,20 @@ func decide(rules []store.CommandPermission, permissions string) bool {
 }
 
 // product picks the bot product a command is for: the one named, or the
-// guild's only product; nil when the guild sells none.
+// guild's only product; nil when the guild sells none. It reads once per
+// call.
 func (s *Service) product(ctx context.Context, c *call) (*store.BotProduct, error) {
+	if c.productRead {
+		return c.product, nil
+	}
+	p, err := s.readProduct(ctx, c)
+	if err == nil {
+		c.product, c.productRead = p, true
+	}
+	return p, err
+}
+
+func (s *Service) readProduct(ctx context.Context, c *call) (*store.BotProduct, error) {
 	products, err := s.repo.ListBotProducts(ctx, c.server.ID)
 	if err != nil {
 		return nil, err
@@ -682,13 +736,36 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 // maxLicenseKeyLen bounds what /redeem accepts before hashing it.
 const maxLicenseKeyLen = 100
 
-func (s *Service) redeem(ctx context.Context, c *call) (Response, error) {
+// redeemDefers: a /redeem whose product gives a role calls Discord and is
+// deferred; one with no role (or no product) touches only the database and
+// answers at once, as do refusals of its input.
+func (s *Service) redeemDefers(ctx context.Context, c *call) (bool, error) {
+	if _, err := redeemKey(c); err != nil {
+		return false, err
+	}
+	p, err := s.product(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	return p != nil && p.RoleID != nil, nil
+}
+
+// redeemKey is /redeem's normalized key, or the refusal of its input.
+func redeemKey(c *call) (string, error) {
 	key := marketplace.NormalizeLicenseKey(stringOption(c.opts, "key"))
 	if key == "" || len(key) > maxLicenseKeyLen {
-		return Response{}, &replyError{msg: "Give your license key with key:."}
+		return "", &replyError{msg: "Give your license key with key:."}
 	}
 	if c.server.WhitelistSystemID == nil {
-		return Response{}, &replyError{msg: "This server has no whitelist system linked."}
+		return "", &replyError{msg: "This server has no whitelist system linked."}
+	}
+	return key, nil
+}
+
+func (s *Service) redeem(ctx context.Context, c *call) (Response, error) {
+	key, err := redeemKey(c)
+	if err != nil {
+		return Response{}, err
 	}
 	p, err := s.product(ctx, c)
 	if err != nil {
