@@ -199,7 +199,7 @@ type BotWhitelistAdd struct {
 	RobloxUsername string
 	WhitelistedBy  string // the Discord id of the member who ran the command
 	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
-	InteractionID  string // the interaction that asked, kept on the role grant
+	Interaction    GrantInteraction // the interaction that asked, kept on the role grant
 }
 
 // Change is what a bot command wrote in one transaction: enough to take it
@@ -278,7 +278,7 @@ func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCom
 		}
 		ch.Undo.DeleteRecordID = &recID
 		if in.Product != nil && in.Product.RoleID != nil {
-			g, err := insertGrant(ctx, tx, in.Server, in.DiscordUserID, *in.Product.RoleID, GrantAdd, "whitelist add", in.InteractionID)
+			g, err := b.insertGrant(ctx, tx, in.Server, in.DiscordUserID, *in.Product.RoleID, GrantAdd, "whitelist add", in.Interaction)
 			if err != nil {
 				return err
 			}
@@ -317,7 +317,7 @@ func lockSystemForInsert(ctx context.Context, tx pgx.Tx, id string) error {
 // removal of each role their products gave, and calls beforeCommit (which
 // audits) inside the same transaction. The Discord calls run after the
 // commit (the returned grants). A member with neither is ErrNotFound.
-func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID, interactionID string, beforeCommit func(ctx context.Context, roleIDs []string) error) (Change, error) {
+func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID string, in GrantInteraction, beforeCommit func(ctx context.Context, roleIDs []string) error) (Change, error) {
 	var ch Change
 	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
 		ch = Change{}
@@ -347,7 +347,7 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 			if r != nil && !seen[*r] {
 				seen[*r] = true
 				roleIDs = append(roleIDs, *r)
-				g, err := insertGrant(ctx, tx, server, discordUserID, *r, GrantRemove, "whitelist remove", interactionID)
+				g, err := b.insertGrant(ctx, tx, server, discordUserID, *r, GrantRemove, "whitelist remove", in)
 				if err != nil {
 					return err
 				}
@@ -504,7 +504,7 @@ func (b *Bot) BotWhitelistStatuses(ctx context.Context, qs []StatusQuery) ([]Mem
 // system) is ErrNotFound, a key linked to someone else ErrAlreadyRedeemed,
 // an expired entry or inactive system ErrExpired. Redeeming one's own key
 // again succeeds (Change.Repeated; the role is granted again).
-func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, interactionID string, beforeCommit func(context.Context) error) (Change, error) {
+func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, in GrantInteraction, beforeCommit func(context.Context) error) (Change, error) {
 	if server.WhitelistSystemID == nil {
 		return Change{}, ErrNotFound
 	}
@@ -564,7 +564,7 @@ func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, disc
 			ch.Repeated = false
 		}
 		if product != nil && product.RoleID != nil {
-			g, err := insertGrant(ctx, tx, server, discordUserID, *product.RoleID, GrantAdd, "redeem", interactionID)
+			g, err := b.insertGrant(ctx, tx, server, discordUserID, *product.RoleID, GrantAdd, "redeem", in)
 			if err != nil {
 				return err
 			}

@@ -640,7 +640,7 @@ func (s *Service) whitelistAdd(ctx context.Context, c *call) (Response, error) {
 		Server: c.server, Product: p, DiscordUserID: target,
 		RobloxUserID: ru.ID, RobloxUsername: ru.Name, WhitelistedBy: c.caller,
 		LicenseKey:    marketplace.NormalizeLicenseKey(marketplace.NewLicenseKey()),
-		InteractionID: c.in.ID,
+		Interaction:   s.interaction(c),
 	}, func(ctx context.Context) error { return s.audit.Record(ctx, ev) })
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -667,7 +667,7 @@ func (s *Service) whitelistRemove(ctx context.Context, c *call) (Response, error
 	if target == "" {
 		return Response{}, &replyError{msg: "Choose the member to remove with user:."}
 	}
-	ch, err := s.repo.RemoveBotWhitelist(ctx, c.server, target, c.in.ID, func(ctx context.Context, roles []string) error {
+	ch, err := s.repo.RemoveBotWhitelist(ctx, c.server, target, s.interaction(c), func(ctx context.Context, roles []string) error {
 		ev := c.event("discord.whitelist_remove", vectabase.ResultSuccess, map[string]any{"target_discord_id": target, "roles_removed": len(roles)})
 		return s.audit.Record(ctx, ev)
 	})
@@ -682,7 +682,7 @@ func (s *Service) whitelistRemove(ctx context.Context, c *call) (Response, error
 	// grant worker retries it.
 	var owed int
 	for _, g := range ch.Grants {
-		if !s.applyGrant(ctx, c.rest, g) {
+		if !s.applyGrant(ctx, c.rest, g).ok {
 			owed++
 		}
 	}
@@ -771,7 +771,7 @@ func (s *Service) redeem(ctx context.Context, c *call) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	ch, err := s.repo.Redeem(ctx, c.server, key, c.caller, p, c.in.ID, func(ctx context.Context) error {
+	ch, err := s.repo.Redeem(ctx, c.server, key, c.caller, p, s.interaction(c), func(ctx context.Context) error {
 		return s.audit.Record(ctx, c.event("discord.redeem", vectabase.ResultSuccess, nil))
 	})
 	switch {
