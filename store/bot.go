@@ -197,8 +197,8 @@ type BotWhitelistAdd struct {
 	DiscordUserID  string
 	RobloxUserID   int64
 	RobloxUsername string
-	WhitelistedBy  string // the Discord id of the member who ran the command
-	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
+	WhitelistedBy  string           // the Discord id of the member who ran the command
+	LicenseKey     string           // normalized; stored encrypted with its blind index (unused without a system)
 	Interaction    GrantInteraction // the interaction that asked, kept on the role grant
 }
 

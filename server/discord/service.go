@@ -639,8 +639,8 @@ func (s *Service) whitelistAdd(ctx context.Context, c *call) (Response, error) {
 	ch, err := s.repo.AddBotWhitelist(ctx, store.BotWhitelistAdd{
 		Server: c.server, Product: p, DiscordUserID: target,
 		RobloxUserID: ru.ID, RobloxUsername: ru.Name, WhitelistedBy: c.caller,
-		LicenseKey:    marketplace.NormalizeLicenseKey(marketplace.NewLicenseKey()),
-		Interaction:   s.interaction(c),
+		LicenseKey:  marketplace.NormalizeLicenseKey(marketplace.NewLicenseKey()),
+		Interaction: s.interaction(c),
 	}, func(ctx context.Context) error { return s.audit.Record(ctx, ev) })
 	switch {
 	case errors.Is(err, store.ErrConflict):
