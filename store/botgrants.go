@@ -337,3 +337,9 @@ func (b *Bot) GuildConfig(ctx context.Context, guildID string) (*DiscordServer, 
 	s.ID = *sid
 	return &s, rules, nil
 }
+
+// FindGrant returns grant id of server serverID, or ErrNotFound.
+func (b *Bot) FindGrant(ctx context.Context, serverID, id string) (RoleGrant, error) {
+	g, err := scanRoleGrant(b.db.Pool.QueryRow(ctx, `SELECT `+roleGrantColumns+` FROM bot_role_grants WHERE id = $1 AND discord_server_id = $2`, id, serverID))
+	return g, MapError(err)
+}
