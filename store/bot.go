@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/vectabase/vectabase/keyring"
 )
@@ -421,15 +422,17 @@ func memberStatusSQL(n int) string {
 		}
 		fmt.Fprintf(&values, "($%d::uuid, $%d::text, $%d::uuid, %d)", 3*i+1, 3*i+2, 3*i+3, i)
 	}
+	// Five columns, ordered by two the reader never decodes.
 	q := `WITH k(sid, uid, sys, i) AS (VALUES ` + values.String() + `)
-	SELECT k.i, 0 AS kind, w.created_at, w.id, w.roblox_user_id, p.name, NULL::timestamptz
-		FROM k JOIN bot_whitelisted_users w ON w.discord_server_id = k.sid AND w.discord_user_id = k.uid
-		LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
-	UNION ALL
-	SELECT k.i, 1, u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at
-		FROM k CROSS JOIN LATERAL (SELECT u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at FROM whitelist_users u
-			WHERE u.system_id = k.sys AND u.discord_id = k.uid ORDER BY u.created_at LIMIT 1) u
-	ORDER BY 1, 2, 3, 4`
+	SELECT r.i, r.kind, r.roblox, r.name, r.expires FROM (
+		SELECT k.i, 0 AS kind, w.created_at, w.id, w.roblox_user_id AS roblox, p.name, NULL::timestamptz AS expires
+			FROM k JOIN bot_whitelisted_users w ON w.discord_server_id = k.sid AND w.discord_user_id = k.uid
+			LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
+		UNION ALL
+		SELECT k.i, 1, u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at
+			FROM k CROSS JOIN LATERAL (SELECT u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at FROM whitelist_users u
+				WHERE u.system_id = k.sys AND u.discord_id = k.uid ORDER BY u.created_at LIMIT 1) u) r
+	ORDER BY r.i, r.kind, r.created_at, r.id`
 	statusSQL.Store(n, q)
 	return q
 }
@@ -463,33 +466,39 @@ func (b *Bot) BotWhitelistStatuses(ctx context.Context, qs []StatusQuery) ([]Mem
 		return nil, err
 	}
 	defer rows.Close()
+	// pgtype values scan without pointer-to-pointer plans or an
+	// allocation per NULL: this runs for every /whitelist check.
+	var i, kind int32
+	var roblox pgtype.Int8
+	var name pgtype.Text
+	var expires pgtype.Timestamptz
 	for rows.Next() {
-		var i, kind int
-		var created time.Time
-		var id string
-		var roblox *int64
-		var name *string
-		var expires *time.Time
-		if err := rows.Scan(&i, &kind, &created, &id, &roblox, &name, &expires); err != nil {
+		if err := rows.Scan(&i, &kind, &roblox, &name, &expires); err != nil {
 			return nil, err
 		}
-		if i < 0 || i >= len(qs) {
+		if i < 0 || int(i) >= len(qs) {
 			continue
 		}
 		st := &out[i]
 		if kind == 0 {
-			if st.Records == 0 {
-				st.RecordRobloxUserID = roblox
+			if st.Records == 0 && roblox.Valid {
+				id := roblox.Int64
+				st.RecordRobloxUserID = &id
 			}
 			st.Records++
-			if name != nil {
-				st.Products = append(st.Products, *name)
+			if name.Valid {
+				st.Products = append(st.Products, name.String)
 			}
 			continue
 		}
-		e := &MemberEntry{RobloxUsername: name, ExpiresAt: expires}
-		if roblox != nil {
-			e.RobloxUserID = *roblox
+		e := &MemberEntry{RobloxUserID: roblox.Int64}
+		if name.Valid {
+			username := name.String
+			e.RobloxUsername = &username
+		}
+		if expires.Valid {
+			t := expires.Time
+			e.ExpiresAt = &t
 		}
 		st.Entry = e
 	}

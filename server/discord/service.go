@@ -361,15 +361,21 @@ type handler struct {
 	// of a deferred command calls Discord; when not, it answers at once.
 	// A replyError it returns is the answer.
 	defers func(context.Context, *call) (bool, error)
+	names  []string // ruleNames of the command, computed once
 }
 
 func (s *Service) handlers() map[string]handler {
-	return map[string]handler{
+	t := map[string]handler{
 		CmdWhitelistAdd:    {run: s.whitelistAdd, deferred: true, writes: true},
 		CmdWhitelistRemove: {run: s.whitelistRemove, deferred: true, writes: true},
 		CmdWhitelistCheck:  {run: s.whitelistCheck},
 		CmdRedeem:          {run: s.redeem, deferred: true, writes: true, defers: s.redeemDefers},
 	}
+	for name, h := range t {
+		h.names = ruleNames(name)
+		t[name] = h
+	}
+	return t
 }
 
 func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *botCreds) Response {
@@ -392,7 +398,7 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	var cc store.CommandContext
 	var err error
 	if fresh {
-		names, roles := ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...)
+		names, roles := h.names, append([]string{in.GuildID}, in.Member.Roles...)
 		if h.writes {
 			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, names, roles)
 		} else {
@@ -468,7 +474,7 @@ func (s *Service) replayDefers(ctx context.Context, c *call, h handler, srv *sto
 		return true
 	}
 	if srv == nil {
-		names, roles := ruleNames(c.name), append([]string{c.guildID}, c.in.Member.Roles...)
+		names, roles := h.names, append([]string{c.guildID}, c.in.Member.Roles...)
 		cc, err := s.readConfig(ctx, c.guildID, names, roles)
 		if err != nil || cc.Server == nil {
 			return false
