@@ -47,7 +47,7 @@ const (
 	statusBusy    = 1
 	statusBatch   = store.MaxStatusBatch
 	statusTimeout = 5 * time.Second
-	statusLinger  = 200 * time.Microsecond
+	statusLinger  = 100 * time.Microsecond
 )
 
 func newStatusBatcher(read func(context.Context, []store.StatusQuery) ([]store.MemberStatus, error)) *statusBatcher {
