@@ -44,6 +44,7 @@ func TestSensitiveColumnsCoverTheSchema(t *testing.T) {
 		"jwt_signing_keys.private_key",
 		"user_keys.keyset",
 		"audit_signing_key.private_key",
+		"bot_role_grants.interaction_token",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SensitiveColumns (-want +got):\n%s", diff)

@@ -3,10 +3,14 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/vectabase/vectabase/keyring"
 )
@@ -194,9 +198,9 @@ type BotWhitelistAdd struct {
 	DiscordUserID  string
 	RobloxUserID   int64
 	RobloxUsername string
-	WhitelistedBy  string // the Discord id of the member who ran the command
-	LicenseKey     string // normalized; stored encrypted with its blind index (unused without a system)
-	InteractionID  string // the interaction that asked, kept on the role grant
+	WhitelistedBy  string           // the Discord id of the member who ran the command
+	LicenseKey     string           // normalized; stored encrypted with its blind index (unused without a system)
+	Interaction    GrantInteraction // the interaction that asked, kept on the role grant
 }
 
 // Change is what a bot command wrote in one transaction: enough to take it
@@ -275,7 +279,7 @@ func (b *Bot) AddBotWhitelist(ctx context.Context, in BotWhitelistAdd, beforeCom
 		}
 		ch.Undo.DeleteRecordID = &recID
 		if in.Product != nil && in.Product.RoleID != nil {
-			g, err := insertGrant(ctx, tx, in.Server, in.DiscordUserID, *in.Product.RoleID, GrantAdd, "whitelist add", in.InteractionID)
+			g, err := b.insertGrant(ctx, tx, in.Server, in.DiscordUserID, *in.Product.RoleID, GrantAdd, "whitelist add", in.Interaction)
 			if err != nil {
 				return err
 			}
@@ -314,7 +318,7 @@ func lockSystemForInsert(ctx context.Context, tx pgx.Tx, id string) error {
 // removal of each role their products gave, and calls beforeCommit (which
 // audits) inside the same transaction. The Discord calls run after the
 // commit (the returned grants). A member with neither is ErrNotFound.
-func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID, interactionID string, beforeCommit func(ctx context.Context, roleIDs []string) error) (Change, error) {
+func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, discordUserID string, in GrantInteraction, beforeCommit func(ctx context.Context, roleIDs []string) error) (Change, error) {
 	var ch Change
 	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
 		ch = Change{}
@@ -344,7 +348,7 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 			if r != nil && !seen[*r] {
 				seen[*r] = true
 				roleIDs = append(roleIDs, *r)
-				g, err := insertGrant(ctx, tx, server, discordUserID, *r, GrantRemove, "whitelist remove", interactionID)
+				g, err := b.insertGrant(ctx, tx, server, discordUserID, *r, GrantRemove, "whitelist remove", in)
 				if err != nil {
 					return err
 				}
@@ -359,47 +363,146 @@ func (b *Bot) RemoveBotWhitelist(ctx context.Context, server DiscordServer, disc
 	return ch, nil
 }
 
-// BotWhitelistStatus returns discordUserID's bot_whitelisted_users rows in
-// server and their entry in its whitelist system (nil: none). It never
-// reads the license key. It is one statement (the rows as arrays beside
-// the entry): /whitelist check is on Discord's clock.
-func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, discordUserID string) ([]BotWhitelisted, *WhitelistUser, error) {
-	var ids, users []string
-	var names, by []*string
-	var roblox []*int64
-	var created []time.Time
-	var u WhitelistUser
-	var uid *string
-	var hwid *bool
-	var uroblox *int64
-	var ucreated *time.Time
-	var usys *string
-	err := b.db.Pool.QueryRow(ctx, `SELECT l.ids, l.users, l.names, l.roblox, l.by, l.created,
-			u.id, u.system_id, u.roblox_user_id, u.roblox_username, u.discord_id, u.hwid IS NOT NULL, u.expires_at, u.created_at
-		FROM (SELECT coalesce(array_agg(w.id::text ORDER BY w.created_at, w.id), '{}') ids,
-				coalesce(array_agg(w.discord_user_id ORDER BY w.created_at, w.id), '{}') users,
-				coalesce(array_agg(p.name ORDER BY w.created_at, w.id), '{}') names,
-				coalesce(array_agg(w.roblox_user_id ORDER BY w.created_at, w.id), '{}') roblox,
-				coalesce(array_agg(w.whitelisted_by ORDER BY w.created_at, w.id), '{}') by,
-				coalesce(array_agg(w.created_at ORDER BY w.created_at, w.id), '{}') created
-			FROM bot_whitelisted_users w LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
-			WHERE w.discord_server_id = $1 AND w.discord_user_id = $2) l
-		LEFT JOIN LATERAL (SELECT * FROM whitelist_users u WHERE u.system_id = $3 AND u.discord_id = $2
-			ORDER BY u.created_at LIMIT 1) u ON true`, server.ID, discordUserID, server.WhitelistSystemID).
-		Scan(&ids, &users, &names, &roblox, &by, &created,
-			&uid, &usys, &uroblox, &u.RobloxUsername, &u.DiscordID, &hwid, &u.ExpiresAt, &ucreated)
+// StatusQuery names one member whose whitelist status is read: their
+// bot_whitelisted_users rows in guild ServerID and their entry in whitelist
+// system SystemID (nil: the guild has none).
+type StatusQuery struct {
+	ServerID      string
+	SystemID      *string
+	DiscordUserID string
+}
+
+// MemberStatus is what /whitelist check shows of one member, and nothing
+// more (never a license key).
+type MemberStatus struct {
+	Records            int      // their bot_whitelisted_users rows in the guild
+	RecordRobloxUserID *int64   // the oldest row's Roblox account
+	Products           []string // the rows' product names, oldest first
+	Entry              *MemberEntry
+}
+
+// MemberEntry is the member's oldest entry in the guild's whitelist system.
+type MemberEntry struct {
+	RobloxUserID   int64
+	RobloxUsername *string
+	ExpiresAt      *time.Time
+}
+
+// BotWhitelistStatus is BotWhitelistStatuses of one member.
+func (b *Bot) BotWhitelistStatus(ctx context.Context, q StatusQuery) (MemberStatus, error) {
+	out, err := b.BotWhitelistStatuses(ctx, []StatusQuery{q})
 	if err != nil {
-		return nil, nil, err
+		return MemberStatus{}, err
 	}
-	list := make([]BotWhitelisted, len(ids))
-	for i := range ids {
-		list[i] = BotWhitelisted{ID: ids[i], DiscordUserID: users[i], ProductName: names[i], RobloxUserID: roblox[i], WhitelistedBy: by[i], CreatedAt: created[i]}
+	return out[0], nil
+}
+
+// MaxStatusBatch is the most members BotWhitelistStatuses reads at once.
+const MaxStatusBatch = 32
+
+// statusSQL holds the statement reading n members, for n a power of two:
+// a few statement texts per connection, each kept with one generic plan.
+var statusSQL sync.Map // int -> string
+
+// memberStatusSQL reads n members in one statement. The members come as a
+// VALUES list of plain parameters rather than arrays: PostgreSQL then
+// plans it once per connection (a generic plan, as its estimates match a
+// custom plan's), where an unnest of parameter arrays was planned again on
+// every call at several times the cost of running it. Kind 0 rows are
+// bot_whitelisted_users rows, the kind 1 row the member's oldest entry in
+// the guild's whitelist system.
+func memberStatusSQL(n int) string {
+	if v, ok := statusSQL.Load(n); ok {
+		return v.(string)
 	}
-	if uid == nil {
-		return list, nil, nil
+	var values strings.Builder
+	for i := range n {
+		if i > 0 {
+			values.WriteString(", ")
+		}
+		fmt.Fprintf(&values, "($%d::uuid, $%d::text, $%d::uuid, %d)", 3*i+1, 3*i+2, 3*i+3, i)
 	}
-	u.ID, u.SystemID, u.RobloxUserID, u.HasHWID, u.CreatedAt = *uid, *usys, *uroblox, *hwid, *ucreated
-	return list, &u, nil
+	// Five columns, ordered by two the reader never decodes.
+	q := `WITH k(sid, uid, sys, i) AS (VALUES ` + values.String() + `)
+	SELECT r.i, r.kind, r.roblox, r.name, r.expires FROM (
+		SELECT k.i, 0 AS kind, w.created_at, w.id, w.roblox_user_id AS roblox, p.name, NULL::timestamptz AS expires
+			FROM k JOIN bot_whitelisted_users w ON w.discord_server_id = k.sid AND w.discord_user_id = k.uid
+			LEFT JOIN bot_products b ON b.id = w.bot_product_id LEFT JOIN products p ON p.id = b.product_id
+		UNION ALL
+		SELECT k.i, 1, u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at
+			FROM k CROSS JOIN LATERAL (SELECT u.created_at, u.id, u.roblox_user_id, u.roblox_username, u.expires_at FROM whitelist_users u
+				WHERE u.system_id = k.sys AND u.discord_id = k.uid ORDER BY u.created_at LIMIT 1) u) r
+	ORDER BY r.i, r.kind, r.created_at, r.id`
+	statusSQL.Store(n, q)
+	return q
+}
+
+// BotWhitelistStatuses reads the status of every member of qs (at most
+// MaxStatusBatch), in qs's order, in one statement. /whitelist check is on
+// Discord's clock, and server/discord batches the look-ups of concurrent
+// commands through it.
+func (b *Bot) BotWhitelistStatuses(ctx context.Context, qs []StatusQuery) ([]MemberStatus, error) {
+	if len(qs) > MaxStatusBatch {
+		return nil, fmt.Errorf("store: %d members in one status read, at most %d", len(qs), MaxStatusBatch)
+	}
+	out := make([]MemberStatus, len(qs))
+	if len(qs) == 0 {
+		return out, nil
+	}
+	n := 1
+	for n < len(qs) {
+		n *= 2
+	}
+	// Padding members match nothing (NULL never equals).
+	args := make([]any, 0, 3*n)
+	for _, q := range qs {
+		args = append(args, q.ServerID, q.DiscordUserID, q.SystemID)
+	}
+	for range n - len(qs) {
+		args = append(args, nil, nil, nil)
+	}
+	rows, err := b.db.Pool.Query(ctx, memberStatusSQL(n), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	// pgtype values scan without pointer-to-pointer plans or an
+	// allocation per NULL: this runs for every /whitelist check.
+	var i, kind int32
+	var roblox pgtype.Int8
+	var name pgtype.Text
+	var expires pgtype.Timestamptz
+	for rows.Next() {
+		if err := rows.Scan(&i, &kind, &roblox, &name, &expires); err != nil {
+			return nil, err
+		}
+		if i < 0 || int(i) >= len(qs) {
+			continue
+		}
+		st := &out[i]
+		if kind == 0 {
+			if st.Records == 0 && roblox.Valid {
+				id := roblox.Int64
+				st.RecordRobloxUserID = &id
+			}
+			st.Records++
+			if name.Valid {
+				st.Products = append(st.Products, name.String)
+			}
+			continue
+		}
+		e := &MemberEntry{RobloxUserID: roblox.Int64}
+		if name.Valid {
+			username := name.String
+			e.RobloxUsername = &username
+		}
+		if expires.Valid {
+			t := expires.Time
+			e.ExpiresAt = &t
+		}
+		st.Entry = e
+	}
+	return out, rows.Err()
 }
 
 // Redeem links the whitelist entry of licenseKey (normalized) in server's
@@ -410,7 +513,7 @@ func (b *Bot) BotWhitelistStatus(ctx context.Context, server DiscordServer, disc
 // system) is ErrNotFound, a key linked to someone else ErrAlreadyRedeemed,
 // an expired entry or inactive system ErrExpired. Redeeming one's own key
 // again succeeds (Change.Repeated; the role is granted again).
-func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, interactionID string, beforeCommit func(context.Context) error) (Change, error) {
+func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, discordUserID string, product *BotProduct, in GrantInteraction, beforeCommit func(context.Context) error) (Change, error) {
 	if server.WhitelistSystemID == nil {
 		return Change{}, ErrNotFound
 	}
@@ -470,7 +573,7 @@ func (b *Bot) Redeem(ctx context.Context, server DiscordServer, licenseKey, disc
 			ch.Repeated = false
 		}
 		if product != nil && product.RoleID != nil {
-			g, err := insertGrant(ctx, tx, server, discordUserID, *product.RoleID, GrantAdd, "redeem", interactionID)
+			g, err := b.insertGrant(ctx, tx, server, discordUserID, *product.RoleID, GrantAdd, "redeem", in)
 			if err != nil {
 				return err
 			}

@@ -88,7 +88,7 @@ func TestConcurrentRedeemsOfOneKey(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = bot.Redeem(context.Background(), srv, "VB-KEY", strconv.Itoa(100+i), nil, "", func(context.Context) error { return nil })
+			_, errs[i] = bot.Redeem(context.Background(), srv, "VB-KEY", strconv.Itoa(100+i), nil, store.GrantInteraction{}, func(context.Context) error { return nil })
 		}()
 	}
 	wg.Wait()
@@ -104,7 +104,7 @@ func TestConcurrentRedeemsOfOneKey(t *testing.T) {
 	if ok != 1 {
 		t.Fatalf("%d redemptions succeeded, want 1", ok)
 	}
-	if _, err := bot.Redeem(context.Background(), srv, "VB-NONE", "9", nil, "", func(context.Context) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+	if _, err := bot.Redeem(context.Background(), srv, "VB-NONE", "9", nil, store.GrantInteraction{}, func(context.Context) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown key err = %v, want ErrNotFound", err)
 	}
 }

@@ -2,9 +2,24 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vectabase/vectabase/keyring"
+)
+
+// Errors of RetryGrant.
+var (
+	// ErrGrantNotFailed: only a failed grant can be retried.
+	ErrGrantNotFailed = errors.New("store: role grant is not failed")
+	// ErrGrantNotOwed: the change the grant belonged to was taken back (an
+	// add whose member is no longer recorded with that role's product, or
+	// a removal whose member is recorded again), so the role is not owed.
+	ErrGrantNotOwed = errors.New("store: role grant no longer owed")
 )
 
 // Role grant actions and states (bot_role_grants).
@@ -18,7 +33,8 @@ const (
 )
 
 // RoleGrant is a row of bot_role_grants: a role change the bot owes
-// Discord, committed with the change it belongs to.
+// Discord, committed with the change it belongs to. It never holds the
+// interaction token (see GrantInteraction).
 type RoleGrant struct {
 	ID            string
 	ServerID      string
@@ -29,23 +45,70 @@ type RoleGrant struct {
 	State         string
 	Attempts      int
 	Command       string
+	InteractionID *string
+	LastStatus    *int // Discord's last HTTP status; nil: none
+	// CanReport: the interaction's reply can still be edited (a token is
+	// kept and has not expired).
+	CanReport bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
-const roleGrantColumns = `id, discord_server_id, guild_id, discord_user_id, role_id, action, state, attempts, command`
+const roleGrantColumns = `id, discord_server_id, guild_id, discord_user_id, role_id, action, state, attempts, command,
+	interaction_id, last_status, coalesce(interaction_token IS NOT NULL AND token_expires_at > now(), false), created_at, updated_at`
 
 func scanRoleGrant(row pgx.Row) (RoleGrant, error) {
 	var g RoleGrant
-	err := row.Scan(&g.ID, &g.ServerID, &g.GuildID, &g.DiscordUserID, &g.RoleID, &g.Action, &g.State, &g.Attempts, &g.Command)
+	err := row.Scan(&g.ID, &g.ServerID, &g.GuildID, &g.DiscordUserID, &g.RoleID, &g.Action, &g.State, &g.Attempts, &g.Command,
+		&g.InteractionID, &g.LastStatus, &g.CanReport, &g.CreatedAt, &g.UpdatedAt)
 	return g, err
 }
 
-func insertGrant(ctx context.Context, tx pgx.Tx, server DiscordServer, userID, roleID, action, command, interactionID string) (RoleGrant, error) {
-	var iid *string
-	if interactionID != "" {
-		iid = &interactionID
+// GrantInteraction is the interaction a role change is owed to. While its
+// token is valid (ExpiresAt; Discord keeps it for 15 minutes) the
+// interaction's reply can be edited to tell the member how the change
+// ended. The token is a secret: stored encrypted, cleared once the grant is
+// finished or it expires, and redacted by String.
+type GrantInteraction struct {
+	ID            string
+	ApplicationID string
+	Token         string
+	ExpiresAt     time.Time
+}
+
+// String describes g without its token.
+func (g GrantInteraction) String() string {
+	return fmt.Sprintf("store.GrantInteraction{ID:%q ApplicationID:%q Token:[redacted] ExpiresAt:%s}", g.ID, g.ApplicationID, g.ExpiresAt.Format(time.RFC3339))
+}
+
+// GoString is String, so %#v redacts too.
+func (g GrantInteraction) GoString() string { return g.String() }
+
+func grantTokenLoc(id string) keyring.Location {
+	return keyring.Location{Table: "bot_role_grants", Column: "interaction_token", RowID: id}
+}
+
+// insertGrant records a pending role change owed to in; its token is kept
+// (encrypted) only when it can still be used.
+func (b *Bot) insertGrant(ctx context.Context, tx pgx.Tx, server DiscordServer, userID, roleID, action, command string, in GrantInteraction) (RoleGrant, error) {
+	id := uuid.NewString()
+	var iid, app *string
+	var token []byte
+	var expires *time.Time
+	if in.ID != "" {
+		iid = &in.ID
 	}
-	return scanRoleGrant(tx.QueryRow(ctx, `INSERT INTO bot_role_grants (discord_server_id, guild_id, discord_user_id, role_id, action, command, interaction_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+roleGrantColumns, server.ID, server.GuildID, userID, roleID, action, command, iid))
+	if in.Token != "" && in.ApplicationID != "" && time.Now().Before(in.ExpiresAt) {
+		ct, err := b.kr.Encrypt(ctx, grantTokenLoc(id), []byte(in.Token))
+		if err != nil {
+			return RoleGrant{}, err
+		}
+		token, app, expires = ct, &in.ApplicationID, &in.ExpiresAt
+	}
+	return scanRoleGrant(tx.QueryRow(ctx, `INSERT INTO bot_role_grants (id, discord_server_id, guild_id, discord_user_id, role_id, action, command,
+			interaction_id, application_id, interaction_token, token_expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING `+roleGrantColumns,
+		id, server.ID, server.GuildID, userID, roleID, action, command, iid, app, token, expires))
 }
 
 // Undo names the rows a command wrote that a rollback takes back.
@@ -57,15 +120,99 @@ type Undo struct {
 
 // FinishGrant records the outcome of grant id: state (GrantDone or
 // GrantFailed; GrantPending to leave it for a later retry), the attempts
-// made so far and Discord's last HTTP status (0: none).
-func (b *Bot) FinishGrant(ctx context.Context, id, state string, attempts, lastStatus int) error {
+// made so far and Discord's last HTTP status (0: none). A finished grant
+// gives up its interaction token: FinishGrant returns the interaction
+// (token decrypted) when it could still be told, else nil; of concurrent
+// finishers only one gets it.
+func (b *Bot) FinishGrant(ctx context.Context, id, state string, attempts, lastStatus int) (*GrantInteraction, error) {
 	var st *int
 	if lastStatus != 0 {
 		st = &lastStatus
 	}
-	_, err := b.db.Pool.Exec(ctx, `UPDATE bot_role_grants SET state = $2, attempts = $3, last_status = $4, updated_at = now() WHERE id = $1`,
-		id, state, attempts, st)
-	return err
+	var iid, app *string
+	var token []byte
+	var expires *time.Time
+	err := b.db.Pool.QueryRow(ctx, `UPDATE bot_role_grants g SET state = $2, attempts = $3, last_status = $4, updated_at = now(),
+			interaction_token = CASE WHEN $2 = 'pending' THEN g.interaction_token END
+		FROM (SELECT id, interaction_id, application_id, interaction_token, token_expires_at FROM bot_role_grants WHERE id = $1 FOR UPDATE) old
+		WHERE g.id = old.id
+		RETURNING old.interaction_id, old.application_id, CASE WHEN $2 <> 'pending' AND old.token_expires_at > now() THEN old.interaction_token END, old.token_expires_at`,
+		id, state, attempts, st).Scan(&iid, &app, &token, &expires)
+	if err != nil {
+		return nil, MapError(err)
+	}
+	if token == nil || app == nil || expires == nil {
+		return nil, nil
+	}
+	pt, err := b.kr.Decrypt(ctx, grantTokenLoc(id), token)
+	if err != nil {
+		return nil, err
+	}
+	in := &GrantInteraction{ApplicationID: *app, Token: string(pt), ExpiresAt: *expires}
+	if iid != nil {
+		in.ID = *iid
+	}
+	return in, nil
+}
+
+// ClearExpiredGrantTokens forgets the interaction tokens that expired.
+func (b *Bot) ClearExpiredGrantTokens(ctx context.Context) (int64, error) {
+	tag, err := b.db.Pool.Exec(ctx, `UPDATE bot_role_grants SET interaction_token = NULL
+		WHERE interaction_token IS NOT NULL AND token_expires_at <= now()`)
+	return tag.RowsAffected(), err
+}
+
+// ListGrants returns the role grants of server serverID in state (""
+// for every state), newest first, paged.
+func (b *Bot) ListGrants(ctx context.Context, serverID, state string, p Page) ([]RoleGrant, *Cursor, error) {
+	t, id := pageArgs(p)
+	rows, err := b.db.Pool.Query(ctx, `SELECT `+roleGrantColumns+` FROM bot_role_grants g
+		WHERE g.discord_server_id = $1 AND ($5 = '' OR g.state = $5)`+pageClause("g", 2), serverID, t, id, p.Limit+1, state)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RoleGrant, error) { return scanRoleGrant(r) })
+	if err != nil {
+		return nil, nil, err
+	}
+	items, next := trimPage(out, p.Limit, func(g RoleGrant) Cursor { return Cursor{CreatedAt: g.CreatedAt, ID: uuid.MustParse(g.ID)} })
+	return items, next, nil
+}
+
+// RetryGrant makes failed grant id of server serverID pending again, with
+// its attempts reset, and calls beforeCommit (which audits) inside the same
+// transaction; the caller then makes the Discord call. A grant of another
+// guild (or none) is ErrNotFound, one not failed ErrGrantNotFailed, one
+// whose change was taken back ErrGrantNotOwed.
+func (b *Bot) RetryGrant(ctx context.Context, serverID, id string, beforeCommit func(context.Context, RoleGrant) error) (RoleGrant, error) {
+	var g RoleGrant
+	err := b.db.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if g, err = scanRoleGrant(tx.QueryRow(ctx, `SELECT `+roleGrantColumns+` FROM bot_role_grants
+			WHERE id = $1 AND discord_server_id = $2 FOR UPDATE`, id, serverID)); err != nil {
+			return err
+		}
+		if g.State != GrantFailed {
+			return ErrGrantNotFailed
+		}
+		// The member's records decide whether the role is owed: an add
+		// rolled back (or a member since removed) owes nothing, nor does a
+		// removal whose member was recorded with that role again.
+		var recorded bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM bot_whitelisted_users w JOIN bot_products p ON p.id = w.bot_product_id
+			WHERE w.discord_server_id = $1 AND w.discord_user_id = $2 AND p.role_id = $3)`, serverID, g.DiscordUserID, g.RoleID).Scan(&recorded); err != nil {
+			return err
+		}
+		if recorded != (g.Action == GrantAdd) {
+			return ErrGrantNotOwed
+		}
+		if g, err = scanRoleGrant(tx.QueryRow(ctx, `UPDATE bot_role_grants SET state = 'pending', attempts = 0, last_status = NULL, updated_at = now()
+			WHERE id = $1 RETURNING `+roleGrantColumns, id)); err != nil {
+			return err
+		}
+		return beforeCommit(ctx, g)
+	})
+	return g, MapError(err)
 }
 
 // RollbackGrants takes back what a command wrote (undo) and marks its
@@ -89,7 +236,7 @@ func (b *Bot) RollbackGrants(ctx context.Context, undo Undo, grantIDs []string, 
 			}
 		}
 		if len(grantIDs) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE bot_role_grants SET state = 'failed', updated_at = now() WHERE id = ANY($1::uuid[])`, grantIDs); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE bot_role_grants SET state = 'failed', interaction_token = NULL, updated_at = now() WHERE id = ANY($1::uuid[])`, grantIDs); err != nil {
 				return err
 			}
 		}
@@ -189,4 +336,10 @@ func (b *Bot) GuildConfig(ctx context.Context, guildID string) (*DiscordServer, 
 	}
 	s.ID = *sid
 	return &s, rules, nil
+}
+
+// FindGrant returns grant id of server serverID, or ErrNotFound.
+func (b *Bot) FindGrant(ctx context.Context, serverID, id string) (RoleGrant, error) {
+	g, err := scanRoleGrant(b.db.Pool.QueryRow(ctx, `SELECT `+roleGrantColumns+` FROM bot_role_grants WHERE id = $1 AND discord_server_id = $2`, id, serverID))
+	return g, MapError(err)
 }

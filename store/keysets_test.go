@@ -256,6 +256,13 @@ func fixtures(t testing.TB, ctx context.Context, tx pgx.Tx) func(table string) r
 		case "audit_signing_key":
 			// One row, id 1: each iteration's transaction is rolled back.
 			return row{"1", []string{"id", "origin", "verifier_key"}, []any{1, "o", "v"}, table}
+		case "bot_role_grants":
+			srv := id()
+			if _, err := tx.Exec(ctx, `INSERT INTO discord_servers (id, guild_id, owner_id) VALUES ($1, $2, $3)`, srv, srv, user); err != nil {
+				t.Fatal(err)
+			}
+			return row{rid, []string{"id", "discord_server_id", "guild_id", "discord_user_id", "role_id", "action", "command"},
+				[]any{rid, srv, "1", "2", "3", "add", "redeem"}, table}
 		}
 		t.Fatalf("no fixture for table %q of the sensitive column list; add one", table)
 		return row{}

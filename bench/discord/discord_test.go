@@ -7,14 +7,23 @@
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/discord/
 //
-// BENCH_DISCORD_REQUESTS (default 2000 per round, 3 rounds per side) and
-// BENCH_DISCORD_CONCURRENCY (default 16) tune it.
+// BENCH_DISCORD_REQUESTS (default 2000 per side and round),
+// BENCH_DISCORD_ROUNDS (default 7) and BENCH_DISCORD_CONCURRENCY (default
+// 16) tune it. It prints the median of the per-round throughput ratios
+// and, steadier on a shared machine, the CPU each request cost this
+// process and the database's backends.
 //
 // Profiled at 0.25-0.33 of PING (issue 15), /whitelist check made four
 // queries (guild, rules, two member look-ups) and waited for a
 // hash-chained audit row's group commit on every read. It now reads the
 // guild's configuration from a 2-second cache, batches the two look-ups
-// into one round trip, and writes no audit row for a read.
+// into one round trip, and writes no audit row for a read; that measured
+// 0.55-0.6. Profiled again (BenchmarkInteract in server/discord, pprof
+// here), a check then paid one statement per command of ~100 us
+// (PostgreSQL spends ~17 us of backend CPU on even SELECT 1), pgx array
+// decoding, and ~110 allocations against PING's 6. Concurrent checks now
+// share one statement (server/discord's statusBatcher), whose result is
+// five columns scanned without allocations per NULL.
 package discord
 
 import (
@@ -105,19 +114,41 @@ func BenchmarkInteractionsHTTP(b *testing.B) {
 	base := "http://" + ln.Addr().String() + "/api/discord/interactions"
 
 	// Every interaction has its own id (the bot handles an id once), so
-	// the body is made per request.
+	// each request has its own body: a template with the id spliced in,
+	// made before the round starts (see prepared), as Discord's own encoder
+	// costs the server nothing (marshalling a map per request was a third
+	// of the check side's client CPU).
 	var seq atomic.Int64
+	tmpl, _ := json.Marshal(map[string]any{
+		"id": "ID", "application_id": "500000000000000001", "token": "bench",
+		"type": 2, "guild_id": guildID,
+		"member": map[string]any{"user": map[string]any{"id": "200000000000000001"}, "roles": []string{"300000000000000001"}, "permissions": "0"},
+		"data": map[string]any{"name": "whitelist", "options": []any{map[string]any{"type": 1, "name": "check",
+			"options": []any{map[string]any{"type": 6, "name": "user", "value": discordID}}}}},
+	})
+	head, tail, _ := bytes.Cut(tmpl, []byte(`"ID"`))
 	checkBody := func() []byte {
-		b, _ := json.Marshal(map[string]any{
-			"id": strconv.FormatInt(400000000000000000+seq.Add(1), 10), "application_id": "500000000000000001", "token": "bench",
-			"type": 2, "guild_id": guildID,
-			"member": map[string]any{"user": map[string]any{"id": "200000000000000001"}, "roles": []string{"300000000000000001"}, "permissions": "0"},
-			"data": map[string]any{"name": "whitelist", "options": []any{map[string]any{"type": 1, "name": "check",
-				"options": []any{map[string]any{"type": 6, "name": "user", "value": discordID}}}}},
-		})
-		return b
+		b := make([]byte, 0, len(tmpl)+20)
+		b = append(append(b, head...), '"')
+		b = strconv.AppendInt(b, 400000000000000000+seq.Add(1), 10)
+		return append(append(b, '"'), tail...)
 	}
 	ping := func() []byte { return []byte(`{"type":1}`) }
+	// prepared makes n check bodies ahead and hands them out in turn
+	// (then makes more, should a run ask for more).
+	prepared := func(n int) func() []byte {
+		bodies := make([][]byte, n)
+		for i := range bodies {
+			bodies[i] = checkBody()
+		}
+		var next atomic.Int64
+		return func() []byte {
+			if i := next.Add(1) - 1; i < int64(n) {
+				return bodies[i]
+			}
+			return checkBody()
+		}
+	}
 
 	concurrency := envInt("BENCH_DISCORD_CONCURRENCY", 16)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}, Timeout: 10 * time.Second}
@@ -145,29 +176,65 @@ func BenchmarkInteractionsHTTP(b *testing.B) {
 		}
 	}
 	opts := load.Options{Concurrency: concurrency, Requests: envInt("BENCH_DISCORD_REQUESTS", 2000), Duration: time.Minute, Warmup: 50}
-	const rounds = 3
-	var rpsC, rpsP, p50C, p50P []float64
+	// The database's share of a request is paid by this database's
+	// backends, which the process's own CPU counters miss.
+	_ = load.Run(ctx, opts, send(checkBody, "is whitelisted"))
+	var pids []int
+	if rows, err := db.Pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`); err == nil {
+		for rows.Next() {
+			var pid int
+			if rows.Scan(&pid) == nil {
+				pids = append(pids, pid)
+			}
+		}
+		rows.Close()
+	}
+	// cpu is the CPU this process and the database's backends spent per
+	// request of a run: unlike throughput, other work on the machine
+	// barely moves it.
+	run := func(newMk func() func() []byte, want string) (load.Result, float64) {
+		mk := newMk()
+		c0 := load.SelfCPU() + load.PIDsCPU(pids)
+		r := load.Run(ctx, opts, send(mk, want))
+		used := load.SelfCPU() + load.PIDsCPU(pids) - c0
+		return r, float64(used) / float64(max(r.Requests, 1))
+	}
+	pings := func() func() []byte { return ping }
+	checks := func() func() []byte { return prepared(opts.Requests + opts.Warmup + 2*concurrency) }
+	// Rounds alternate which side runs first, and the ratio is taken per
+	// round (each side's neighbour in time), then the median over rounds.
+	rounds := envInt("BENCH_DISCORD_ROUNDS", 7)
+	var ratios, rpsC, rpsP, p50C, p50P, cpuC, cpuP []float64
 	for round := range rounds {
 		var c, p load.Result
+		var cc, cp float64
 		if round%2 == 0 {
-			p = load.Run(ctx, opts, send(ping, `"type":1`))
-			c = load.Run(ctx, opts, send(checkBody, "is whitelisted"))
+			p, cp = run(pings, `"type":1`)
+			c, cc = run(checks, "is whitelisted")
 		} else {
-			c = load.Run(ctx, opts, send(checkBody, "is whitelisted"))
-			p = load.Run(ctx, opts, send(ping, `"type":1`))
+			c, cc = run(checks, "is whitelisted")
+			p, cp = run(pings, `"type":1`)
 		}
 		if c.Errors > 0 || p.Errors > 0 {
 			b.Fatalf("errors: check %d (%v), ping %d (%v)", c.Errors, c.FirstError, p.Errors, p.FirstError)
 		}
 		load.Print(os.Stdout, fmt.Sprintf("round %d /whitelist check", round+1), c, p)
+		ratios = append(ratios, c.RPS/p.RPS)
 		rpsC, rpsP = append(rpsC, c.RPS), append(rpsP, p.RPS)
 		p50C, p50P = append(p50C, float64(c.P50)), append(p50P, float64(p.P50))
+		cpuC, cpuP = append(cpuC, cc), append(cpuP, cp)
 	}
-	rc, rp := load.Median(rpsC), load.Median(rpsP)
-	fmt.Printf("median over %d rounds, %d connections: /whitelist check %.0f req/s p50 %v | PING %.0f req/s p50 %v | ratio %.2f\n",
+	rc, rp, ratio := load.Median(rpsC), load.Median(rpsP), load.Median(ratios)
+	mc, mp := load.Median(cpuC), load.Median(cpuP)
+	fmt.Printf("median over %d rounds, %d connections: /whitelist check %.0f req/s p50 %v | PING %.0f req/s p50 %v | ratio %.2f (median of per-round ratios)\n",
 		rounds, concurrency, rc, time.Duration(load.Median(p50C)).Round(time.Microsecond),
-		rp, time.Duration(load.Median(p50P)).Round(time.Microsecond), rc/rp)
+		rp, time.Duration(load.Median(p50P)).Round(time.Microsecond), ratio)
+	fmt.Printf("CPU per request (this process + the database's backends, 10 ms ticks): /whitelist check %v | PING %v | PING/check %.2f\n",
+		time.Duration(mc).Round(time.Microsecond), time.Duration(mp).Round(time.Microsecond), mp/max(mc, 1))
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("load average: %s", la)
+	}
 	b.ReportMetric(rc, "check-req/s")
 	b.ReportMetric(rp, "ping-req/s")
-	b.ReportMetric(rc/rp, "ratio")
+	b.ReportMetric(ratio, "ratio")
 }

@@ -111,7 +111,7 @@ func newDiscordCmd() *cobra.Command {
 		},
 	}
 	register.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	return groupCmd("discord", "Discord whitelist bot", register, newDiscordServersCmd(), newDiscordProductsCmd(), newDiscordPermissionsCmd())
+	return groupCmd("discord", "Discord whitelist bot", register, newDiscordServersCmd(), newDiscordProductsCmd(), newDiscordPermissionsCmd(), newDiscordGrantsCmd())
 }
 
 // registerConfig reads the bot's configuration; only when the environment

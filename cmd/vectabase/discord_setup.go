@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -223,4 +224,52 @@ func newDiscordPermissionsCmd() *cobra.Command {
 		c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	}
 	return groupCmd("permissions", "A guild's command rules (bot_command_permissions)", list, add, remove)
+}
+
+func newDiscordGrantsCmd() *cobra.Command {
+	var asJSON bool
+	var status, cursor string
+	var limit int
+	c := &cobra.Command{
+		Use:   "grants GUILD_ID [--status pending|failed|done] [--limit N] [--cursor C]",
+		Short: "List a guild's role grants: role changes the bot owes, owed or gave up on",
+		Long: "Lists bot_role_grants of a guild, newest first: pending ones the grant worker\n" +
+			"still retries, failed ones (given up, or rolled back with their command),\n" +
+			"done ones. A failed grant is retried with POST\n" +
+			"/api/discord/servers/GUILD_ID/grants/ID/retry.",
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := store.Page{Limit: limit}
+			if cursor != "" {
+				cur, err := store.DecodeCursor(cursor)
+				if err != nil {
+					return usagef("--cursor is not a cursor this command printed")
+				}
+				p.After = &cur
+			}
+			return withBot(cmd, func(ctx context.Context, bot *discord.Service, a discord.Actor) (any, string, error) {
+				l, err := bot.ListGrants(ctx, a, args[0], status, p)
+				text := table(func(w *tabwriter.Writer) {
+					fmt.Fprintln(w, "ID\tSTATE\tACTION\tMEMBER\tROLE\tATTEMPTS\tLAST STATUS\tCOMMAND\tCREATED")
+					for _, g := range l.Items {
+						last := "-"
+						if g.LastStatus != nil {
+							last = strconv.Itoa(*g.LastStatus)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", g.ID, g.State, g.Action, g.DiscordUserID, g.RoleID,
+							g.Attempts, last, g.Command, g.CreatedAt.UTC().Format(time.RFC3339))
+					}
+				})
+				if l.NextCursor != nil {
+					text += "next page: --cursor " + *l.NextCursor + "\n"
+				}
+				return l, text, err
+			}, asJSON)
+		},
+	}
+	c.Flags().StringVar(&status, "status", "", "only grants in this state: pending, failed or done")
+	c.Flags().IntVar(&limit, "limit", discord.DefaultGrantPage, "grants per page (1 to 200)")
+	c.Flags().StringVar(&cursor, "cursor", "", "the next page's cursor, as printed")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
 }

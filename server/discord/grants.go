@@ -19,7 +19,7 @@ func (s *Service) grantOrRollBack(ctx context.Context, c *call, userID string, c
 	var failed *store.RoleGrant
 	for i, g := range ch.Grants {
 		ids = append(ids, g.ID)
-		if failed == nil && !s.applyGrant(ctx, c.rest, g) {
+		if failed == nil && !s.applyGrant(ctx, c.rest, g).ok {
 			failed = &ch.Grants[i]
 		}
 	}
@@ -49,10 +49,20 @@ func (s *Service) grantOrRollBack(ctx context.Context, c *call, userID string, c
 
 const roleRefusal = "Discord did not give the role (check the bot's role is above the product role and the member is in this server); nothing was changed. Try again later."
 
+// grantResult is how applyGrant ended: whether Discord confirmed, the
+// attempts so far, and the interaction owed a report when the grant
+// finished while its token was still valid (nil otherwise).
+type grantResult struct {
+	ok       bool
+	attempts int
+	status   int
+	owed     *store.GrantInteraction
+}
+
 // applyGrant makes the role change g with retries within the role budget
 // and records the outcome: done, or still pending (the worker retries it,
-// or the caller rolls it back). It reports whether Discord confirmed.
-func (s *Service) applyGrant(ctx context.Context, rest *RESTClient, g store.RoleGrant) bool {
+// or the caller rolls it back).
+func (s *Service) applyGrant(ctx context.Context, rest *RESTClient, g store.RoleGrant) grantResult {
 	gctx, cancel := context.WithTimeout(ctx, s.budget.Role)
 	var err error
 	var attempts int
@@ -73,10 +83,73 @@ func (s *Service) applyGrant(ctx context.Context, rest *RESTClient, g store.Role
 	}
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer fcancel()
-	if ferr := s.repo.FinishGrant(fctx, g.ID, state, g.Attempts+attempts, status); ferr != nil {
+	owed, ferr := s.repo.FinishGrant(fctx, g.ID, state, g.Attempts+attempts, status)
+	if ferr != nil {
 		s.log.Error().Str("grant", g.ID).Str("error", ferr.Error()).Msg("discord: record role change outcome")
 	}
-	return err == nil
+	return grantResult{ok: err == nil, attempts: g.Attempts + attempts, status: status, owed: owed}
+}
+
+// InteractionTokenTTL is how long Discord accepts an interaction's token
+// for editing its reply; grants keep it a little less, as our clock reads
+// the interaction a moment after Discord made it.
+const (
+	InteractionTokenTTL = 15 * time.Minute
+	tokenMargin         = time.Minute
+)
+
+// interaction is what a grant of c keeps to report to the member later.
+// The expiry is read on the wall clock, as the database compares it with
+// its own.
+func (s *Service) interaction(c *call) store.GrantInteraction {
+	appID := c.in.ApplicationID
+	if appID == "" {
+		appID = s.cfg.ApplicationID
+	}
+	return store.GrantInteraction{ID: c.in.ID, ApplicationID: appID, Token: c.in.Token, ExpiresAt: time.Now().Add(InteractionTokenTTL - tokenMargin)}
+}
+
+// grantReport is the edit of a command's reply once a role change it owed
+// is finished by the grant worker or a retry: the reply said it would be
+// retried, this says how it ended.
+func grantReport(g store.RoleGrant, done bool) string {
+	who, role := mention(g.DiscordUserID), "<@&"+g.RoleID+">"
+	switch {
+	case done && g.Action == store.GrantRemove:
+		return "Update: Discord has now taken " + role + " from " + who + "."
+	case done:
+		return "Update: Discord has now given " + who + " " + role + "."
+	case g.Action == store.GrantRemove:
+		return "Update: Discord still would not take " + role + " from " + who + " after repeated tries; a server admin can retry it from Vectabase."
+	default:
+		return "Update: Discord still would not give " + who + " " + role + " after repeated tries; a server admin can retry it from Vectabase."
+	}
+}
+
+// report edits the reply of the interaction a finished grant was owed to.
+// Without a valid token (Discord's 15 minutes passed) nothing can be
+// edited: the grant's state is what the seller sees.
+func (s *Service) report(rest *RESTClient, g store.RoleGrant, owed *store.GrantInteraction, done bool) {
+	if owed == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.budget.FollowUp)
+	defer cancel()
+	if err := rest.EditOriginal(ctx, owed.ApplicationID, owed.Token, grantReport(g, done)); err != nil {
+		s.log.Warn().Str("grant", g.ID).Str("error", err.Error()).Msg("discord: report a finished role change")
+	}
+}
+
+// auditGrant records the outcome of a grant finished outside a command
+// (the grant worker). Best effort: Discord's change is already made.
+func (s *Service) auditGrant(ctx context.Context, g store.RoleGrant, r grantResult, result string) {
+	ev := vectabase.AuditEvent{ActorType: vectabase.ActorSystem, ActorID: "discord-grant-worker", Action: "discord.grant_finish",
+		ResourceType: "bot_role_grant", ResourceID: g.ID, Result: result,
+		Details: map[string]any{"guild_id": g.GuildID, "action": g.Action, "target_discord_id": g.DiscordUserID, "role_id": g.RoleID,
+			"attempts": r.attempts, "reported": r.owed != nil}}
+	if err := s.audit.Record(ctx, ev); err != nil {
+		s.log.Error().Str("grant", g.ID).Str("error", err.Error()).Msg("discord: audit a finished role change")
+	}
 }
 
 // undoRole takes back a role given by a command that is being rolled back.
@@ -114,6 +187,9 @@ func (s *Service) RunGrants(ctx context.Context, interval time.Duration) {
 		if _, err := s.repo.PurgeInteractions(ctx, s.now().Add(-2*MaxClockSkew)); err != nil && ctx.Err() == nil {
 			s.log.Warn().Str("error", err.Error()).Msg("discord: purge interaction ids")
 		}
+		if _, err := s.repo.ClearExpiredGrantTokens(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn().Str("error", err.Error()).Msg("discord: clear expired interaction tokens")
+		}
 	}
 }
 
@@ -128,13 +204,22 @@ func (s *Service) retryGrants(ctx context.Context) {
 	}
 	rest := s.credentials(ctx).rest
 	for _, g := range grants {
-		if s.applyGrant(ctx, rest, g) {
+		r := s.applyGrant(ctx, rest, g)
+		if r.ok {
+			// The member was told it would be retried: tell them it is done.
+			s.report(rest, g, r.owed, true)
+			s.auditGrant(ctx, g, r, vectabase.ResultSuccess)
 			continue
 		}
 		if g.Attempts+1 >= maxGrantAttempts {
-			if err := s.repo.FinishGrant(ctx, g.ID, store.GrantFailed, g.Attempts+1, 0); err != nil {
+			owed, err := s.repo.FinishGrant(ctx, g.ID, store.GrantFailed, r.attempts, r.status)
+			if err != nil {
 				s.log.Error().Str("grant", g.ID).Str("error", err.Error()).Msg("discord: give up role change")
+				continue
 			}
+			r.owed = owed
+			s.report(rest, g, owed, false)
+			s.auditGrant(ctx, g, r, vectabase.ResultFailure)
 			s.log.Error().Str("grant", g.ID).Msg("discord: role change given up after repeated failures")
 		}
 	}

@@ -1,6 +1,8 @@
 package discord
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vectabase/vectabase/server"
@@ -20,6 +22,11 @@ const (
 
 type metrics struct {
 	commands *prometheus.CounterVec
+
+	// bound caches each (command, outcome) counter: WithLabelValues hashes
+	// its labels on every call, and every command counts once.
+	mu    sync.RWMutex
+	bound map[[2]string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,9 +37,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{commands: c}, nil
+	return &metrics{commands: c, bound: map[[2]string]prometheus.Counter{}}, nil
 }
 
 func (m *metrics) count(command, outcome string) {
-	m.commands.WithLabelValues(command, outcome).Inc()
+	k := [2]string{command, outcome}
+	m.mu.RLock()
+	c, ok := m.bound[k]
+	m.mu.RUnlock()
+	if !ok {
+		c = m.commands.WithLabelValues(command, outcome)
+		m.mu.Lock()
+		m.bound[k] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }

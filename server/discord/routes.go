@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/vectabase/vectabase"
 	"github.com/vectabase/vectabase/server"
+	"github.com/vectabase/vectabase/store"
 )
 
 // Auth is what the area needs from authentication (server/auth).
@@ -50,6 +52,10 @@ func (s *Service) Routes(a Auth) []server.Route {
 		server.Route{Method: fiber.MethodGet, Path: "/api/discord/servers/:guildId/permissions", Auth: user, Handler: s.handleListPermissions(a)},
 		server.Route{Method: fiber.MethodPost, Path: "/api/discord/servers/:guildId/permissions", Auth: user, BodyLimit: smallBody, Handler: s.handlePutPermission(a)},
 		server.Route{Method: fiber.MethodDelete, Path: "/api/discord/servers/:guildId/permissions/:id", Auth: user, Handler: s.handleRemovePermission(a)},
+
+		server.Route{Method: fiber.MethodGet, Path: "/api/discord/servers/:guildId/grants", Auth: user, Handler: s.handleListGrants(a)},
+		// A retry calls Discord at once, with retries inside the role budget.
+		server.Route{Method: fiber.MethodPost, Path: "/api/discord/servers/:guildId/grants/:id/retry", Auth: user, BodyLimit: smallBody, Timeout: discordTimeout, Handler: s.handleRetryGrant(a)},
 	)
 }
 
@@ -213,5 +219,49 @@ func (s *Service) handleRemovePermission(a Auth) fiber.Handler {
 			return err
 		}
 		return c.SendStatus(fiber.StatusNoContent)
+	}
+}
+
+// pageOf reads ?limit and ?cursor; ListGrants checks the limit's range.
+func pageOf(c *fiber.Ctx) (store.Page, error) {
+	var p store.Page
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > MaxGrantPage {
+			return p, validation("limit: must be an integer from 1 to 200")
+		}
+		p.Limit = n
+	}
+	if raw := c.Query("cursor"); raw != "" {
+		cur, err := store.DecodeCursor(raw)
+		if err != nil {
+			return p, validation("cursor: is not a cursor this API returned")
+		}
+		p.After = &cur
+	}
+	return p, nil
+}
+
+func (s *Service) handleListGrants(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p, err := pageOf(c)
+		if err != nil {
+			return err
+		}
+		out, err := s.ListGrants(c.UserContext(), actorOf(c, a), param(c, "guildId"), utils.CopyString(c.Query("status")), p)
+		if err != nil {
+			return err
+		}
+		return c.JSON(out)
+	}
+}
+
+func (s *Service) handleRetryGrant(a Auth) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		out, err := s.RetryGrant(c.UserContext(), actorOf(c, a), param(c, "guildId"), param(c, "id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(out)
 	}
 }

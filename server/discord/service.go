@@ -134,6 +134,7 @@ type Service struct {
 	seen   *seenSet
 	table  map[string]handler
 	guilds *guildCache
+	status *statusBatcher
 	budget Budget
 }
 
@@ -200,6 +201,7 @@ func New(cfg Config, repo *store.Bot, audit Auditor, log zerolog.Logger, opts ..
 	}
 	s.table = s.handlers()
 	s.guilds = newGuildCache()
+	s.status = newStatusBatcher(repo.BotWhitelistStatuses)
 	m, err := newMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -319,6 +321,9 @@ type call struct {
 	server  store.DiscordServer
 	guildID string
 	rest    *RESTClient
+	// product is the binding the command is for, once read (productRead).
+	product     *store.BotProduct
+	productRead bool
 }
 
 func (c *call) event(action, result string, details map[string]any) vectabase.AuditEvent {
@@ -350,16 +355,27 @@ func (e *replyError) Error() string { return e.msg }
 // answered with a deferred reply first.
 type handler struct {
 	run      func(context.Context, *call) (Response, error)
-	deferred bool
+	deferred bool // may call Roblox or Discord
+	writes   bool // changes state: claims its interaction id in the database
+	// defers, when set, decides from the database alone whether this call
+	// of a deferred command calls Discord; when not, it answers at once.
+	// A replyError it returns is the answer.
+	defers func(context.Context, *call) (bool, error)
+	names  []string // ruleNames of the command, computed once
 }
 
 func (s *Service) handlers() map[string]handler {
-	return map[string]handler{
-		CmdWhitelistAdd:    {s.whitelistAdd, true},
-		CmdWhitelistRemove: {s.whitelistRemove, true},
-		CmdWhitelistCheck:  {s.whitelistCheck, false},
-		CmdRedeem:          {s.redeem, true},
+	t := map[string]handler{
+		CmdWhitelistAdd:    {run: s.whitelistAdd, deferred: true, writes: true},
+		CmdWhitelistRemove: {run: s.whitelistRemove, deferred: true, writes: true},
+		CmdWhitelistCheck:  {run: s.whitelistCheck},
+		CmdRedeem:          {run: s.redeem, deferred: true, writes: true, defers: s.redeemDefers},
 	}
+	for name, h := range t {
+		h.names = ruleNames(name)
+		t[name] = h
+	}
+	return t
 }
 
 func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *botCreds) Response {
@@ -382,8 +398,8 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	var cc store.CommandContext
 	var err error
 	if fresh {
-		names, roles := ruleNames(name), append([]string{in.GuildID}, in.Member.Roles...)
-		if h.deferred {
+		names, roles := h.names, append([]string{in.GuildID}, in.Member.Roles...)
+		if h.writes {
 			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, names, roles)
 		} else {
 			cc, err = s.readConfig(ctx, in.GuildID, names, roles)
@@ -400,7 +416,7 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		// Discord delivered this interaction before: its first delivery
 		// runs (or ran) the command; this one changes nothing.
 		s.metrics.count(name, outcomeReplay)
-		if h.deferred {
+		if h.deferred && s.replayDefers(ctx, c, h, cc.Server) {
 			return deferredReply()
 		}
 		return ephemeral("This command was already handled.")
@@ -417,7 +433,15 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 		}
 		return ephemeral("You are not allowed to use /%s here.", name)
 	}
-	if !h.deferred {
+	deferred := h.deferred
+	if deferred && h.defers != nil {
+		d, err := h.defers(ctx, c)
+		if err != nil {
+			return s.reply(c, Response{}, err)
+		}
+		deferred = d
+	}
+	if !deferred {
 		return s.finish(ctx, c, h)
 	}
 	// Discord wants an answer within 3 seconds; Roblox and Discord's own
@@ -441,9 +465,35 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	return deferredReply()
 }
 
+// replayDefers reports whether the first delivery of a command answered
+// with a deferred reply, so that a second delivery answers alike: the
+// follow-up edits whichever response Discord kept. srv is the guild's
+// registration when already read.
+func (s *Service) replayDefers(ctx context.Context, c *call, h handler, srv *store.DiscordServer) bool {
+	if h.defers == nil {
+		return true
+	}
+	if srv == nil {
+		names, roles := h.names, append([]string{c.guildID}, c.in.Member.Roles...)
+		cc, err := s.readConfig(ctx, c.guildID, names, roles)
+		if err != nil || cc.Server == nil {
+			return false
+		}
+		srv = cc.Server
+	}
+	c.server = *srv
+	d, err := h.defers(ctx, c)
+	return err == nil && d
+}
+
 // finish runs a permitted command and turns its failures into replies.
 func (s *Service) finish(ctx context.Context, c *call, h handler) Response {
 	resp, err := h.run(ctx, c)
+	return s.reply(c, resp, err)
+}
+
+// reply turns a command's outcome into its answer, counting it.
+func (s *Service) reply(c *call, resp Response, err error) Response {
 	var re *replyError
 	if errors.As(err, &re) {
 		outcome := re.outcome
@@ -526,8 +576,20 @@ func decide(rules []store.CommandPermission, permissions string) bool {
 }
 
 // product picks the bot product a command is for: the one named, or the
-// guild's only product; nil when the guild sells none.
+// guild's only product; nil when the guild sells none. It reads once per
+// call.
 func (s *Service) product(ctx context.Context, c *call) (*store.BotProduct, error) {
+	if c.productRead {
+		return c.product, nil
+	}
+	p, err := s.readProduct(ctx, c)
+	if err == nil {
+		c.product, c.productRead = p, true
+	}
+	return p, err
+}
+
+func (s *Service) readProduct(ctx context.Context, c *call) (*store.BotProduct, error) {
 	products, err := s.repo.ListBotProducts(ctx, c.server.ID)
 	if err != nil {
 		return nil, err
@@ -583,8 +645,8 @@ func (s *Service) whitelistAdd(ctx context.Context, c *call) (Response, error) {
 	ch, err := s.repo.AddBotWhitelist(ctx, store.BotWhitelistAdd{
 		Server: c.server, Product: p, DiscordUserID: target,
 		RobloxUserID: ru.ID, RobloxUsername: ru.Name, WhitelistedBy: c.caller,
-		LicenseKey:    marketplace.NormalizeLicenseKey(marketplace.NewLicenseKey()),
-		InteractionID: c.in.ID,
+		LicenseKey:  marketplace.NormalizeLicenseKey(marketplace.NewLicenseKey()),
+		Interaction: s.interaction(c),
 	}, func(ctx context.Context) error { return s.audit.Record(ctx, ev) })
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -611,7 +673,7 @@ func (s *Service) whitelistRemove(ctx context.Context, c *call) (Response, error
 	if target == "" {
 		return Response{}, &replyError{msg: "Choose the member to remove with user:."}
 	}
-	ch, err := s.repo.RemoveBotWhitelist(ctx, c.server, target, c.in.ID, func(ctx context.Context, roles []string) error {
+	ch, err := s.repo.RemoveBotWhitelist(ctx, c.server, target, s.interaction(c), func(ctx context.Context, roles []string) error {
 		ev := c.event("discord.whitelist_remove", vectabase.ResultSuccess, map[string]any{"target_discord_id": target, "roles_removed": len(roles)})
 		return s.audit.Record(ctx, ev)
 	})
@@ -626,7 +688,7 @@ func (s *Service) whitelistRemove(ctx context.Context, c *call) (Response, error
 	// grant worker retries it.
 	var owed int
 	for _, g := range ch.Grants {
-		if !s.applyGrant(ctx, c.rest, g) {
+		if !s.applyGrant(ctx, c.rest, g).ok {
 			owed++
 		}
 	}
@@ -642,7 +704,7 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	if target == "" {
 		return Response{}, &replyError{msg: "Choose the member to check with user:."}
 	}
-	rows, entry, err := s.repo.BotWhitelistStatus(ctx, c.server, target)
+	st, err := s.status.get(ctx, store.StatusQuery{ServerID: c.server.ID, SystemID: c.server.WhitelistSystemID, DiscordUserID: target})
 	if err != nil {
 		return Response{}, err
 	}
@@ -651,53 +713,71 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	// vectabase_discord_commands_total, and a refused one is audited. An
 	// audit row per check was most of its cost (a hash-chained insert on
 	// every read), which made the read-only command a write.
-	if len(rows) == 0 && entry == nil {
+	if st.Records == 0 && st.Entry == nil {
 		return ephemeral("%s is not whitelisted here.", mention(target)), nil
 	}
 	// The reply names the account and products, never the license key:
 	// the caller is usually not the key's owner.
 	var b strings.Builder
 	b.WriteString(mention(target) + " is whitelisted")
-	if entry != nil {
+	if e := st.Entry; e != nil {
 		name := ""
-		if entry.RobloxUsername != nil {
-			name = *entry.RobloxUsername + " "
+		if e.RobloxUsername != nil {
+			name = *e.RobloxUsername + " "
 		}
-		b.WriteString(" as Roblox user " + name + "(" + strconv.FormatInt(entry.RobloxUserID, 10) + ")")
-		if entry.ExpiresAt != nil {
-			b.WriteString(", until " + entry.ExpiresAt.UTC().Format(time.RFC3339))
+		b.WriteString(" as Roblox user " + name + "(" + strconv.FormatInt(e.RobloxUserID, 10) + ")")
+		if e.ExpiresAt != nil {
+			b.WriteString(", until " + e.ExpiresAt.UTC().Format(time.RFC3339))
 		}
-	} else if len(rows) > 0 && rows[0].RobloxUserID != nil {
-		b.WriteString(" as Roblox user (" + strconv.FormatInt(*rows[0].RobloxUserID, 10) + ")")
+	} else if st.RecordRobloxUserID != nil {
+		b.WriteString(" as Roblox user (" + strconv.FormatInt(*st.RecordRobloxUserID, 10) + ")")
 	}
-	var products []string
-	for _, r := range rows {
-		if r.ProductName != nil {
-			products = append(products, *r.ProductName)
-		}
+	if len(st.Products) > 0 {
+		b.WriteString("; products: " + strings.Join(st.Products, ", "))
 	}
-	if len(products) > 0 {
-		b.WriteString("; products: " + strings.Join(products, ", "))
-	}
-	return ephemeral("%s.", b.String()), nil
+	b.WriteString(".")
+	return ephemeral("%s", b.String()), nil
 }
 
 // maxLicenseKeyLen bounds what /redeem accepts before hashing it.
 const maxLicenseKeyLen = 100
 
-func (s *Service) redeem(ctx context.Context, c *call) (Response, error) {
+// redeemDefers: a /redeem whose product gives a role calls Discord and is
+// deferred; one with no role (or no product) touches only the database and
+// answers at once, as do refusals of its input.
+func (s *Service) redeemDefers(ctx context.Context, c *call) (bool, error) {
+	if _, err := redeemKey(c); err != nil {
+		return false, err
+	}
+	p, err := s.product(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	return p != nil && p.RoleID != nil, nil
+}
+
+// redeemKey is /redeem's normalized key, or the refusal of its input.
+func redeemKey(c *call) (string, error) {
 	key := marketplace.NormalizeLicenseKey(stringOption(c.opts, "key"))
 	if key == "" || len(key) > maxLicenseKeyLen {
-		return Response{}, &replyError{msg: "Give your license key with key:."}
+		return "", &replyError{msg: "Give your license key with key:."}
 	}
 	if c.server.WhitelistSystemID == nil {
-		return Response{}, &replyError{msg: "This server has no whitelist system linked."}
+		return "", &replyError{msg: "This server has no whitelist system linked."}
+	}
+	return key, nil
+}
+
+func (s *Service) redeem(ctx context.Context, c *call) (Response, error) {
+	key, err := redeemKey(c)
+	if err != nil {
+		return Response{}, err
 	}
 	p, err := s.product(ctx, c)
 	if err != nil {
 		return Response{}, err
 	}
-	ch, err := s.repo.Redeem(ctx, c.server, key, c.caller, p, c.in.ID, func(ctx context.Context) error {
+	ch, err := s.repo.Redeem(ctx, c.server, key, c.caller, p, s.interaction(c), func(ctx context.Context) error {
 		return s.audit.Record(ctx, c.event("discord.redeem", vectabase.ResultSuccess, nil))
 	})
 	switch {

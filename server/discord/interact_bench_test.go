@@ -1,0 +1,52 @@
+package discord_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"strconv"
+	"testing"
+
+	"github.com/vectabase/vectabase/server/discord"
+)
+
+// BenchmarkInteract is the bot's handler without HTTP: PING (signature and
+// JSON only) beside /whitelist check of a whitelisted member (the same,
+// plus the guild's rules and the member's status), for profiles of what a
+// check adds:
+//
+//	go test ./server/discord -run '^$' -bench Interact -benchmem -cpuprofile cpu.out
+//
+// Requests are signed beforehand, so signing is not measured.
+func BenchmarkInteract(b *testing.B) {
+	e := newEnv(b)
+	e.add(adminID, adminPerms, nil, buyerID, robloxName)
+	sign := func(body []byte) discord.Request {
+		ts := strconv.FormatInt(e.now.Unix(), 10)
+		return discord.Request{Body: body, Timestamp: ts, Signature: hex.EncodeToString(ed25519.Sign(e.priv, append([]byte(ts), body...))), IP: "127.0.0.1"}
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		body func() []byte
+	}{
+		{"ping", func() []byte { return []byte(`{"type":1}`) }},
+		{"check", func() []byte {
+			return command(guildID, adminID, adminPerms, nil, "whitelist", sub("check", userOpt(buyerID)))
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			reqs := make([]discord.Request, b.N)
+			for i := range reqs {
+				reqs[i] = sign(c.body())
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := e.bot.Interact(ctx, reqs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
