@@ -150,7 +150,14 @@ func New(cfg Config, log zerolog.Logger, reg *prometheus.Registry) *Server {
 	}
 	s.app = fiber.New(fcfg)
 	fs := s.app.Server()
-	fs.MaxConnsPerIP = cfg.MaxConnsPerIP
+	// HTTP_MAX_CONNS_PER_IP is enforced by connLimiter (Listen), before
+	// fasthttp sees the connection and with the contract's error body.
+	// fasthttp's own MaxConnsPerIP stays off: its per-IP connection
+	// wrapper is closed twice when Shutdown closes an idle keep-alive
+	// connection whose worker then returns, a nil dereference that killed
+	// the process at shutdown (valyala/fasthttp#1987, fixed upstream
+	// after the version Fiber v2 builds with here).
+	fs.MaxConnsPerIP = 0
 	readTimeout := cfg.ReadTimeout
 	fs.HeaderReceived = func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 		return fasthttp.RequestConfig{ReadTimeout: readTimeout}
