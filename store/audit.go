@@ -247,6 +247,22 @@ func scanAuditRow(row pgx.Row) (AuditRow, error) {
 	return r, err
 }
 
+// auditSnapshot begins the read-only, repeatable-read transaction an audit
+// walk reads in and reads the chain head in it (found false when there is
+// none). The caller rolls tx back.
+func (db *DB) auditSnapshot(ctx context.Context) (tx pgx.Tx, h AuditHead, found bool, err error) {
+	tx, err = db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, h, false, err
+	}
+	err = scanAuditHead(tx.QueryRow(ctx, `SELECT `+auditHeadColumns+` FROM audit_chain_head WHERE id = 1`), &h)
+	if err != nil && err != pgx.ErrNoRows {
+		_ = tx.Rollback(ctx)
+		return nil, h, false, err
+	}
+	return tx, h, err == nil, nil
+}
+
 // WalkAuditChain reads the chain head (ok false when there is none) and then
 // every audit row in id order, all from one snapshot, so a walk racing with
 // writers sees a consistent chain. fn's error stops the walk and is returned.
@@ -254,17 +270,11 @@ func scanAuditRow(row pgx.Row) (AuditRow, error) {
 // segs gets the archive segments (oldest first) in the same snapshot, so
 // rows archived during the walk are neither lost nor seen twice.
 func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool, segs []AuditSegment) error, fn func(AuditRow) error) error {
-	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, h, found, err := db.auditSnapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	var h AuditHead
-	err = scanAuditHead(tx.QueryRow(ctx, `SELECT `+auditHeadColumns+` FROM audit_chain_head WHERE id = 1`), &h)
-	found := err == nil
-	if err != nil && err != pgx.ErrNoRows {
-		return err
-	}
 	segs, err := auditSegments(ctx, tx)
 	if err != nil {
 		return err
@@ -452,17 +462,11 @@ func (db *DB) ArchiveAudit(ctx context.Context, cutoff time.Time, limit int,
 // snapshot: what a reader who has the rows up to afterID needs to catch
 // up. (Rows commit in chain order, so a snapshot holds a prefix of it.)
 func (db *DB) WalkAuditChainAfter(ctx context.Context, afterID int64, head func(h AuditHead, ok bool) error, fn func(AuditRow) error) error {
-	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, h, found, err := db.auditSnapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	var h AuditHead
-	err = scanAuditHead(tx.QueryRow(ctx, `SELECT `+auditHeadColumns+` FROM audit_chain_head WHERE id = 1`), &h)
-	found := err == nil
-	if err != nil && err != pgx.ErrNoRows {
-		return err
-	}
 	if err := head(h, found); err != nil {
 		return err
 	}
