@@ -191,3 +191,23 @@ func writeSealed(ctx context.Context, tx pgx.Tx, pc PersonalColumn, r sealRow, v
 	_, err := tx.Exec(ctx, `UPDATE `+pc.Table+` SET `+set.String()+` WHERE `+where, args...)
 	return err
 }
+
+// personalSealedMarker names the keyring_meta row written once a sealing
+// pass has gone over every personal table to the end: from then on every
+// write seals as it goes, so serve does not scan again at each start.
+const personalSealedMarker = "personal_values_sealed"
+
+// PersonalValuesSealed reports whether a whole sealing pass has finished
+// on this database (a restore of a backup from before one brings back a
+// database without the marker, and the next serve seals it again).
+func (db *DB) PersonalValuesSealed(ctx context.Context) (bool, error) {
+	var ok bool
+	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keyring_meta WHERE name = $1)`, personalSealedMarker).Scan(&ok)
+	return ok, MapError(err)
+}
+
+// MarkPersonalValuesSealed records that a whole sealing pass finished.
+func (db *DB) MarkPersonalValuesSealed(ctx context.Context) error {
+	_, err := db.Pool.Exec(ctx, `INSERT INTO keyring_meta (name, value) VALUES ($1, '\x01') ON CONFLICT (name) DO NOTHING`, personalSealedMarker)
+	return MapError(err)
+}

@@ -124,7 +124,7 @@ func runImportSupabase(ctx context.Context, opts supabase.Options, reportFile st
 	if ierr == nil && rep.Committed {
 		srec := audit.New(db, kr, log, nil)
 		d.kr, d.audit = kr, srec
-		if _, err := sealPersonal(ctx, d, 500, nil); err != nil {
+		if _, err := sealPersonal(ctx, d, vectabase.ActorLocalOperator, 500, nil); err != nil {
 			ierr = fmt.Errorf("the import committed, but sealing its personal values stopped (run vectabase keys seal-personal): %w", err)
 		}
 		srec.Close()

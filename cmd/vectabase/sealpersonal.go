@@ -31,7 +31,7 @@ Safe to interrupt: a new run skips what is already sealed.`,
 				return err
 			}
 			defer d.close()
-			counts, err := sealPersonal(cmd.Context(), d, batch, func(c store.SealCount) {
+			counts, err := sealPersonal(cmd.Context(), d, vectabase.ActorLocalOperator, batch, func(c store.SealCount) {
 				if !asJSON {
 					fmt.Fprintf(cmd.ErrOrStderr(), "seal-personal: %s: %d values' rows sealed in this batch\n", c.Table, c.Sealed)
 				}
@@ -56,9 +56,9 @@ Safe to interrupt: a new run skips what is already sealed.`,
 // sealPersonal runs store.SealPersonalValues with an audit row per batch
 // that sealed anything, written before the batch commits (fail closed: a
 // batch whose row cannot be written is rolled back).
-func sealPersonal(ctx context.Context, d *deps, batch int, progress func(store.SealCount)) ([]store.SealCount, error) {
-	return d.db.SealPersonalValues(ctx, d.kr, batch, func(ctx context.Context, _ pgx.Tx, c store.SealCount) error {
-		if err := d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: vectabase.ActorLocalOperator,
+func sealPersonal(ctx context.Context, d *deps, actor string, batch int, progress func(store.SealCount)) ([]store.SealCount, error) {
+	counts, err := d.db.SealPersonalValues(ctx, d.kr, batch, func(ctx context.Context, _ pgx.Tx, c store.SealCount) error {
+		if err := d.audit.Record(ctx, vectabase.AuditEvent{Time: time.Now(), ActorType: actor,
 			Action: "keys.seal_personal", ResourceType: "table", ResourceID: c.Table, Result: vectabase.ResultSuccess,
 			Details: map[string]any{"rowsSealed": c.Sealed}}); err != nil {
 			return fmt.Errorf("seal-personal: audit: %w", err)
@@ -68,4 +68,44 @@ func sealPersonal(ctx context.Context, d *deps, batch int, progress func(store.S
 		}
 		return nil
 	})
+	if err == nil {
+		err = d.db.MarkPersonalValuesSealed(ctx)
+	}
+	return counts, err
+}
+
+// startSealPersonal seals, in the background, the personal values a
+// database upgraded from before per-user keys (or restored from a backup
+// of one) still holds keyring-only, so deleting an account shreds them
+// without an operator remembering `keys seal-personal`. It runs once per
+// database: a finished pass leaves a marker and later starts skip it.
+// Instances that start together may both run it; the pass locks its rows,
+// so the second only finds them sealed. A failure is logged and retried
+// at the next start; the API serves meanwhile (reads take both forms).
+func startSealPersonal(ctx context.Context, d *deps) {
+	done, err := d.db.PersonalValuesSealed(ctx)
+	if err != nil || done {
+		if err != nil {
+			d.log.Warn().Err(err).Msg("personal values: cannot tell whether they are sealed; run vectabase keys seal-personal")
+		}
+		return
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		counts, err := sealPersonal(sctx, d, vectabase.ActorSystem, 500, nil)
+		if err != nil {
+			if sctx.Err() == nil {
+				d.log.Warn().Err(err).Msg("personal values: sealing pass stopped; it resumes at the next start")
+			}
+			return
+		}
+		n := 0
+		for _, c := range counts {
+			n += c.Sealed
+		}
+		d.log.Info().Int("sealed", n).Msg("personal values: sealing pass finished")
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-stopped })
 }

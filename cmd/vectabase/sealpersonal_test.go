@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vectabase/vectabase/keyring"
 	"github.com/vectabase/vectabase/store"
@@ -80,5 +81,67 @@ func TestKeysSealPersonal(t *testing.T) {
 	}
 	if r := run(t, dir, env, "keys", "seal-personal", "extra"); r.code != 2 {
 		t.Errorf("keys seal-personal extra: exit %d, want 2", r.code)
+	}
+}
+
+// serve seals, once and in the background, a personal value a database
+// upgraded from before per-user keys still holds keyring-only, audits it
+// as the system, and marks the database so later starts skip the scan.
+func TestServeSealsPersonalValuesOfAnUpgradedDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := tempDir(t)
+	keyFile := filepath.Join(dir, "master.key")
+	url := pgtest.URL(t)
+	if r := run(t, dir, keysEnv(url, keyFile), "keys", "init"); r.code != 0 {
+		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)
+	}
+	db := pgtest.Open(t, url)
+	kr := openTestKeyring(t, db, keyFile)
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := keyring.Location{Table: "profiles", Column: "stripe_customer_id", RowID: u.ID}
+	ct, err := kr.Encrypt(ctx, loc, []byte("cus_UPGRADED"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE profiles SET stripe_customer_id = $2 WHERE id = $1`, u.ID, ct); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := db.PersonalValuesSealed(ctx); err != nil || done {
+		t.Fatalf("marker before serve = %v, %v; want none", done, err)
+	}
+
+	startServe(t, baseEnv("DATABASE_URL="+url, "KEYRING_MASTER_KEY_FILE="+keyFile))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		done, err := db.PersonalValuesSealed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not finish the sealing pass within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var now []byte
+	if err := db.Pool.QueryRow(ctx, `SELECT stripe_customer_id FROM profiles WHERE id = $1`, u.ID).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if inner, err := kr.Decrypt(ctx, loc, now); err != nil || !keyring.IsPersonallySealed(inner) {
+		t.Errorf("the profile's value after serve's pass: sealed %v (%v), want sealed", keyring.IsPersonallySealed(inner), err)
+	}
+	if pt, err := store.OpenPersonal(ctx, db.Pool, kr, u.ID, loc, now); err != nil || string(pt) != "cus_UPGRADED" {
+		t.Errorf("OpenPersonal after serve's pass = %q, %v", pt, err)
+	}
+	var audited int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action = 'keys.seal_personal' AND resource_id = 'profiles'
+		AND actor_type = 'system'`).Scan(&audited); err != nil || audited != 1 {
+		t.Errorf("keys.seal_personal audit rows by the system = %d (%v), want 1", audited, err)
 	}
 }

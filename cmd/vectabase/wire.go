@@ -145,6 +145,7 @@ func mountAreas(ctx context.Context, d *deps, srv *server.Server) error {
 	srv.Mount(admin.KeyRoutes(rot, a.RequireAdmin()))
 	mountConsole(d, srv)
 	startRotationWorker(ctx, d)
+	startSealPersonal(ctx, d)
 	return startRetention(ctx, d)
 }
 
