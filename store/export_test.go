@@ -35,3 +35,6 @@ func (w *RequestLogWriter) Abandon() {
 	w.sealed = nil
 	w.openAfter = time.Now().Add(time.Hour)
 }
+
+// ListProductsSQL is ListProducts' statement.
+func ListProductsSQL(mine bool) string { return listProductsSQL(mine) }

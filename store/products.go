@@ -148,17 +148,22 @@ func (m *Marketplace) GetProduct(ctx context.Context, viewerID, id string) (Prod
 	return p, MapError(err)
 }
 
+// listProductsSQL is ListProducts' statement: $1 the viewer, $2 the store
+// (or NULL), then the page's position and size. The listing of every
+// visible product walks products_page_idx newest first (migration 00029).
+func listProductsSQL(mine bool) string {
+	where := `(p.is_active OR s.owner_id = $1::uuid) AND ($2::uuid IS NULL OR p.store_id = $2::uuid)`
+	if mine {
+		where = `s.owner_id = $1::uuid AND ($2::uuid IS NULL OR p.store_id = $2::uuid)`
+	}
+	return `SELECT ` + productColumns + ` FROM products p JOIN stores s ON s.id = p.store_id
+		WHERE ` + where + pageClause("p", 3)
+}
+
 // ListProducts returns a page of products selected by f, newest first.
 func (m *Marketplace) ListProducts(ctx context.Context, f ProductFilter, p Page) ([]Product, *Cursor, error) {
 	t, id := pageArgs(p)
-	var where string
-	if f.Mine {
-		where = `s.owner_id = $1::uuid AND ($2::uuid IS NULL OR p.store_id = $2::uuid)`
-	} else {
-		where = `(p.is_active OR s.owner_id = $1::uuid) AND ($2::uuid IS NULL OR p.store_id = $2::uuid)`
-	}
-	rows, err := m.db.Pool.Query(ctx, `SELECT `+productColumns+` FROM products p JOIN stores s ON s.id = p.store_id
-		WHERE `+where+pageClause("p", 3), nullUUID(f.ViewerID), nullUUID(f.StoreID), t, id, p.Limit+1)
+	rows, err := m.db.Pool.Query(ctx, listProductsSQL(f.Mine), nullUUID(f.ViewerID), nullUUID(f.StoreID), t, id, p.Limit+1)
 	if err != nil {
 		return nil, nil, err
 	}
