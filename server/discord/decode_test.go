@@ -27,6 +27,7 @@ var decodeSeeds = []string{
 	`{"data":{"options":[{"name":"a","value":1,"options":[{"name":"b"}]},{"name":"c"}]},"data":{"options":[{"type":1}]},"data":{"options":[null,{"value":null}]}}`,
 	`{"member":{"roles":["a"]},"member":{"roles":[]},"member":{"roles":null},"member":null,"user":null,"data":null}`,
 	`{"member":{"roles":["a",null,"b"]},"member":{"roles":[null,null,null]}}`,
+	`{"member":{"roles":[]},"data":{"options":[{"options":[]}]}}`, `{"member":{"roles":null},"data":{"options":null}}`,
 	// Types: nulls leave fields alone, other mismatches are errors.
 	`{"type":null,"id":null}`, `{"type":"1"}`, `{"type":1.0}`, `{"type":1e2}`, `{"type":-0}`,
 	`{"type":9223372036854775807}`, `{"type":9223372036854775808}`, `{"type":-9223372036854775808}`, `{"type":-9223372036854775809}`,

@@ -148,10 +148,26 @@ func (i Interaction) Command() (string, []InteractionOption) {
 	}
 	name, opts := i.Data.Name, i.Data.Options
 	for len(opts) == 1 && opts[0].Type == OptionSubCommand {
-		name += " " + opts[0].Name
+		name = subcommand(name, opts[0].Name)
 		opts = opts[0].Options
 	}
 	return name, opts
+}
+
+// subcommand is name + " " + sub, the bot's own commands without an
+// allocation.
+func subcommand(name, sub string) string {
+	if name == "whitelist" {
+		switch sub {
+		case "add":
+			return CmdWhitelistAdd
+		case "remove":
+			return CmdWhitelistRemove
+		case "check":
+			return CmdWhitelistCheck
+		}
+	}
+	return name + " " + sub
 }
 
 // stringOption returns the string value of option name ("" when absent or
@@ -311,8 +327,13 @@ func appendJSONString(dst []byte, s string) []byte {
 
 // ephemeral is a reply only the caller sees.
 func ephemeral(format string, args ...any) Response {
+	return message(fmt.Sprintf(format, args...))
+}
+
+// message is a reply only the caller sees, of content as it is.
+func message(content string) Response {
 	return Response{Type: ResponseChannelMessage, Data: &ResponseData{
-		Content:         fmt.Sprintf(format, args...),
+		Content:         content,
 		Flags:           FlagEphemeral,
 		AllowedMentions: allowedMentions{Parse: []string{}},
 	}}
