@@ -38,8 +38,9 @@ func (g *guildCache) forget(guildID string) {
 }
 
 // readConfig returns guildID's registration and the rules that match the
-// command names and roles, from the cache when fresh.
-func (s *Service) readConfig(ctx context.Context, guildID string, names, roles []string) (store.CommandContext, error) {
+// command names and the caller's roles (memberRoles and the guild's
+// @everyone role, whose id is guildID), from the cache when fresh.
+func (s *Service) readConfig(ctx context.Context, guildID string, names, memberRoles []string) (store.CommandContext, error) {
 	now := s.now()
 	s.guilds.mu.Lock()
 	gc, ok := s.guilds.m[guildID]
@@ -59,7 +60,7 @@ func (s *Service) readConfig(ctx context.Context, guildID string, names, roles [
 	}
 	out := store.CommandContext{Fresh: true, Server: gc.server}
 	for _, r := range gc.rules {
-		if slices.Contains(names, r.Command) && slices.Contains(roles, r.RoleID) {
+		if slices.Contains(names, r.Command) && (r.RoleID == guildID || slices.Contains(memberRoles, r.RoleID)) {
 			out.Rules = append(out.Rules, r)
 		}
 	}

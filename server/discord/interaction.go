@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Interaction types Discord sends (documented in Discord's "Receiving and
@@ -87,7 +89,7 @@ var ErrMalformed = errors.New("malformed interaction")
 // guild member with a user. Errors wrap ErrMalformed and never quote input.
 func ParseInteraction(body []byte) (Interaction, error) {
 	var i Interaction
-	if err := json.Unmarshal(body, &i); err != nil {
+	if err := decodeInteraction(body, &i); err != nil {
 		return Interaction{}, fmt.Errorf("%w: not a JSON interaction object", ErrMalformed)
 	}
 	switch i.Type {
@@ -146,10 +148,26 @@ func (i Interaction) Command() (string, []InteractionOption) {
 	}
 	name, opts := i.Data.Name, i.Data.Options
 	for len(opts) == 1 && opts[0].Type == OptionSubCommand {
-		name += " " + opts[0].Name
+		name = subcommand(name, opts[0].Name)
 		opts = opts[0].Options
 	}
 	return name, opts
+}
+
+// subcommand is name + " " + sub, the bot's own commands without an
+// allocation.
+func subcommand(name, sub string) string {
+	if name == "whitelist" {
+		switch sub {
+		case "add":
+			return CmdWhitelistAdd
+		case "remove":
+			return CmdWhitelistRemove
+		case "check":
+			return CmdWhitelistCheck
+		}
+	}
+	return name + " " + sub
 }
 
 // stringOption returns the string value of option name ("" when absent or
@@ -159,13 +177,25 @@ func stringOption(opts []InteractionOption, name string) string {
 		if o.Name != name {
 			continue
 		}
-		var s string
-		if json.Unmarshal(o.Value, &s) != nil {
-			return ""
-		}
-		return strings.TrimSpace(s)
+		return strings.TrimSpace(stringValue(o.Value))
 	}
 	return ""
+}
+
+// stringValue is the string a JSON value holds ("" when it holds another
+// type), as json.Unmarshal into a string gives it.
+func stringValue(v json.RawMessage) string {
+	if len(v) >= 2 && v[0] == '"' {
+		d := decoder{b: v}
+		if b, err := d.stringBytes(); err == nil && d.i == len(v) {
+			return string(b)
+		}
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return ""
+	}
+	return s
 }
 
 // userOption returns the user id of user option name, or "" when absent or
@@ -206,10 +236,104 @@ type allowedMentions struct {
 	Parse []string `json:"parse"`
 }
 
+// AppendJSON appends r as encoding/json marshals it (the same bytes, HTML
+// characters escaped alike), without reflection: every interaction is
+// answered with one.
+func (r Response) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = strconv.AppendInt(dst, int64(r.Type), 10)
+	if d := r.Data; d != nil {
+		dst = append(dst, `,"data":{`...)
+		if d.Content != "" {
+			dst = append(dst, `"content":`...)
+			dst = appendJSONString(dst, d.Content)
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"flags":`...)
+		dst = strconv.AppendInt(dst, int64(d.Flags), 10)
+		dst = append(dst, `,"allowed_mentions":{"parse":`...)
+		if d.AllowedMentions.Parse == nil {
+			dst = append(dst, "null"...)
+		} else {
+			dst = append(dst, '[')
+			for i, p := range d.AllowedMentions.Parse {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendJSONString(dst, p)
+			}
+			dst = append(dst, ']')
+		}
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString is encoding/json's string encoder with HTML escaping
+// (its default): <, > and & as \u003c, \u003e, \u0026, control bytes
+// escaped, invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= ' ' && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
 // ephemeral is a reply only the caller sees.
 func ephemeral(format string, args ...any) Response {
+	return message(fmt.Sprintf(format, args...))
+}
+
+// message is a reply only the caller sees, of content as it is.
+func message(content string) Response {
 	return Response{Type: ResponseChannelMessage, Data: &ResponseData{
-		Content:         fmt.Sprintf(format, args...),
+		Content:         content,
 		Flags:           FlagEphemeral,
 		AllowedMentions: allowedMentions{Parse: []string{}},
 	}}

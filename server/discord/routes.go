@@ -71,7 +71,12 @@ func (s *Service) handleInteraction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(resp)
+	// The bytes c.JSON would send, without reflection; SetBody copies
+	// them out of the stack buffer.
+	var buf [512]byte
+	c.Response().SetBody(resp.AppendJSON(buf[:0]))
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
+	return nil
 }
 
 func actorOf(c *fiber.Ctx, a Auth) Actor {

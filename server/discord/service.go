@@ -398,11 +398,11 @@ func (s *Service) command(ctx context.Context, in Interaction, r Request, cr *bo
 	var cc store.CommandContext
 	var err error
 	if fresh {
-		names, roles := h.names, append([]string{in.GuildID}, in.Member.Roles...)
 		if h.writes {
-			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, names, roles)
+			roles := append([]string{in.GuildID}, in.Member.Roles...)
+			cc, err = s.repo.BeginCommand(ctx, in.ID, true, in.GuildID, h.names, roles)
 		} else {
-			cc, err = s.readConfig(ctx, in.GuildID, names, roles)
+			cc, err = s.readConfig(ctx, in.GuildID, h.names, in.Member.Roles)
 		}
 		if err != nil {
 			// Nothing ran: a retry of this delivery may run it.
@@ -474,8 +474,7 @@ func (s *Service) replayDefers(ctx context.Context, c *call, h handler, srv *sto
 		return true
 	}
 	if srv == nil {
-		names, roles := h.names, append([]string{c.guildID}, c.in.Member.Roles...)
-		cc, err := s.readConfig(ctx, c.guildID, names, roles)
+		cc, err := s.readConfig(ctx, c.guildID, h.names, c.in.Member.Roles)
 		if err != nil || cc.Server == nil {
 			return false
 		}
@@ -713,30 +712,41 @@ func (s *Service) whitelistCheck(ctx context.Context, c *call) (Response, error)
 	// vectabase_discord_commands_total, and a refused one is audited. An
 	// audit row per check was most of its cost (a hash-chained insert on
 	// every read), which made the read-only command a write.
+	return message(checkReply(target, st)), nil
+}
+
+// checkReply is /whitelist check's answer about target. It names the
+// account and products, never the license key: the caller is usually not
+// the key's owner. It is appended into one buffer: this is the bot's most
+// frequent command.
+func checkReply(target string, st store.MemberStatus) string {
+	var buf [256]byte
+	b := append(append(append(buf[:0], "<@"...), target...), '>')
 	if st.Records == 0 && st.Entry == nil {
-		return ephemeral("%s is not whitelisted here.", mention(target)), nil
+		return string(append(b, " is not whitelisted here."...))
 	}
-	// The reply names the account and products, never the license key:
-	// the caller is usually not the key's owner.
-	var b strings.Builder
-	b.WriteString(mention(target) + " is whitelisted")
+	b = append(b, " is whitelisted"...)
 	if e := st.Entry; e != nil {
-		name := ""
+		b = append(b, " as Roblox user "...)
 		if e.RobloxUsername != nil {
-			name = *e.RobloxUsername + " "
+			b = append(append(b, *e.RobloxUsername...), ' ')
 		}
-		b.WriteString(" as Roblox user " + name + "(" + strconv.FormatInt(e.RobloxUserID, 10) + ")")
+		b = append(strconv.AppendInt(append(b, '('), e.RobloxUserID, 10), ')')
 		if e.ExpiresAt != nil {
-			b.WriteString(", until " + e.ExpiresAt.UTC().Format(time.RFC3339))
+			b = e.ExpiresAt.UTC().AppendFormat(append(b, ", until "...), time.RFC3339)
 		}
 	} else if st.RecordRobloxUserID != nil {
-		b.WriteString(" as Roblox user (" + strconv.FormatInt(*st.RecordRobloxUserID, 10) + ")")
+		b = append(strconv.AppendInt(append(b, " as Roblox user ("...), *st.RecordRobloxUserID, 10), ')')
 	}
-	if len(st.Products) > 0 {
-		b.WriteString("; products: " + strings.Join(st.Products, ", "))
+	for i, p := range st.Products {
+		if i == 0 {
+			b = append(b, "; products: "...)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = append(b, p...)
 	}
-	b.WriteString(".")
-	return ephemeral("%s", b.String()), nil
+	return string(append(b, '.'))
 }
 
 // maxLicenseKeyLen bounds what /redeem accepts before hashing it.

@@ -28,12 +28,26 @@ type statusBatcher struct {
 	queue     []*statusWait
 }
 
+// statusWait is one look-up waiting for its batch. Waits are pooled: a
+// check's allocations are a fair part of its cost. done is signalled once
+// per use (buffered, so the leader never blocks on it), and the leader
+// touches a wait no more after signalling it.
 type statusWait struct {
 	q    store.StatusQuery
 	st   store.MemberStatus
 	err  error
 	done chan struct{}
 }
+
+var statusWaits = sync.Pool{New: func() any { return &statusWait{done: make(chan struct{}, 1)} }}
+
+// statusScratch is a leader's batch, reused between batches.
+type statusScratch struct {
+	waits []*statusWait
+	qs    []store.StatusQuery
+}
+
+var statusScratches = sync.Pool{New: func() any { return new(statusScratch) }}
 
 // Batching settings. One batch in flight at a time: checks arriving
 // meanwhile gather for the next, and while checks keep arriving together
@@ -56,7 +70,8 @@ func newStatusBatcher(read func(context.Context, []store.StatusQuery) ([]store.M
 
 // get returns q's status, read after get was called. ctx bounds the wait.
 func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.MemberStatus, error) {
-	w := &statusWait{q: q, done: make(chan struct{})}
+	w := statusWaits.Get().(*statusWait)
+	w.q = q
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	lead := b.busy < b.maxBusy
@@ -69,14 +84,21 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	}
 	select {
 	case <-w.done:
-		return w.st, w.err
+		st, err := w.st, w.err
+		*w = statusWait{done: w.done}
+		statusWaits.Put(w)
+		return st, err
 	case <-ctx.Done():
+		// The leader still holds w and will signal it: w is left to the
+		// garbage collector rather than pooled.
 		return store.MemberStatus{}, ctx.Err()
 	}
 }
 
 // lead sends batches until the queue is empty.
 func (b *statusBatcher) lead() {
+	sc := statusScratches.Get().(*statusScratch)
+	defer statusScratches.Put(sc)
 	for {
 		b.mu.Lock()
 		if b.linger > 0 && b.lastBatch > 1 && len(b.queue) < b.maxBatch {
@@ -93,18 +115,17 @@ func (b *statusBatcher) lead() {
 			b.mu.Unlock()
 			return
 		}
-		batch := make([]*statusWait, n)
-		copy(batch, b.queue)
-		clear(b.queue[:n])
-		b.queue = b.queue[n:]
-		if len(b.queue) == 0 {
-			b.queue = nil
-		}
+		batch := append(sc.waits[:0], b.queue[:n]...)
+		// The rest move to the front, so that the queue's array serves
+		// again.
+		rest := copy(b.queue, b.queue[n:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
 		b.mu.Unlock()
 
-		qs := make([]store.StatusQuery, n)
-		for i, w := range batch {
-			qs[i] = w.q
+		qs := sc.qs[:0]
+		for _, w := range batch {
+			qs = append(qs, w.q)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 		sts, err := b.read(ctx, qs)
@@ -115,7 +136,11 @@ func (b *statusBatcher) lead() {
 			} else {
 				w.st = sts[i]
 			}
-			close(w.done)
+			w.done <- struct{}{}
 		}
+		// Keep the scratch's capacity, not its members (nor their strings).
+		clear(batch)
+		clear(qs)
+		sc.waits, sc.qs = batch, qs
 	}
 }
