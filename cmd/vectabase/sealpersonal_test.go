@@ -19,27 +19,8 @@ import (
 func TestKeysSealPersonal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := tempDir(t)
-	keyFile := filepath.Join(dir, "master.key")
-	url := pgtest.URL(t)
-	env := keysEnv(url, keyFile)
-	if r := run(t, dir, env, "keys", "init"); r.code != 0 {
-		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)
-	}
-	db := pgtest.Open(t, url)
-	kr := openTestKeyring(t, db, keyFile)
-	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := keyring.Location{Table: "profiles", Column: "stripe_customer_id", RowID: u.ID}
-	ct, err := kr.Encrypt(ctx, loc, []byte("cus_BEFORE_PERSONAL_KEYS"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Pool.Exec(ctx, `UPDATE profiles SET stripe_customer_id = $2 WHERE id = $1`, u.ID, ct); err != nil {
-		t.Fatal(err)
-	}
+	f := newKeyringOnlyProfile(t, "cus_BEFORE_PERSONAL_KEYS")
+	dir, env, db, kr, u, loc := f.dir, keysEnv(f.url, f.keyFile), f.db, f.kr, f.user, f.loc
 
 	sealedNow := func(r result) map[string]int {
 		t.Helper()
@@ -90,26 +71,8 @@ func TestKeysSealPersonal(t *testing.T) {
 func TestServeSealsPersonalValuesOfAnUpgradedDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := tempDir(t)
-	keyFile := filepath.Join(dir, "master.key")
-	url := pgtest.URL(t)
-	if r := run(t, dir, keysEnv(url, keyFile), "keys", "init"); r.code != 0 {
-		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)
-	}
-	db := pgtest.Open(t, url)
-	kr := openTestKeyring(t, db, keyFile)
-	u, err := db.CreateUser(ctx, store.NewUser{Email: "owner@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := keyring.Location{Table: "profiles", Column: "stripe_customer_id", RowID: u.ID}
-	ct, err := kr.Encrypt(ctx, loc, []byte("cus_UPGRADED"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Pool.Exec(ctx, `UPDATE profiles SET stripe_customer_id = $2 WHERE id = $1`, u.ID, ct); err != nil {
-		t.Fatal(err)
-	}
+	f := newKeyringOnlyProfile(t, "cus_UPGRADED")
+	url, keyFile, db, kr, u, loc := f.url, f.keyFile, f.db, f.kr, f.user, f.loc
 	if done, err := db.PersonalValuesSealed(ctx); err != nil || done {
 		t.Fatalf("marker before serve = %v, %v; want none", done, err)
 	}
@@ -144,4 +107,41 @@ func TestServeSealsPersonalValuesOfAnUpgradedDatabase(t *testing.T) {
 		AND actor_type = 'system'`).Scan(&audited); err != nil || audited != 1 {
 		t.Errorf("keys.seal_personal audit rows by the system = %d (%v), want 1", audited, err)
 	}
+}
+
+// keyringOnlyProfile is a database after `keys init` holding one user
+// whose profile's Stripe customer id is encrypted by the keyring alone, as
+// a database from before per-user keys has it.
+type keyringOnlyProfile struct {
+	dir, keyFile, url string
+	db                *store.DB
+	kr                *keyring.Keyring
+	user              store.User
+	loc               keyring.Location
+}
+
+func newKeyringOnlyProfile(t *testing.T, value string) keyringOnlyProfile {
+	t.Helper()
+	ctx := context.Background()
+	f := keyringOnlyProfile{dir: tempDir(t), url: pgtest.URL(t)}
+	f.keyFile = filepath.Join(f.dir, "master.key")
+	if r := run(t, f.dir, keysEnv(f.url, f.keyFile), "keys", "init"); r.code != 0 {
+		t.Fatalf("keys init: exit %d, stderr %q", r.code, r.stderr)
+	}
+	f.db = pgtest.Open(t, f.url)
+	f.kr = openTestKeyring(t, f.db, f.keyFile)
+	u, err := f.db.CreateUser(ctx, store.NewUser{Email: "owner@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.user = u
+	f.loc = keyring.Location{Table: "profiles", Column: "stripe_customer_id", RowID: u.ID}
+	ct, err := f.kr.Encrypt(ctx, f.loc, []byte(value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE profiles SET stripe_customer_id = $2 WHERE id = $1`, u.ID, ct); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
