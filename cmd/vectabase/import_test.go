@@ -164,6 +164,7 @@ func TestImportSupabaseThroughTheAPI(t *testing.T) {
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"DATABASE_URL": target, "KEYRING_MASTER_KEY_FILE": key}}); err != nil {
 		t.Fatal(err)
 	}
+	cfg.Marketplace.RequestLogSpoolDir = t.TempDir() // not ./.vectabase/spool inside the repository
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := pgtest.Open(t, target)

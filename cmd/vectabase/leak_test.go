@@ -49,6 +49,7 @@ func TestProperty16_NoCanaryLeaksAnywhere(t *testing.T) {
 	cfg.Keyring = keyring.Config{Backend: "local", MasterKeyFile: keyFile}
 	cfg.Backup = backup.Config{Dir: t.TempDir(), Keep: 2}
 	cfg.Rotation.Disabled = true
+	cfg.Marketplace.RequestLogSpoolDir = t.TempDir() // not ./.vectabase/spool inside the repository
 	srv := server.New(server.Config{}, h.Logger(), h.Registry)
 	d := &deps{cfg: cfg, log: h.Logger(), reg: h.Registry, db: db}
 	t.Cleanup(d.close)
