@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/vectabase/vectabase/keyring/local"
 )
 
 // Serve is a `vectabase serve` process a harness runs against, in its own
@@ -138,4 +140,57 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.n -= k
 	}
 	return len(p), nil
+}
+
+// Booted is a `vectabase serve` on its own database (DATABASE_URL's, or a
+// throwaway cluster) with a fresh local master key: what a harness that
+// drives one server needs.
+type Booted struct {
+	*Serve
+	DatabaseURL string
+	stop        []func()
+}
+
+// Close stops the server, removes its folder and stops the database.
+func (b *Booted) Close() {
+	for i := len(b.stop) - 1; i >= 0; i-- {
+		b.stop[i]()
+	}
+}
+
+// Boot builds ./cmd/vectabase into a temporary folder named after name,
+// makes a local master key there and starts `serve` on the harness's
+// database (Database), with env added to DATABASE_URL and
+// KEYRING_MASTER_KEY_FILE. The caller closes what it returns.
+func Boot(ctx context.Context, name string, env ...string) (b *Booted, err error) {
+	b = &Booted{}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	dbURL, stopDB, err := Database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.DatabaseURL, b.stop = dbURL, append(b.stop, stopDB)
+	tmp, err := os.MkdirTemp("", "vectabase-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	b.stop = append(b.stop, func() { _ = os.RemoveAll(tmp) })
+	bin, err := BuildBinary(ctx, tmp)
+	if err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(tmp, "master.key")
+	if err := local.GenerateKeyFile(keyFile); err != nil {
+		return nil, err
+	}
+	srv, err := StartServe(ctx, bin, tmp, append([]string{"DATABASE_URL=" + dbURL, "KEYRING_MASTER_KEY_FILE=" + keyFile}, env...))
+	if err != nil {
+		return nil, err
+	}
+	b.Serve, b.stop = srv, append(b.stop, srv.Stop)
+	return b, nil
 }

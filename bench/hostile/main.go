@@ -40,7 +40,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +51,6 @@ import (
 
 	"github.com/vectabase/vectabase/bench/benchenv"
 	"github.com/vectabase/vectabase/bench/load"
-	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/server/bodytest"
 )
 
@@ -95,34 +93,16 @@ func realMain(ctx context.Context) error {
 		return errors.New("run from the repository root: go run ./bench/hostile")
 	}
 
-	dbURL, stopDB, err := benchenv.Database(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopDB()
-	tmp, err := os.MkdirTemp("", "vectabase-hostile-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	bin, err := benchenv.BuildBinary(ctx, tmp)
-	if err != nil {
-		return err
-	}
-	keyFile := filepath.Join(tmp, "master.key")
-	if err := local.GenerateKeyFile(keyFile); err != nil {
-		return err
-	}
-	srv, err := benchenv.StartServe(ctx, bin, tmp, []string{
-		"DATABASE_URL=" + dbURL, "KEYRING_MASTER_KEY_FILE=" + keyFile,
-		"ADMIN_EMAIL=" + adminEmail, "ADMIN_PASSWORD=" + adminPassword,
+	srv, err := benchenv.Boot(ctx, "hostile",
+		"ADMIN_EMAIL="+adminEmail, "ADMIN_PASSWORD="+adminPassword,
 		"LOG_LEVEL=error", "TRUSTED_PROXIES=127.0.0.1",
-		"AUTH_MAX_FAILURES_PER_IP=" + strconv.Itoa(maxFailuresPerIP),
-	})
+		"AUTH_MAX_FAILURES_PER_IP="+strconv.Itoa(maxFailuresPerIP),
+	)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	defer srv.Close()
+	dbURL := srv.DatabaseURL
 
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -156,7 +136,7 @@ func realMain(ctx context.Context) error {
 	fmt.Printf("bench/hostile: serve pid %d on %s; legitimate client %.0f req/s GET /api/auth/me\n", srv.PID(), srv.Base, f.legitRate)
 	baseBefore := legitRun(ctx, f.baseline)
 
-	h := &harness{srv: srv, db: db, client: client}
+	h := &harness{srv: srv.Serve, db: db, client: client}
 	triple := bodytest.NestedGzip(3, 4<<30)
 	bombs := []struct {
 		name string

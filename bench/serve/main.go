@@ -29,7 +29,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -37,7 +36,6 @@ import (
 
 	"github.com/vectabase/vectabase/bench/benchenv"
 	"github.com/vectabase/vectabase/bench/load"
-	"github.com/vectabase/vectabase/keyring/local"
 )
 
 const (
@@ -62,32 +60,14 @@ func realMain(ctx context.Context) error {
 		return errors.New("run from the repository root: go run ./bench/serve")
 	}
 
-	dbURL, stopDB, err := benchenv.Database(ctx)
+	srv, err := benchenv.Boot(ctx, "bench-serve",
+		"ADMIN_EMAIL="+adminEmail, "ADMIN_PASSWORD="+adminPassword,
+	)
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	tmp, err := os.MkdirTemp("", "vectabase-bench-serve-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	bin, err := benchenv.BuildBinary(ctx, tmp)
-	if err != nil {
-		return err
-	}
-	keyFile := filepath.Join(tmp, "master.key")
-	if err := local.GenerateKeyFile(keyFile); err != nil {
-		return err
-	}
-	srv, err := benchenv.StartServe(ctx, bin, tmp, []string{
-		"DATABASE_URL=" + dbURL, "KEYRING_MASTER_KEY_FILE=" + keyFile,
-		"ADMIN_EMAIL=" + adminEmail, "ADMIN_PASSWORD=" + adminPassword,
-	})
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
+	defer srv.Close()
+	dbURL := srv.DatabaseURL
 	time.Sleep(*settle)
 	idle := load.RSS(srv.PID())
 	idleParts := rssParts(srv.PID())
