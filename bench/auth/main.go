@@ -169,7 +169,7 @@ func realMain(ctx context.Context) error {
 			cpuRatios = append(cpuRatios, ((c1-c0).Seconds()/float64(h.Requests))/((c2-c1).Seconds()/float64(l.Requests)))
 		}
 	}
-	login, raw := median(logins), median(hashes)
+	login, raw := load.MedianRound(logins), load.MedianRound(hashes)
 	load.Print(os.Stdout, "login vs argon2id verify", login, raw)
 	// Adjacent rounds share the machine's load from elsewhere, so the
 	// median of per-round ratios is steadier than the ratio of medians.
@@ -214,8 +214,8 @@ func realMain(ctx context.Context) error {
 			return nil
 		}))
 	}
-	load.Print(os.Stdout, "refresh vs GET /healthz", median(refreshes), median(healthz))
-	r := median(refreshes)
+	load.Print(os.Stdout, "refresh vs GET /healthz", load.MedianRound(refreshes), load.MedianRound(healthz))
+	r := load.MedianRound(refreshes)
 	fmt.Printf("login/argon2id: median of per-round ratios %.2f (goal >= 0.90), rounds %s\n", loginRatio, fmtRatios(ratios))
 	fmt.Printf("login/argon2id by this process's CPU per operation (steadier on a shared machine): median %.2f, rounds %s\n",
 		load.Median(append([]float64(nil), cpuRatios...)), fmtRatios(cpuRatios))
@@ -285,29 +285,6 @@ func (m machine) stealSince(a machine) float64 {
 		return float64(m.steal-a.steal) / float64(d)
 	}
 	return 0
-}
-
-// median returns the round with the median RPS.
-func median(rs []load.Result) load.Result {
-	best := rs[0]
-	rps := make([]float64, len(rs))
-	for i, r := range rs {
-		rps[i] = r.RPS
-	}
-	m := load.Median(rps)
-	for _, r := range rs {
-		if abs(r.RPS-m) < abs(best.RPS-m) {
-			best = r
-		}
-	}
-	return best
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 func post(ctx context.Context, c *http.Client, url string, body []byte, out any) error {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/vectabase/vectabase/keyring/local"
 )
 
@@ -193,4 +194,19 @@ func Boot(ctx context.Context, name string, env ...string) (b *Booted, err error
 	}
 	b.Serve, b.stop = srv, append(b.stop, srv.Stop)
 	return b, nil
+}
+
+// ServeApp serves app on a free loopback port, for a baseline handler
+// beside the real one, and returns its base URL and how to stop it.
+func ServeApp(app *fiber.App) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() { _ = app.Listener(ln) }()
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = app.ShutdownWithContext(ctx)
+	}, nil
 }

@@ -31,11 +31,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,7 +81,7 @@ func realMain(ctx context.Context) error {
 	defer al.Close()
 	svc := marketplace.New(db, kr, al, marketplace.Config{}, log, reg)
 	srv.Mount(svc.Routes(marketplace.Auth{RequireUser: refuse, OptionalUser: pass, UserID: func(*fiber.Ctx) string { return "" }}))
-	base, stopSrv, err := serve(srv.App())
+	base, stopSrv, err := benchenv.ServeApp(srv.App())
 	if err != nil {
 		return err
 	}
@@ -138,7 +136,7 @@ func realMain(ctx context.Context) error {
 		verifies = append(verifies, load.Run(ctx, opts, verify))
 		uses = append(uses, load.Run(ctx, opts, consume))
 	}
-	use, base0 := median(uses), median(verifies)
+	use, base0 := load.MedianRound(uses), load.MedianRound(verifies)
 	load.Print(os.Stdout, "POST obfuscation/usage", use, base0)
 	fmt.Printf("  baseline: POST /api/developer/verify on the same key and server\n")
 	if use.FirstError != nil || base0.FirstError != nil {
@@ -183,34 +181,6 @@ func roundsOf(rs []load.Result) string {
 func refuse(*fiber.Ctx) error { return fiber.ErrUnauthorized }
 func pass(c *fiber.Ctx) error { return c.Next() }
 func ptr[T any](v T) *T       { return &v }
-
-// median picks the round with the median throughput.
-func median(rs []load.Result) load.Result {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b load.Result) int {
-		switch {
-		case a.RPS < b.RPS:
-			return -1
-		case a.RPS > b.RPS:
-			return 1
-		}
-		return 0
-	})
-	return s[len(s)/2]
-}
-
-func serve(app *fiber.App) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	go func() { _ = app.Listener(ln) }()
-	return "http://" + ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = app.ShutdownWithContext(ctx)
-	}, nil
-}
 
 func post(ctx context.Context, c *http.Client, url, key, idem string, body []byte, status int, want string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

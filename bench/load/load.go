@@ -7,6 +7,7 @@
 package load
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -154,6 +155,14 @@ func Median(values []float64) float64 {
 		return values[n/2]
 	}
 	return (values[n/2-1] + values[n/2]) / 2
+}
+
+// MedianRound returns the round with the median throughput (the upper
+// one of an even count); rs is left as it was.
+func MedianRound(rs []Result) Result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b Result) int { return cmp.Compare(a.RPS, b.RPS) })
+	return s[len(s)/2]
 }
 
 // Print writes one line for r beside its baseline: throughput, latency

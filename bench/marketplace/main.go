@@ -27,7 +27,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -99,7 +98,7 @@ func realMain(ctx context.Context) error {
 	defer al.Close()
 	svc := marketplace.New(db, kr, al, marketplace.Config{}, log, reg)
 	srv.Mount(svc.Routes(marketplace.Auth{RequireUser: refuse, OptionalUser: pass, UserID: func(*fiber.Ctx) string { return "" }}))
-	base, stopSrv, err := serve(srv.App())
+	base, stopSrv, err := benchenv.ServeApp(srv.App())
 	if err != nil {
 		return err
 	}
@@ -121,7 +120,7 @@ func realMain(ctx context.Context) error {
 	srvSpool := server.New(server.Config{}, log, regSpool)
 	svcSpool := marketplace.New(db, kr, al, marketplace.Config{RequestLogSpoolDir: spoolDir}, log, regSpool)
 	srvSpool.Mount(svcSpool.Routes(marketplace.Auth{RequireUser: refuse, OptionalUser: pass, UserID: func(*fiber.Ctx) string { return "" }}))
-	spoolBase, stopSpool, err := serve(srvSpool.App())
+	spoolBase, stopSpool, err := benchenv.ServeApp(srvSpool.App())
 	if err != nil {
 		return err
 	}
@@ -185,7 +184,7 @@ func realMain(ctx context.Context) error {
 		}
 		return c.JSON(fiber.Map{"whitelisted": ok, "expiresAt": exp})
 	})
-	bareBase, stopBare, err := serve(bare)
+	bareBase, stopBare, err := benchenv.ServeApp(bare)
 	if err != nil {
 		return err
 	}
@@ -232,7 +231,7 @@ func realMain(ctx context.Context) error {
 			goBare = append(goBare, perRequest(g1-g0, bares[len(bares)-1]))
 			goFull = append(goFull, perRequest(g2-g1, fulls[len(fulls)-1]))
 		}
-		full, bareR := median(fulls), median(bares)
+		full, bareR := load.MedianRound(fulls), load.MedianRound(bares)
 		load.Print(os.Stdout, p.name, full, bareR)
 		fmt.Printf("  CPU per request: PostgreSQL %.0fµs (bare %.0fµs), this process with its clients %.0fµs (bare %.0fµs) (medians)\n",
 			load.Median(pgFull), load.Median(pgBare), load.Median(goFull), load.Median(goBare))
@@ -254,7 +253,7 @@ func realMain(ctx context.Context) error {
 				without = append(without, load.Run(ctx, opts, p.full))
 				with = append(with, load.Run(ctx, opts, p.spooled))
 			}
-			load.Print(os.Stdout, "  with the spool", median(with), median(without))
+			load.Print(os.Stdout, "  with the spool", load.MedianRound(with), load.MedianRound(without))
 		}
 	}
 	// Let the log writer catch up, then report how many rows it wrote.
@@ -344,33 +343,6 @@ func refuse(c *fiber.Ctx) error { return fiber.ErrUnauthorized }
 func pass(c *fiber.Ctx) error   { return c.Next() }
 
 func ptr[T any](v T) *T { return &v }
-
-// median picks the round with the median throughput.
-func median(rs []load.Result) load.Result {
-	slices.SortFunc(rs, func(a, b load.Result) int {
-		switch {
-		case a.RPS < b.RPS:
-			return -1
-		case a.RPS > b.RPS:
-			return 1
-		}
-		return 0
-	})
-	return rs[len(rs)/2]
-}
-
-func serve(app *fiber.App) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	go func() { _ = app.Listener(ln) }()
-	return "http://" + ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = app.ShutdownWithContext(ctx)
-	}, nil
-}
 
 func post(ctx context.Context, c *http.Client, url, key string, body []byte, want string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
