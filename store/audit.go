@@ -282,21 +282,7 @@ func (db *DB) WalkAuditChain(ctx context.Context, head func(h AuditHead, ok bool
 	if err := head(h, found, segs); err != nil {
 		return err
 	}
-	rows, err := tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_logs ORDER BY id`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r, err := scanAuditRow(rows)
-		if err != nil {
-			return err
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return WalkAuditRows(ctx, tx, fn)
 }
 
 // AuditFilter selects audit rows; zero fields match everything. Rows come
