@@ -56,9 +56,25 @@ func artifacts(t *testing.T) string {
 func browser(t *testing.T) (context.Context, func() []string) {
 	t.Helper()
 	bin := chromium(t)
+	// Chromium's helper processes can still write to the profile for a
+	// moment after the browser is gone, which fails t.TempDir's cleanup
+	// ("directory not empty"); remove it ourselves, retrying for a while.
+	profile, err := os.MkdirTemp("", "vectabase-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s not removed", profile)
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
