@@ -95,7 +95,7 @@ type RequestLogWriter struct {
 	// writing.
 	mu     sync.RWMutex
 	closed bool
-	ch     chan queued
+	ch     chan *queued // pointers: a full-size buffer of values would be 9 MB held from the start
 	done   chan struct{}
 
 	// The spool (dir "" when off), guarded by mu.
@@ -121,7 +121,7 @@ func NewRequestLogWriter(db *DB, cfg RequestLogConfig, log zerolog.Logger, reg p
 	cfg = cfg.withDefaults()
 	w := &RequestLogWriter{
 		db: db, cfg: cfg, log: log,
-		ch:   make(chan queued, cfg.Buffer),
+		ch:   make(chan *queued, cfg.Buffer),
 		done: make(chan struct{}),
 		written: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vectabase_api_request_logs_written_total", Help: "API-key request log rows written.",
@@ -172,12 +172,12 @@ func (w *RequestLogWriter) Add(ctx context.Context, l RequestLog) {
 		return
 	}
 	select {
-	case w.ch <- queued{RequestLog: l}:
+	case w.ch <- &queued{RequestLog: l}:
 		return
 	default:
 	}
 	select {
-	case w.ch <- queued{RequestLog: l}:
+	case w.ch <- &queued{RequestLog: l}:
 	case <-ctx.Done():
 		w.lost.Inc()
 	}
@@ -218,7 +218,7 @@ func (w *RequestLogWriter) addSpooled(l RequestLog) {
 		}
 	}
 	select {
-	case w.ch <- q:
+	case w.ch <- &q:
 	default:
 		if q.seg == nil {
 			w.lost.Inc()
@@ -302,7 +302,7 @@ func (w *RequestLogWriter) run() {
 			if q.seg != nil && q.seg.broken.Load() {
 				continue // replayed from its segment
 			}
-			batch = append(batch, q)
+			batch = append(batch, *q)
 			if len(batch) >= w.cfg.Batch {
 				w.flush(batch)
 				batch = batch[:0]
