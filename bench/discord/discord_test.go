@@ -30,7 +30,12 @@
 // replies are appended without reflection (FuzzResponseJSONMatchesMarshal),
 // batch waits are pooled and the check's reply is built in one buffer:
 // BenchmarkInteract's check went from 87 to 54 allocations (66 to 35 with
-// 16 at once). The process's and the database's CPU per request are
+// 16 at once); that measured 0.67-0.71 (median 0.69 over 22 runs). The
+// fourth profile left ed25519 (the client's signing and the server's
+// verification) at three quarters of the CPU and nothing check-only above
+// a few microseconds; a longer batch linger (100 -> 200 us) halved the
+// database's share: 0.68-0.78, median 0.72 over 8 runs, CPU per check
+// 140-145 us against PING's 102-105. The process's and the database's CPU per request are
 // printed apart; at 10 ms ticks the database's share of one round is a
 // few ticks, so read it over several rounds.
 package discord
