@@ -31,7 +31,12 @@
 // subscribers over two instances, p99 under 50 ms, at least 20,000
 // deliveries/s: -clients 1000 -instances 2 -concurrency 4).
 //
-//	go run ./bench/realtime [-clients 50] [-rounds 3] [-duration 2s] [-concurrency 1] [-instances 1] [-inprocess] [-cpuprofile FILE]
+// With one writer, each round also measures the floor (floor.go): the
+// same count of messages written over bare loopback TCP connections to
+// readers in another child process, with no WebSocket, hub or database,
+// and prints the ratio that alone would allow beside the UPDATE.
+//
+//	go run ./bench/realtime [-clients 50] [-rounds 3] [-duration 2s] [-concurrency 1] [-instances 1] [-inprocess] [-floor-bytes 512] [-cpuprofile FILE]
 package main
 
 import (
@@ -85,10 +90,14 @@ func realMain(ctx context.Context) error {
 	instances := flag.Int("instances", 1, "hubs (server instances) on the same database the clients are spread over")
 	inprocess := flag.Bool("inprocess", false, "run the clients in this process (no CPU split between server and clients)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
-	role := flag.String("role", "", "internal: \"clients\" runs the subscribed clients for a parent run")
+	role := flag.String("role", "", "internal: \"clients\" runs the subscribed clients for a parent run, \"tcp\" the bare TCP readers")
+	floorSize := flag.Int("floor-bytes", 512, "size of each message of the bare TCP fan-out measured beside (0: skip it)")
 	flag.Parse()
-	if *role == "clients" {
+	switch *role {
+	case "clients":
 		return runClients(os.Stdin, os.Stdout)
+	case "tcp":
+		return runTCPReaders(os.Stdin, os.Stdout)
 	}
 	loadStart := load.LoadAvg()
 
@@ -250,6 +259,19 @@ func realMain(ctx context.Context) error {
 		defer pprof.StopCPUProfile()
 	}
 	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
+	// The floor: the same number of messages of about an event's size
+	// written over bare loopback TCP connections, one writer goroutine per
+	// connection as the hub has, to readers in a child process of their
+	// own that report when all have read one. No WebSocket framing, no
+	// database, no hub: what any delivery over TCP costs on this machine.
+	var floor *tcpFanout
+	if *floorSize > 0 && !*inprocess && *conc == 1 {
+		if floor, err = startTCPFanout(ctx, *clients, *floorSize); err != nil {
+			return err
+		}
+		defer floor.stop()
+	}
+	var floorP50, floorBounds []float64
 	var feedP50, baseP50, ratios, feedP99, feedRPS, srvCPU, cliCPU, pgCPU, extraCPU, bounds []float64
 	for r := 0; r < *rounds; r++ {
 		bpg0, err := backendCPU(ctx, db)
@@ -272,6 +294,16 @@ func realMain(ctx context.Context) error {
 		}
 		if feed.FirstError != nil {
 			return feed.FirstError
+		}
+		if floor != nil {
+			fl := load.Run(ctx, opts, floor.send)
+			if fl.FirstError != nil {
+				return fl.FirstError
+			}
+			floorP50 = append(floorP50, float64(fl.P50))
+			floorBounds = append(floorBounds, float64(base.P50)/float64(base.P50+fl.P50))
+			fmt.Printf("    bare TCP fan-out of %d-byte messages to %d readers: p50 %v p99 %v; UPDATE alone + that: ratio at most %.2f\n",
+				*floorSize, *clients, fl.P50.Round(time.Microsecond), fl.P99.Round(time.Microsecond), floorBounds[len(floorBounds)-1])
 		}
 		feedP50 = append(feedP50, float64(feed.P50))
 		feedP99 = append(feedP99, float64(feed.P99))
@@ -314,6 +346,10 @@ func realMain(ctx context.Context) error {
 			sc, cl, pg, 2e6/(sc+cl+pg), 2e6/sc)
 		fmt.Printf("delivery adds %.0f µs of CPU per event (median): on 2 cores the fan-out ratio can be at most %.2f (median of rounds)\n",
 			load.Median(extraCPU), load.Median(bounds))
+	}
+	if len(floorP50) > 0 {
+		fmt.Printf("bare loopback TCP fan-out to %d readers, no WebSocket, hub or database (median p50): %v; with UPDATE alone the ratio could be at most %.2f (median of rounds)\n",
+			*clients, time.Duration(load.Median(floorP50)).Round(time.Microsecond), load.Median(floorBounds))
 	}
 	fmt.Printf("fan-out ratio, UPDATE alone / UPDATE + delivery (median of %d rounds' p50 ratios): %.2f (goal >= 0.6, issue 19); load average %s at start, %s at end\n",
 		len(ratios), load.Median(ratios), loadStart, load.LoadAvg())
