@@ -15,10 +15,9 @@ import (
 // call at any time and more than once; an error leaves the mappings as
 // they were or partly advised, which is harmless.
 func Release() (Stats, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return Stats{}, err
-	}
+	// The running binary's own inode, even if its path has since been
+	// replaced or removed (an upgrade in place renames a new file over it).
+	const exe = "/proc/self/exe"
 	ranges, err := readOnlyRanges(exe)
 	if err != nil {
 		return Stats{}, err
@@ -72,7 +71,11 @@ func readOnlyRanges(exe string) ([]span, error) {
 			rw = append(rw, span{s.start &^ (page - 1), (s.end + page - 1) &^ (page - 1)})
 		}
 	}
-	maps, err := exeMappings(exe)
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		return nil, err
+	}
+	maps, err := exeMappings(st.Dev, st.Ino)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +130,10 @@ type mapping struct {
 	writable   bool
 }
 
-// exeMappings is the lines of /proc/self/maps that map the executable.
-func exeMappings(exe string) ([]mapping, error) {
+// exeMappings is the lines of /proc/self/maps that map the file with
+// device dev and inode ino: the executable, matched by inode rather than by
+// path, which the kernel marks " (deleted)" once the file is replaced.
+func exeMappings(dev, ino uint64) ([]mapping, error) {
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return nil, err
@@ -139,7 +144,16 @@ func exeMappings(exe string) ([]mapping, error) {
 	for sc.Scan() {
 		// 00400000-00401000 r--p 00000000 fd:01 1234   /path/to/exe
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || strings.Join(fields[5:], " ") != exe {
+		if len(fields) < 6 || fields[4] != strconv.FormatUint(ino, 10) {
+			continue
+		}
+		major, minor, ok := strings.Cut(fields[3], ":")
+		if !ok {
+			continue
+		}
+		ma, err1 := strconv.ParseUint(major, 16, 32)
+		mi, err2 := strconv.ParseUint(minor, 16, 32)
+		if err1 != nil || err2 != nil || unix.Mkdev(uint32(ma), uint32(mi)) != dev {
 			continue
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")

@@ -2,7 +2,10 @@ package textpages
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -70,5 +73,42 @@ func TestReleaseAdvisesOnlyReadOnlyMappingsOfTheExecutable(t *testing.T) {
 	}
 	if advised == 0 {
 		t.Error("no mapping of the executable carries MADV_NOHUGEPAGE")
+	}
+}
+
+// An upgrade renames a new binary over the running one: the process's own
+// file then shows as "(deleted)" in its maps, and Release must still find
+// its mappings (by inode) and not read the new file's headers.
+func TestReleaseAfterTheBinaryWasReplaced(t *testing.T) {
+	if os.Getenv("TEXTPAGES_CHILD") == "1" {
+		exe, _ := os.Executable()
+		if err := os.Remove(exe); err != nil {
+			fmt.Println("remove:", err)
+			os.Exit(3)
+		}
+		st, err := Release()
+		if err != nil || st.Ranges == 0 {
+			fmt.Printf("Release = %+v, %v\n", st, err)
+			os.Exit(4)
+		}
+		runtime.GC()
+		os.Exit(0)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "textpages.test")
+	if err := os.WriteFile(copyPath, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(copyPath, "-test.run=^TestReleaseAfterTheBinaryWasReplaced$")
+	cmd.Env = append(os.Environ(), "TEXTPAGES_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
