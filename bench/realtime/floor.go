@@ -27,6 +27,7 @@ type tcpFanout struct {
 	seq    atomic.Uint64
 	expect *expectations
 	stop   func()
+	pid    int // the readers' process
 }
 
 func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
@@ -47,7 +48,7 @@ func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	f := &tcpFanout{size: size, expect: newExpectations()}
+	f := &tcpFanout{size: size, expect: newExpectations(), pid: cmd.Process.Pid}
 	f.stop = func() {
 		for _, c := range f.conns {
 			c.Close()

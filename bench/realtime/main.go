@@ -296,9 +296,14 @@ func realMain(ctx context.Context) error {
 			return feed.FirstError
 		}
 		if floor != nil {
+			f0, r0 := load.SelfCPU(), load.PIDsCPU([]int{floor.pid})
 			fl := load.Run(ctx, opts, floor.send)
+			f1, r1 := load.SelfCPU(), load.PIDsCPU([]int{floor.pid})
 			if fl.FirstError != nil {
 				return fl.FirstError
+			}
+			if n := float64((fl.Requests + opts.Warmup) * *clients); n > 0 {
+				fmt.Printf("    bare TCP CPU per delivery: writers %.2f µs, readers' process %.2f µs\n", float64((f1-f0).Microseconds())/n, float64((r1-r0).Microseconds())/n)
 			}
 			floorP50 = append(floorP50, float64(fl.P50))
 			floorBounds = append(floorBounds, float64(base.P50)/float64(base.P50+fl.P50))
