@@ -2,6 +2,7 @@ package discord
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,9 +23,17 @@ type statusBatcher struct {
 
 	linger time.Duration // wait for company when the last batch had some
 
+	// stall: once the newest batch in flight has waited this long, an
+	// arriving look-up may start another batch (up to maxStalled in
+	// flight), so that one slow statement does not hold every check of
+	// the instance past Discord's 3 seconds.
+	stall      time.Duration
+	maxStalled int
+
 	mu        sync.Mutex
 	busy      int
 	lastBatch int
+	newest    time.Time // when the newest batch in flight was sent
 	queue     []*statusWait
 }
 
@@ -49,8 +58,9 @@ type statusScratch struct {
 
 var statusScratches = sync.Pool{New: func() any { return new(statusScratch) }}
 
-// Batching settings. One batch in flight at a time: checks arriving
-// meanwhile gather for the next, and while checks keep arriving together
+// Batching settings. One batch in flight at a time (unless it stalls:
+// after statusStall a waiting look-up starts another, at most
+// statusStalled in flight): checks arriving meanwhile gather for the next, and while checks keep arriving together
 // (the last batch had more than one) the next waits statusLinger for
 // company. Each statement costs PostgreSQL and pgx far more than each
 // member in it, so under load this is most of a check's database cost
@@ -67,10 +77,13 @@ const (
 	statusBatch   = store.MaxStatusBatch
 	statusTimeout = 5 * time.Second
 	statusLinger  = 200 * time.Microsecond
+	statusStall   = 100 * time.Millisecond
+	statusStalled = 4
 )
 
 func newStatusBatcher(read func(context.Context, []store.StatusQuery) ([]store.MemberStatus, error)) *statusBatcher {
-	return &statusBatcher{read: read, maxBusy: statusBusy, maxBatch: statusBatch, timeout: statusTimeout, linger: statusLinger}
+	return &statusBatcher{read: read, maxBusy: statusBusy, maxBatch: statusBatch, timeout: statusTimeout, linger: statusLinger,
+		stall: statusStall, maxStalled: statusStalled}
 }
 
 // get returns q's status, read after get was called. ctx bounds the wait.
@@ -79,7 +92,8 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	w.q = q
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
-	lead := b.busy < b.maxBusy
+	lead := b.busy < b.maxBusy ||
+		b.stall > 0 && b.busy < b.maxStalled && !b.newest.IsZero() && time.Since(b.newest) >= b.stall
 	if lead {
 		b.busy++
 	}
@@ -87,16 +101,37 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	if lead {
 		go b.lead()
 	}
-	select {
-	case <-w.done:
-		st, err := w.st, w.err
-		*w = statusWait{done: w.done}
-		statusWaits.Put(w)
-		return st, err
-	case <-ctx.Done():
-		// The leader still holds w and will signal it: w is left to the
-		// garbage collector rather than pooled.
-		return store.MemberStatus{}, ctx.Err()
+	// A look-up that did not lead waits for a batch in flight to end; if
+	// that batch stalls, it starts one of its own (see stall).
+	var stalled <-chan time.Time
+	if !lead && b.stall > 0 {
+		t := time.NewTimer(b.stall)
+		defer t.Stop()
+		stalled = t.C
+	}
+	for {
+		select {
+		case <-w.done:
+			st, err := w.st, w.err
+			*w = statusWait{done: w.done}
+			statusWaits.Put(w)
+			return st, err
+		case <-ctx.Done():
+			// The leader still holds w and will signal it: w is left to
+			// the garbage collector rather than pooled.
+			return store.MemberStatus{}, ctx.Err()
+		case <-stalled:
+			stalled = nil
+			b.mu.Lock()
+			start := slices.Contains(b.queue, w) && b.busy < b.maxStalled
+			if start {
+				b.busy++
+			}
+			b.mu.Unlock()
+			if start {
+				go b.lead()
+			}
+		}
 	}
 }
 
@@ -117,9 +152,13 @@ func (b *statusBatcher) lead() {
 		b.lastBatch = n
 		if n == 0 {
 			b.busy--
+			if b.busy == 0 {
+				b.newest = time.Time{}
+			}
 			b.mu.Unlock()
 			return
 		}
+		b.newest = time.Now()
 		batch := append(sc.waits[:0], b.queue[:n]...)
 		// The rest move to the front, so that the queue's array serves
 		// again.

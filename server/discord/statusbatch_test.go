@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
@@ -134,4 +135,77 @@ func TestProperty35_BatchedStatusReadsAnswerEachMemberAlone(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A statement that hangs (a lock, a slow disk) must not hold every later
+// /whitelist check of the instance behind it past Discord's 3 seconds:
+// once the batch in flight has waited the stall time, a waiting look-up
+// starts a batch of its own, and no more than maxStalled run at once.
+func TestStalledStatusReadDoesNotHoldLaterChecks(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan struct{}, 16)
+	var inFlight, peak atomic.Int32
+	read := func(ctx context.Context, qs []store.StatusQuery) ([]store.MemberStatus, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		started <- struct{}{}
+		if qs[0].DiscordUserID == "stuck" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		out := make([]store.MemberStatus, len(qs))
+		for i, q := range qs {
+			out[i].Records = len(q.DiscordUserID)
+		}
+		return out, nil
+	}
+	b := newStatusBatcher(read)
+	b.stall = 20 * time.Millisecond
+	b.maxStalled = 3
+
+	stuck := make(chan store.MemberStatus, 1)
+	go func() {
+		st, _ := b.get(context.Background(), store.StatusQuery{DiscordUserID: "stuck"})
+		stuck <- st
+	}()
+	<-started
+	// A look-up arriving while the batch hangs: it is answered although
+	// the first read never returns.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := b.get(ctx, store.StatusQuery{DiscordUserID: "later"})
+	if err != nil {
+		t.Fatalf("a check behind a stalled batch: %v, want its answer", err)
+	}
+	if st.Records != len("later") {
+		t.Fatalf("answer %+v, want the look-up's own", st)
+	}
+	// More hanging look-ups: at most maxStalled batches in flight.
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = b.get(context.Background(), store.StatusQuery{DiscordUserID: "stuck"})
+		}()
+		time.Sleep(30 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if got := <-stuck; got.Records != len("stuck") {
+		t.Fatalf("the stalled look-up got %+v", got)
+	}
+	if p := peak.Load(); p > 3 {
+		t.Fatalf("%d batches in flight at once, want at most maxStalled (3)", p)
+	}
 }
