@@ -350,8 +350,12 @@ func NoDurability() map[string]string {
 // StartThrowaway creates and starts a cluster in a new temporary directory
 // with the given settings on top of NoDurability. stop stops the server and
 // removes the directory.
+//
+// Clusters an earlier process left behind when it died without stopping
+// them are stopped and removed first (ReapThrowaways).
 func StartThrowaway(ctx context.Context, settings map[string]string) (c *Cluster, stop func(), err error) {
-	dir, err := os.MkdirTemp("", "vectabase-pg-")
+	ReapThrowaways(ctx, os.TempDir())
+	dir, err := os.MkdirTemp("", throwawayPrefix)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pgcluster: %w", err)
 	}
@@ -360,6 +364,9 @@ func StartThrowaway(ctx context.Context, settings map[string]string) (c *Cluster
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	if err := writeOwner(dir); err != nil {
+		return nil, nil, fmt.Errorf("pgcluster: %w", err)
+	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, nil, err
