@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,6 +107,12 @@ type RequestLogWriter struct {
 	openAfter time.Time  // no new segment before (after a failed open)
 
 	pending []*segment // the writer goroutine's sealed segments
+	// replayOwed: after the writer goroutine's last pass a broken segment
+	// still waits for its replay (the database is likely away). The
+	// current segment, broken too, is then not sealed a second after it
+	// opened but kept for the rows that follow, so a long outage fills one
+	// segment up to SegmentBytes instead of leaving a small one per pass.
+	replayOwed bool
 
 	written     prometheus.Counter
 	lost        prometheus.Counter
@@ -382,14 +389,15 @@ func (w *RequestLogWriter) flush(batch []queued) {
 
 // tend finishes the sealed segments: one whose rows are all committed is
 // removed; a broken one is replayed from its file. A broken current
-// segment is sealed a second after it opened, so its replay can start.
+// segment is sealed a second after it opened, so its replay can start,
+// unless an earlier broken segment is still owed its replay.
 // final (shutdown): segments left over are closed, for the next instance.
 func (w *RequestLogWriter) tend(final bool) {
 	if w.dir == "" {
 		return
 	}
 	w.mu.Lock()
-	if c := w.cur; c != nil && c.broken.Load() && time.Since(c.opened) >= time.Second {
+	if c := w.cur; c != nil && c.broken.Load() && time.Since(c.opened) >= time.Second && (!w.replayOwed || final) {
 		w.sealLocked()
 	}
 	w.pending = append(w.pending, w.sealed...)
@@ -418,6 +426,7 @@ func (w *RequestLogWriter) tend(final bool) {
 		}
 	}
 	w.pending = keep
+	w.replayOwed = slices.ContainsFunc(keep, func(seg *segment) bool { return seg.broken.Load() })
 	if final {
 		for _, seg := range w.pending {
 			seg.f.Close() // the next instance replays it

@@ -449,3 +449,58 @@ func TestRequestLogSpoolReplaysAFailedBatch(t *testing.T) {
 		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
 	}
 }
+
+// A long database outage fills one spool segment rather than leaving a
+// small one behind every failed batch: while a broken segment still waits
+// for its replay, the current one is kept for the rows that follow. When
+// the database is back, every row arrives once.
+func TestRequestLogSpoolOutageKeepsFewSegments(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	w := store.NewRequestLogWriter(db, store.RequestLogConfig{Every: 20 * time.Millisecond, SpoolDir: dir}, zerolog.Nop(), reg)
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs RENAME TO api_request_logs_away`); err != nil {
+		t.Fatal(err)
+	}
+	segments := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "*"))
+		return len(m)
+	}
+	var ids []string
+	most := 0
+	// About 11 s of outage: three failed batches' back-off and more.
+	for i := range 550 {
+		l := spoolRow(i)
+		ids = append(ids, l.RequestID)
+		w.Add(ctx, l)
+		most = max(most, segments())
+		time.Sleep(20 * time.Millisecond)
+	}
+	if most > 2 {
+		t.Errorf("%d spool segments at once during the outage, want at most 2 (the one owed a replay and the current one)", most)
+	}
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs_away RENAME TO api_request_logs`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if n, _ := countLogs(t, db, ids); n >= len(ids) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows, distinct := countLogs(t, db, ids); rows != len(ids) || distinct != len(ids) {
+		t.Errorf("%d rows, %d distinct, want %d and %d", rows, distinct, len(ids), len(ids))
+	}
+	if lost := lostCounter(t, reg); lost != 0 {
+		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
+	}
+	if n := segments(); n != 0 {
+		t.Errorf("%d spool files left after every row was written, want 0", n)
+	}
+}
