@@ -34,8 +34,13 @@
 // fourth profile left ed25519 (the client's signing and the server's
 // verification) at three quarters of the CPU and nothing check-only above
 // a few microseconds; a longer batch linger (100 -> 200 us) halved the
-// database's share: 0.68-0.78, median 0.72 over 8 runs, CPU per check
-// 140-145 us against PING's 102-105. The process's and the database's CPU per request are
+// database's share: over 28 runs on a quiet machine 0.67-0.78, median
+// 0.71, 21 of them at 0.70 or more; CPU per check 139-154 us against
+// PING's 102-109 (a CPU ratio of about 0.72). What a check adds is now
+// SHA-512 over its larger body (about 4 us, signing and verifying),
+// PostgreSQL (10-15 us: its statement costs about 27 us more than SELECT
+// 1, shared by the batch) and 15-20 us of Go (decoding, the batch, the
+// reply, the garbage of about 35 allocations). The process's and the database's CPU per request are
 // printed apart; at 10 ms ticks the database's share of one round is a
 // few ticks, so read it over several rounds.
 package discord
