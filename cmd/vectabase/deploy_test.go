@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -627,4 +628,37 @@ func sourceRegisters(t *testing.T, name string) bool {
 		return nil
 	})
 	return found
+}
+
+// The deploy path builds a static binary (Dockerfile, deploy.yml and
+// deploy/README.md: CGO_ENABLED=0). Build it as they do, check that it is
+// static (no program interpreter) and that it runs. The PKCS#11 backend,
+// which needs cgo, is left out of such a build and says so when chosen
+// (keyring/pkcs11, ErrNoCgo); before that split the static build did not
+// compile at all.
+func TestStaticBuildOfTheDeployPath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the whole binary without cgo")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "vectabase")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=static-check", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("the CGO_ENABLED=0 binary asks for a program interpreter: it is not static")
+		}
+	}
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "static-check") {
+		t.Fatalf("static binary version = %q, %v", out, err)
+	}
 }
