@@ -60,9 +60,9 @@ var statusScratches = sync.Pool{New: func() any { return new(statusScratch) }}
 
 // Batching settings. One batch in flight at a time (unless it stalls:
 // after statusStall a waiting look-up starts another, at most
-// statusStalled in flight): checks arriving meanwhile gather for the next, and while checks keep arriving together
-// (the last batch had more than one) the next waits statusLinger for
-// company. Each statement costs PostgreSQL and pgx far more than each
+// statusStalled in flight): checks arriving meanwhile gather for the
+// next, and while checks keep arriving together (the last batch had more
+// than one) the next waits statusLinger for company. Each statement costs PostgreSQL and pgx far more than each
 // member in it, so under load this is most of a check's database cost
 // saved, for a fraction of a millisecond of Discord's 3 seconds; alone, a
 // check is sent at once. A batch is bounded so that one slow statement
@@ -92,8 +92,7 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	w.q = q
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
-	lead := b.busy < b.maxBusy ||
-		b.stall > 0 && b.busy < b.maxStalled && !b.newest.IsZero() && time.Since(b.newest) >= b.stall
+	lead := b.busy < b.maxBusy || b.stalledLocked()
 	if lead {
 		b.busy++
 	}
@@ -103,11 +102,12 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	}
 	// A look-up that did not lead waits for a batch in flight to end; if
 	// that batch stalls, it starts one of its own (see stall).
+	var timer *time.Timer
 	var stalled <-chan time.Time
 	if !lead && b.stall > 0 {
-		t := time.NewTimer(b.stall)
-		defer t.Stop()
-		stalled = t.C
+		timer = time.NewTimer(b.stall)
+		defer timer.Stop()
+		stalled = timer.C
 	}
 	for {
 		select {
@@ -121,18 +121,31 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 			// the garbage collector rather than pooled.
 			return store.MemberStatus{}, ctx.Err()
 		case <-stalled:
-			stalled = nil
 			b.mu.Lock()
-			start := slices.Contains(b.queue, w) && b.busy < b.maxStalled
+			queued := slices.Contains(b.queue, w)
+			start := queued && b.stalledLocked()
 			if start {
 				b.busy++
 			}
 			b.mu.Unlock()
-			if start {
+			switch {
+			case start:
+				stalled = nil
 				go b.lead()
+			case queued:
+				timer.Reset(b.stall) // not stalled (yet), or the cap reached: look again
+			default:
+				stalled = nil // taken into a batch: its answer is coming
 			}
 		}
 	}
+}
+
+// stalledLocked reports whether another batch may start beside those in
+// flight: the newest of them has waited the stall time, and fewer than
+// maxStalled are in flight. b.mu is held.
+func (b *statusBatcher) stalledLocked() bool {
+	return b.stall > 0 && b.busy < b.maxStalled && !b.newest.IsZero() && time.Since(b.newest) >= b.stall
 }
 
 // lead sends batches until the queue is empty.
