@@ -364,9 +364,15 @@ func StartThrowaway(ctx context.Context, settings map[string]string) (c *Cluster
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := writeOwner(dir); err != nil {
+	owner, err := lockOwner(dir)
+	if err != nil {
 		return nil, nil, fmt.Errorf("pgcluster: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			owner.Close()
+		}
+	}()
 	port, err := FreePort()
 	if err != nil {
 		return nil, nil, err
@@ -391,5 +397,6 @@ func StartThrowaway(ctx context.Context, settings map[string]string) (c *Cluster
 	return c, func() {
 		_ = c.Stop()
 		_ = os.RemoveAll(dir)
+		owner.Close()
 	}, nil
 }

@@ -5,29 +5,39 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
 // Throwaway clusters live in directories named throwawayPrefix+random under
-// the system's temporary directory, with the id of the process that made
-// them in ownerFile. A process that dies without stopping its cluster (a
-// test binary killed by `go test -timeout`, SIGKILL, a crash) leaves the
-// server running and its directory behind; the next StartThrowaway on the
-// machine stops the server and removes the directory.
+// the system's temporary directory. The process that made one holds an
+// exclusive flock on its ownerFile for as long as it lives; the kernel
+// drops the lock when the process dies, however it dies, whatever its pid
+// namespace. A process that dies without stopping its cluster (a test
+// binary killed by `go test -timeout`, SIGKILL, a crash) leaves the server
+// running and its directory behind; the next StartThrowaway on the machine
+// finds the lock free, stops the server and removes the directory.
 const (
 	throwawayPrefix = "vectabase-pg-"
-	ownerFile       = "owner.pid"
+	ownerFile       = "owner.lock"
 	// legacyOrphanAge: a directory without ownerFile (made before it
 	// existed) is taken for an orphan once this old.
 	legacyOrphanAge = time.Hour
 )
 
-// writeOwner records this process as dir's owner.
-func writeOwner(dir string) error {
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+// lockOwner makes this process dir's owner until the returned file is
+// closed (or the process ends).
+func lockOwner(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // ReapThrowaways stops the servers of throwaway clusters under root whose
@@ -65,9 +75,11 @@ func ReapThrowaways(ctx context.Context, root string) int {
 	return reaped
 }
 
-// orphaned reports whether the throwaway cluster in dir has lost its owner.
+// orphaned reports whether the throwaway cluster in dir has lost its
+// owner: its owner lock is free (taking it briefly to know), or, for a
+// directory from before owner locks, it is older than legacyOrphanAge.
 func orphaned(dir string) bool {
-	raw, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	f, err := os.Open(filepath.Join(dir, ownerFile))
 	if errors.Is(err, os.ErrNotExist) {
 		info, err := os.Stat(dir)
 		return err == nil && time.Since(info.ModTime()) > legacyOrphanAge
@@ -75,16 +87,9 @@ func orphaned(dir string) bool {
 	if err != nil {
 		return false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return false
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return false // held: its owner lives
 	}
-	return !alive(pid)
-}
-
-// alive reports whether a process with id pid exists (one we may not
-// signal counts: it exists).
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return true // closing f releases the lock
 }

@@ -14,43 +14,39 @@ import (
 	"time"
 )
 
-// deadPID is the id of a process that has exited.
-func deadPID(t *testing.T) int {
-	t.Helper()
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
-}
-
 func TestReapThrowawaysRemovesOnlyOrphans(t *testing.T) {
 	root := t.TempDir()
-	mk := func(name string, owner int) string {
+	mk := func(name string, owned bool) string {
 		dir := filepath.Join(root, name)
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if owner != 0 {
-			if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(owner)+"\n"), 0o644); err != nil {
+		if owned {
+			if err := os.WriteFile(filepath.Join(dir, ownerFile), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return dir
 	}
-	dead := deadPID(t)
-	live := mk(throwawayPrefix+"live", os.Getpid())
-	orphan := mk(throwawayPrefix+"orphan", dead)
-	legacyOld := mk(throwawayPrefix+"legacyold", 0)
+	// live: its owner (this test) holds the lock; orphan: nobody does, as
+	// after its owner died.
+	live := mk(throwawayPrefix+"live", false)
+	lock, err := lockOwner(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	orphan := mk(throwawayPrefix+"orphan", true)
+	legacyOld := mk(throwawayPrefix+"legacyold", false)
 	old := time.Now().Add(-2 * legacyOrphanAge)
 	if err := os.Chtimes(legacyOld, old, old); err != nil {
 		t.Fatal(err)
 	}
-	legacyNew := mk(throwawayPrefix+"legacynew", 0)
-	other := mk("someone-else-"+strconv.Itoa(dead), dead)
+	legacyNew := mk(throwawayPrefix+"legacynew", false)
+	other := mk("someone-else", true)
 
 	if n := ReapThrowaways(context.Background(), root); n != 2 {
-		t.Errorf("ReapThrowaways = %d, want 2 (the dead owner's and the old legacy directory)", n)
+		t.Errorf("ReapThrowaways = %d, want 2 (the unlocked and the old legacy directory)", n)
 	}
 	for dir, want := range map[string]bool{live: true, orphan: false, legacyOld: false, legacyNew: true, other: true} {
 		_, err := os.Stat(dir)
