@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,54 +29,32 @@ type tcpFanout struct {
 }
 
 func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
-	exe, err := os.Executable()
+	ch, err := startChild(ctx, "tcp")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, "-role", "tcp")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	f := &tcpFanout{size: size, expect: newExpectations(), pid: cmd.Process.Pid}
+	f := &tcpFanout{size: size, expect: newExpectations(), pid: ch.pid()}
 	f.stop = func() {
 		for _, c := range f.conns {
 			c.Close()
 		}
-		for _, ch := range f.sends {
-			close(ch)
+		for _, s := range f.sends {
+			close(s)
 		}
-		in.Close()
-		waited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-waited
-		}
+		ch.stop()
 	}
-	if _, err := fmt.Fprintf(in, "%d %d\n", n, size); err != nil {
+	if _, err := fmt.Fprintf(ch.in, "%d %d\n", n, size); err != nil {
 		f.stop()
 		return nil, err
 	}
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() {
+	if !ch.lines.Scan() {
 		f.stop()
 		return nil, errors.New("tcp readers ended before they were ready")
 	}
-	addr, ok := strings.CutPrefix(lines.Text(), "ready ")
+	addr, ok := strings.CutPrefix(ch.lines.Text(), "ready ")
 	if !ok {
 		f.stop()
-		return nil, fmt.Errorf("tcp readers: %s", lines.Text())
+		return nil, fmt.Errorf("tcp readers: %s", ch.lines.Text())
 	}
 	for range n {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -86,10 +62,10 @@ func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
 			f.stop()
 			return nil, err
 		}
-		ch := make(chan []byte, 16)
-		f.conns, f.sends = append(f.conns, c), append(f.sends, ch)
+		send := make(chan []byte, 16)
+		f.conns, f.sends = append(f.conns, c), append(f.sends, send)
 		go func() {
-			for m := range ch {
+			for m := range send {
 				if _, err := c.Write(m); err != nil {
 					return
 				}
@@ -97,8 +73,8 @@ func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
 		}()
 	}
 	go func() {
-		for lines.Scan() {
-			f.expect.done(lines.Text())
+		for ch.lines.Scan() {
+			f.expect.done(ch.lines.Text())
 		}
 	}()
 	return f, nil
@@ -107,10 +83,10 @@ func startTCPFanout(ctx context.Context, n, size int) (*tcpFanout, error) {
 // send is one event: the same message handed to every connection's
 // writer, then the wait for the readers' report.
 func (f *tcpFanout) send(ctx context.Context) error {
-	seq := strconv.FormatUint(f.seq.Add(1), 10)
+	n := f.seq.Add(1)
 	m := make([]byte, f.size)
-	binary.BigEndian.PutUint64(m, f.seq.Load())
-	done := f.expect.expect(seq)
+	binary.BigEndian.PutUint64(m, n)
+	done := f.expect.expect(strconv.FormatUint(n, 10))
 	for _, ch := range f.sends {
 		ch <- m
 	}

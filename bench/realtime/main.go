@@ -40,7 +40,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -51,7 +50,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -430,39 +428,16 @@ type clientConfig struct {
 // startClients starts the clients' process and reports each product name
 // every client has received to done. stop ends the process.
 func startClients(ctx context.Context, cc clientConfig, done func(string)) (pid int, stop func(), err error) {
-	exe, err := os.Executable()
+	ch, err := startChild(ctx, "clients")
 	if err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, "-role", "clients")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return 0, nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, nil, err
-	}
-	stop = func() {
-		in.Close() // the clients' process exits when its stdin closes
-		waited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-waited
-		}
-	}
-	if err := json.NewEncoder(in).Encode(cc); err != nil {
+	stop = ch.stop
+	if err := json.NewEncoder(ch.in).Encode(cc); err != nil {
 		stop()
 		return 0, nil, err
 	}
-	lines := bufio.NewScanner(out)
+	lines := ch.lines
 	ready := make(chan error, 1)
 	go func() {
 		first := true
@@ -493,7 +468,7 @@ func startClients(ctx context.Context, cc clientConfig, done func(string)) (pid 
 		stop()
 		return 0, nil, errors.New("clients' process not ready within 2 minutes")
 	}
-	return cmd.Process.Pid, stop, nil
+	return ch.pid(), stop, nil
 }
 
 // runClients is the clients' process: it reads its clientConfig, connects
