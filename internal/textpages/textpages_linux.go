@@ -147,26 +147,22 @@ func exeMappings(dev, ino uint64) ([]mapping, error) {
 		if len(fields) < 6 || fields[4] != strconv.FormatUint(ino, 10) {
 			continue
 		}
-		major, minor, ok := strings.Cut(fields[3], ":")
-		if !ok {
-			continue
-		}
-		ma, err1 := strconv.ParseUint(major, 16, 32)
-		mi, err2 := strconv.ParseUint(minor, 16, 32)
-		if err1 != nil || err2 != nil || unix.Mkdev(uint32(ma), uint32(mi)) != dev {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(fields[2], 16, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
+		major, minor, ok1 := hexPair(fields[3], ":")
+		start, end, ok2 := hexPair(fields[0], "-")
+		off, err := strconv.ParseUint(fields[2], 16, 64)
+		if !ok1 || !ok2 || err != nil || unix.Mkdev(uint32(major), uint32(minor)) != dev {
 			continue
 		}
 		out = append(out, mapping{uintptr(start), uintptr(end), off, strings.Contains(fields[1], "w")})
 	}
 	return out, sc.Err()
+}
+
+// hexPair parses two hexadecimal numbers joined by sep, as maps writes an
+// address range ("00400000-00401000") and a device ("fd:01").
+func hexPair(s, sep string) (a, b uint64, ok bool) {
+	x, y, found := strings.Cut(s, sep)
+	a, err1 := strconv.ParseUint(x, 16, 64)
+	b, err2 := strconv.ParseUint(y, 16, 64)
+	return a, b, found && err1 == nil && err2 == nil
 }
