@@ -142,6 +142,33 @@ func lostCounter(t testing.TB, reg *prometheus.Registry) float64 {
 	return 0
 }
 
+// takeLogsAway makes every write to api_request_logs fail, as a database
+// outage does for the writer, until the returned func puts the table back.
+func takeLogsAway(t *testing.T, db *store.DB) (back func()) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs RENAME TO api_request_logs_away`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs_away RENAME TO api_request_logs`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitForLogs waits (at most within) until all of ids are written.
+func waitForLogs(t *testing.T, db *store.DB, ids []string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if n, _ := countLogs(t, db, ids); n >= len(ids) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestRequestLogSpoolReplaysAfterKill: a writer killed with rows in memory
 // (some already committed by its batch COPY, the rest not) leaves them in
 // its spool segment; the next writer on that directory replays the
@@ -419,9 +446,7 @@ func TestRequestLogSpoolReplaysAFailedBatch(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	w := store.NewRequestLogWriter(db, store.RequestLogConfig{Every: 20 * time.Millisecond, SpoolDir: t.TempDir()}, zerolog.Nop(), reg)
-	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs RENAME TO api_request_logs_away`); err != nil {
-		t.Fatal(err)
-	}
+	back := takeLogsAway(t, db)
 	var ids []string
 	for i := range 50 {
 		l := spoolRow(i)
@@ -429,16 +454,8 @@ func TestRequestLogSpoolReplaysAFailedBatch(t *testing.T) {
 		w.Add(ctx, l)
 	}
 	time.Sleep(4 * time.Second) // past the batch's five tries (3.1 s of back-off)
-	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs_away RENAME TO api_request_logs`); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if n, _ := countLogs(t, db, ids); n >= 50 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	back()
+	waitForLogs(t, db, ids, 30*time.Second)
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -461,9 +478,7 @@ func TestRequestLogSpoolOutageKeepsFewSegments(t *testing.T) {
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	w := store.NewRequestLogWriter(db, store.RequestLogConfig{Every: 20 * time.Millisecond, SpoolDir: dir}, zerolog.Nop(), reg)
-	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs RENAME TO api_request_logs_away`); err != nil {
-		t.Fatal(err)
-	}
+	back := takeLogsAway(t, db)
 	segments := func() int {
 		m, _ := filepath.Glob(filepath.Join(dir, "*"))
 		return len(m)
@@ -481,16 +496,8 @@ func TestRequestLogSpoolOutageKeepsFewSegments(t *testing.T) {
 	if most > 2 {
 		t.Errorf("%d spool segments at once during the outage, want at most 2 (the one owed a replay and the current one)", most)
 	}
-	if _, err := db.Pool.Exec(ctx, `ALTER TABLE api_request_logs_away RENAME TO api_request_logs`); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if n, _ := countLogs(t, db, ids); n >= len(ids) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	back()
+	waitForLogs(t, db, ids, 60*time.Second)
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
