@@ -96,26 +96,3 @@ func rootOf(rng *compact.Range) ([]byte, error) {
 	return rng.GetRootHash(nil)
 }
 
-// tree is the whole Merkle tree in memory as its leaf hashes, for proofs.
-type tree struct{ leaves [][]byte }
-
-// perfect is the hash of the perfect subtree over leaves [begin, end),
-// whose size is a power of two (every node a proof names is one).
-func (t *tree) perfect(begin, end uint64) []byte {
-	if end-begin == 1 {
-		return t.leaves[begin]
-	}
-	mid := begin + (end-begin)/2
-	return hasher.HashChildren(t.perfect(begin, mid), t.perfect(mid, end))
-}
-
-// root is the root of the first size leaves.
-func (t *tree) root(size uint64) ([]byte, error) {
-	rng := rangeFactory.NewEmptyRange(0)
-	for _, h := range t.leaves[:size] {
-		if err := rng.Append(h, nil); err != nil {
-			return nil, err
-		}
-	}
-	return rootOf(rng)
-}

@@ -163,43 +163,6 @@ func CheckProof(raw, kept []byte, vkey string) (CheckResult, error) {
 	return res, nil
 }
 
-// hashes returns the hashes of a proof's nodes, rehashed as RFC 6962 wants.
-func (t *tree) hashes(n proof.Nodes) ([][]byte, error) {
-	hs := make([][]byte, len(n.IDs))
-	for i, id := range n.IDs {
-		begin, end := id.Coverage()
-		if end > uint64(len(t.leaves)) || end <= begin {
-			return nil, fmt.Errorf("audit: proof node %v beyond %d leaves", id, len(t.leaves))
-		}
-		hs[i] = t.perfect(begin, end)
-	}
-	return n.Rehash(hs, hasher.HashChildren)
-}
-
-// snapshot reads the whole tree (and, when rowID > 0, that row and its
-// leaf index) from one consistent snapshot of the log.
-func (l *Log) snapshot(ctx context.Context, rowID int64) (*tree, *store.AuditRow, uint64, error) {
-	t := &tree{}
-	var found *store.AuditRow
-	var index uint64
-	var fn func(r store.AuditRow) error
-	fn = func(r store.AuditRow) error {
-		r, err := canonicalRow(r)
-		if err != nil {
-			return err
-		}
-		if r.ID == rowID {
-			found, index = &r, uint64(len(t.leaves))
-		}
-		t.leaves = append(t.leaves, LeafHash(r))
-		return nil
-	}
-	err := l.db.WalkAuditChain(ctx, func(_ store.AuditHead, _ bool, segs []store.AuditSegment) error {
-		return l.walkArchive(ctx, segs, fn)
-	}, fn)
-	return t, found, index, err
-}
-
 // checkpointFor returns the checkpoint proofs are made against: kept when
 // given (it must verify under the log's key), else a freshly signed one.
 func (l *Log) checkpointFor(ctx context.Context, c *Checkpointer, kept []byte) (*log.Checkpoint, string, error) {
@@ -260,21 +223,6 @@ func (l *Log) ProveConsistency(ctx context.Context, c *Checkpointer, kept []byte
 	return p, nil
 }
 
-// matches checks that the first cp.Size leaves have cp's root.
-func (t *tree) matches(cp *log.Checkpoint) error {
-	if uint64(len(t.leaves)) < cp.Size {
-		return fmt.Errorf("%w: the log has %d rows, fewer than the %d of its checkpoint", ErrBadProof, len(t.leaves), cp.Size)
-	}
-	root, err := t.root(cp.Size)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(root, cp.Hash) {
-		return fmt.Errorf("%w: the log's first %d rows do not hash to the checkpoint's root", ErrBadProof, cp.Size)
-	}
-	return nil
-}
-
 // CheckpointResult is the outcome of VerifyCheckpoint.
 type CheckpointResult struct {
 	VerifyResult
@@ -310,11 +258,13 @@ func (l *Log) verifyCheckpoint(ctx context.Context, c *Checkpointer, kept []byte
 		return CheckpointResult{}, err
 	}
 	res := CheckpointResult{CheckpointSize: old.Size}
-	t, _, _, err := l.snapshot(ctx, 0)
+	// Every row read and hashed afresh, not the tree proofs are served
+	// from: this checks the rows as they are now.
+	t, err := l.buildTree(ctx)
 	if err != nil {
 		return CheckpointResult{}, fmt.Errorf("audit: verify: %w", err)
 	}
-	size := uint64(len(t.leaves))
+	size := t.size()
 	res.LogSize = size
 	if size < old.Size {
 		res.Reason = fmt.Sprintf("the log has %d rows but the kept checkpoint has %d: rows were deleted, or an older backup was restored", size, old.Size)
