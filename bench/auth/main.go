@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -121,17 +120,11 @@ func realMain(ctx context.Context) error {
 	fmt.Printf("bench/auth: GOMAXPROCS=%d NumCPU=%d, %d rounds, medians; %d login clients, %d raw argon2id goroutines\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), f.rounds, f.loginConc, f.hashConc)
 
-	if *cpuprofile != "" {
-		pf, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := load.CPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// Login beside raw argon2id, alternating so that load from elsewhere on
 	// the machine hits both alike.
 	loginBody, _ := json.Marshal(map[string]string{"email": email, "password": password})

@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -65,17 +64,11 @@ func realMain(ctx context.Context) error {
 	spool := flag.Bool("spool", true, "also measure each endpoint with the request-log spool (API_REQUEST_LOG_SPOOL_DIR) against without it, alternating rounds")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := load.CPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	env, cleanup, err := benchenv.Open(ctx, int32(*conns))
 	if err != nil {

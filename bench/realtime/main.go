@@ -50,7 +50,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -245,17 +244,11 @@ func realMain(ctx context.Context) error {
 		return update(ctx, p, uuid.NewString())
 	}
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := load.CPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	opts := load.Options{Concurrency: *conc, Requests: 200000, Duration: *duration, Warmup: 20}
 	// The floor: the same number of messages of about an event's size
 	// written over bare loopback TCP connections, one writer goroutine per
