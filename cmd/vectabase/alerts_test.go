@@ -2,55 +2,17 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vectabase/vectabase/keyring/local"
 	"github.com/vectabase/vectabase/store/pgtest"
+	"github.com/vectabase/vectabase/vault/alerts/alertstest"
 )
-
-// alertHook is a local Slack/Discord-shaped incoming webhook: it keeps the
-// JSON body of every POST and counts requests that are not such a body.
-type alertHook struct {
-	mu     sync.Mutex
-	bodies []map[string]string
-	bad    int
-}
-
-func (h *alertHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var m map[string]string
-	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &m) != nil ||
-		len(m) != 2 || m["text"] == "" || m["text"] != m["content"] {
-		h.bad++
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	h.bodies = append(h.bodies, m)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// matching returns the alerts whose text holds s.
-func (h *alertHook) matching(s string) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []string
-	for _, m := range h.bodies {
-		if strings.Contains(m["text"], s) {
-			out = append(out, m["text"])
-		}
-	}
-	return out
-}
 
 // TestServeAlertsReachTheWebhook runs two `serve` instances on one
 // database with ALERT_WEBHOOK_URL pointing at a local webhook, and checks
@@ -61,7 +23,7 @@ func (h *alertHook) matching(s string) []string {
 // although both instances deliver and watch, and no alert holds a secret.
 func TestServeAlertsReachTheWebhook(t *testing.T) {
 	t.Parallel()
-	hook := &alertHook{}
+	hook := &alertstest.Hook{}
 	wh := httptest.NewServer(hook)
 	t.Cleanup(wh.Close)
 	dir := tempDir(t)
@@ -83,7 +45,7 @@ func TestServeAlertsReachTheWebhook(t *testing.T) {
 	waitAlert := func(what string) []string {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
-		for len(hook.matching(what)) == 0 {
+		for len(hook.Matching(what)) == 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("no alert with %q reached the webhook within a minute", what)
 			}
@@ -91,7 +53,7 @@ func TestServeAlertsReachTheWebhook(t *testing.T) {
 		}
 		// Several more delivery and watch rounds of both instances.
 		time.Sleep(3 * time.Second)
-		return hook.matching(what)
+		return hook.Matching(what)
 	}
 
 	// A backup through instance a's admin API fails to be written.
@@ -119,13 +81,12 @@ func TestServeAlertsReachTheWebhook(t *testing.T) {
 		t.Fatalf("stall alerts = %q, want exactly one", got)
 	}
 
-	hook.mu.Lock()
-	defer hook.mu.Unlock()
-	if hook.bad != 0 || len(hook.bodies) != 2 {
-		t.Fatalf("webhook got %d alerts and %d malformed requests, want 2 and 0: %v", len(hook.bodies), hook.bad, hook.bodies)
+	bodies := hook.Bodies()
+	if hook.Bad() != 0 || len(bodies) != 2 {
+		t.Fatalf("webhook got %d alerts and %d malformed requests, want 2 and 0: %v", len(bodies), hook.Bad(), bodies)
 	}
 	key, _ := os.ReadFile(keyFile)
-	for _, m := range hook.bodies {
+	for _, m := range bodies {
 		for _, secret := range []string{password, token, strings.TrimSpace(string(key)), url, notDir} {
 			if strings.Contains(m["text"], secret) {
 				t.Errorf("alert %q holds a secret or a path", m["text"])

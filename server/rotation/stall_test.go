@@ -2,9 +2,6 @@ package rotation_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -17,36 +14,9 @@ import (
 	"github.com/vectabase/vectabase/server/rotation/rotationtest"
 	"github.com/vectabase/vectabase/store"
 	"github.com/vectabase/vectabase/vault/alerts"
+	"github.com/vectabase/vectabase/vault/alerts/alertstest"
 	"github.com/vectabase/vectabase/vault/audit"
 )
-
-// hook is a local Slack/Discord-shaped incoming webhook that keeps every
-// JSON body it is sent.
-type hook struct {
-	mu     sync.Mutex
-	bodies []map[string]string
-	bad    int
-}
-
-func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, _ := io.ReadAll(r.Body)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var m map[string]string
-	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &m) != nil {
-		h.bad++
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	h.bodies = append(h.bodies, m)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *hook) got() []map[string]string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]map[string]string(nil), h.bodies...)
-}
 
 // waitFor polls until cond holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -74,7 +44,7 @@ func TestStalledRotationAlertsOncePerStall(t *testing.T) {
 
 	log := audit.New(e.db, e.kr, zerolog.Nop(), nil)
 	t.Cleanup(log.Close)
-	wh := &hook{}
+	wh := &alertstest.Hook{}
 	srv := httptest.NewServer(wh)
 	t.Cleanup(srv.Close)
 	runCtx, stop := context.WithCancel(ctx)
@@ -97,10 +67,10 @@ func TestStalledRotationAlertsOncePerStall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	waitFor(t, "the first stall alert", func() bool { return len(wh.got()) >= 1 })
+	waitFor(t, "the first stall alert", func() bool { return len(wh.Bodies()) >= 1 })
 	// Several more checks of both instances: no second alert for one stall.
 	time.Sleep(2500 * time.Millisecond)
-	if got := wh.got(); len(got) != 1 {
+	if got := wh.Bodies(); len(got) != 1 {
 		t.Fatalf("webhook got %d alerts for one stall, want 1: %v", len(got), got)
 	}
 
@@ -116,11 +86,11 @@ func TestStalledRotationAlertsOncePerStall(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "the second stall alert", func() bool { return len(wh.got()) >= 2 })
+	waitFor(t, "the second stall alert", func() bool { return len(wh.Bodies()) >= 2 })
 	time.Sleep(2500 * time.Millisecond)
-	got := wh.got()
-	if len(got) != 2 || wh.bad != 0 {
-		t.Fatalf("webhook got %d alerts (%d malformed) for two stalls, want 2: %v", len(got), wh.bad, got)
+	got := wh.Bodies()
+	if len(got) != 2 || wh.Bad() != 0 {
+		t.Fatalf("webhook got %d alerts (%d malformed) for two stalls, want 2: %v", len(got), wh.Bad(), got)
 	}
 	for _, m := range got {
 		if m["text"] != m["content"] || !strings.Contains(m["text"], "rotation job "+job.ID+" has made no progress") {
