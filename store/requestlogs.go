@@ -107,12 +107,6 @@ type RequestLogWriter struct {
 	openAfter time.Time  // no new segment before (after a failed open)
 
 	pending []*segment // the writer goroutine's sealed segments
-	// replayOwed: after the writer goroutine's last pass a broken segment
-	// still waits for its replay (the database is likely away). The
-	// current segment, broken too, is then not sealed a second after it
-	// opened but kept for the rows that follow, so a long outage fills one
-	// segment up to SegmentBytes instead of leaving a small one per pass.
-	replayOwed bool
 
 	written     prometheus.Counter
 	lost        prometheus.Counter
@@ -397,7 +391,12 @@ func (w *RequestLogWriter) tend(final bool) {
 		return
 	}
 	w.mu.Lock()
-	if c := w.cur; c != nil && c.broken.Load() && time.Since(c.opened) >= time.Second && (!w.replayOwed || final) {
+	// While a broken segment from an earlier pass still waits for its
+	// replay (the database is likely away), the current one, broken too, is
+	// kept for the rows that follow: a long outage fills one segment up to
+	// SegmentBytes instead of leaving a small one per pass.
+	replayOwed := slices.ContainsFunc(w.pending, func(seg *segment) bool { return seg.broken.Load() })
+	if c := w.cur; c != nil && c.broken.Load() && time.Since(c.opened) >= time.Second && (!replayOwed || final) {
 		w.sealLocked()
 	}
 	w.pending = append(w.pending, w.sealed...)
@@ -426,7 +425,6 @@ func (w *RequestLogWriter) tend(final bool) {
 		}
 	}
 	w.pending = keep
-	w.replayOwed = slices.ContainsFunc(keep, func(seg *segment) bool { return seg.broken.Load() })
 	if final {
 		for _, seg := range w.pending {
 			seg.f.Close() // the next instance replays it
