@@ -2,7 +2,6 @@ package discord
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -23,10 +22,11 @@ type statusBatcher struct {
 
 	linger time.Duration // wait for company when the last batch had some
 
-	// stall: once the newest batch in flight has waited this long, an
-	// arriving look-up may start another batch (up to maxStalled in
-	// flight), so that one slow statement does not hold every check of
-	// the instance past Discord's 3 seconds.
+	// stall: once the newest batch in flight has waited this long, the
+	// look-ups queued behind it (relieve) and those arriving (get) start
+	// another batch, up to maxStalled in flight, so that one slow
+	// statement does not hold every check of the instance past Discord's
+	// 3 seconds.
 	stall      time.Duration
 	maxStalled int
 
@@ -59,7 +59,7 @@ type statusScratch struct {
 var statusScratches = sync.Pool{New: func() any { return new(statusScratch) }}
 
 // Batching settings. One batch in flight at a time (unless it stalls:
-// after statusStall a waiting look-up starts another, at most
+// after statusStall the look-ups behind it start another, at most
 // statusStalled in flight): checks arriving meanwhile gather for the
 // next, and while checks keep arriving together (the last batch had more
 // than one) the next waits statusLinger for company. Each statement costs PostgreSQL and pgx far more than each
@@ -100,44 +100,16 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 	if lead {
 		go b.lead()
 	}
-	// A look-up that did not lead waits for a batch in flight to end; if
-	// that batch stalls, it starts one of its own (see stall).
-	var timer *time.Timer
-	var stalled <-chan time.Time
-	if !lead && b.stall > 0 {
-		timer = time.NewTimer(b.stall)
-		defer timer.Stop()
-		stalled = timer.C
-	}
-	for {
-		select {
-		case <-w.done:
-			st, err := w.st, w.err
-			*w = statusWait{done: w.done}
-			statusWaits.Put(w)
-			return st, err
-		case <-ctx.Done():
-			// The leader still holds w and will signal it: w is left to
-			// the garbage collector rather than pooled.
-			return store.MemberStatus{}, ctx.Err()
-		case <-stalled:
-			b.mu.Lock()
-			queued := slices.Contains(b.queue, w)
-			start := queued && b.stalledLocked()
-			if start {
-				b.busy++
-			}
-			b.mu.Unlock()
-			switch {
-			case start:
-				stalled = nil
-				go b.lead()
-			case queued:
-				timer.Reset(b.stall) // not stalled (yet), or the cap reached: look again
-			default:
-				stalled = nil // taken into a batch: its answer is coming
-			}
-		}
+	select {
+	case <-w.done:
+		st, err := w.st, w.err
+		*w = statusWait{done: w.done}
+		statusWaits.Put(w)
+		return st, err
+	case <-ctx.Done():
+		// The leader still holds w and will signal it: w is left to the
+		// garbage collector rather than pooled.
+		return store.MemberStatus{}, ctx.Err()
 	}
 }
 
@@ -146,6 +118,21 @@ func (b *statusBatcher) get(ctx context.Context, q store.StatusQuery) (store.Mem
 // maxStalled are in flight. b.mu is held.
 func (b *statusBatcher) stalledLocked() bool {
 	return b.stall > 0 && b.busy < b.maxStalled && !b.newest.IsZero() && time.Since(b.newest) >= b.stall
+}
+
+// relieve runs when a batch has been in flight for the stall time: the
+// look-ups queued behind it get a batch of their own. (Look-ups arriving
+// later find the stall in get.)
+func (b *statusBatcher) relieve() {
+	b.mu.Lock()
+	start := len(b.queue) > 0 && b.busy < b.maxStalled
+	if start {
+		b.busy++
+	}
+	b.mu.Unlock()
+	if start {
+		b.lead()
+	}
 }
 
 // lead sends batches until the queue is empty.
@@ -185,7 +172,14 @@ func (b *statusBatcher) lead() {
 			qs = append(qs, w.q)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		var relief *time.Timer
+		if b.stall > 0 {
+			relief = time.AfterFunc(b.stall, b.relieve)
+		}
 		sts, err := b.read(ctx, qs)
+		if relief != nil {
+			relief.Stop()
+		}
 		cancel()
 		for i, w := range batch {
 			if err != nil {
