@@ -95,4 +95,3 @@ func rootOf(rng *compact.Range) ([]byte, error) {
 	}
 	return rng.GetRootHash(nil)
 }
-
