@@ -126,7 +126,8 @@ func TestSellerInstallsBotAndMembersUseIt(t *testing.T) {
 	// A buyer redeems the key a sale gave them.
 	key := e.newKey(777)
 	start := time.Now()
-	res := e.postAt(command(guildID, buyerID, plainPerms, nil, "redeem", []opt{strOpt("key", key)}), e.now, nil)
+	firstBody := command(guildID, buyerID, plainPerms, nil, "redeem", []opt{strOpt("key", key)})
+	res := e.postAt(firstBody, e.now, nil)
 	took := time.Since(start)
 	raw, _ := io.ReadAll(res.Body)
 	var first reply
@@ -135,6 +136,13 @@ func TestSellerInstallsBotAndMembersUseIt(t *testing.T) {
 		t.Fatalf("/redeem first answer = %d %s, want a deferred ephemeral reply (type 5, flags 64)", res.StatusCode, raw)
 	}
 	t.Logf("/redeem deferred reply after %v", took)
+	// Its follow-up finishes in the background; wait for it, so that the
+	// command is counted before the counts are read below.
+	var firstIn struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(firstBody, &firstIn)
+	e.discord.followUp(t, firstIn.Token)
 	r := e.run(command(guildID, buyerID, plainPerms, nil, "redeem", []opt{strOpt("key", key)}))
 	if !strings.Contains(r.content(), "linked to your Discord account") || !strings.Contains(r.content(), "<@&"+buyerRole+">") {
 		t.Fatalf("/redeem follow-up %q", r.content())
