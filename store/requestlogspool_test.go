@@ -142,6 +142,18 @@ func lostCounter(t testing.TB, reg *prometheus.Registry) float64 {
 	return 0
 }
 
+// wantEachOnceNoneLost checks that every row of ids was written exactly
+// once and that no row was counted lost.
+func wantEachOnceNoneLost(t *testing.T, db *store.DB, reg *prometheus.Registry, ids []string) {
+	t.Helper()
+	if rows, distinct := countLogs(t, db, ids); rows != len(ids) || distinct != len(ids) {
+		t.Errorf("%d rows, %d distinct, want %d and %d", rows, distinct, len(ids), len(ids))
+	}
+	if lost := lostCounter(t, reg); lost != 0 {
+		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
+	}
+}
+
 // takeLogsAway makes every write to api_request_logs fail, as a database
 // outage does for the writer, until the returned func puts the table back.
 func takeLogsAway(t *testing.T, db *store.DB) (back func()) {
@@ -292,12 +304,7 @@ func TestRequestLogSpoolFullBufferLosesNothing(t *testing.T) {
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rows, distinct := countLogs(t, db, ids); rows != 300 || distinct != 300 {
-		t.Errorf("%d rows, %d distinct, want 300 and 300", rows, distinct)
-	}
-	if lost := lostCounter(t, reg); lost != 0 {
-		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
-	}
+	wantEachOnceNoneLost(t, db, reg, ids)
 }
 
 // TestRequestLogNoSpoolCountsDrops: without a spool, a row that finds the
@@ -459,12 +466,7 @@ func TestRequestLogSpoolReplaysAFailedBatch(t *testing.T) {
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rows, distinct := countLogs(t, db, ids); rows != 50 || distinct != 50 {
-		t.Errorf("%d rows, %d distinct, want 50 and 50", rows, distinct)
-	}
-	if lost := lostCounter(t, reg); lost != 0 {
-		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
-	}
+	wantEachOnceNoneLost(t, db, reg, ids)
 }
 
 // A long database outage fills one spool segment rather than leaving a
@@ -501,12 +503,7 @@ func TestRequestLogSpoolOutageKeepsFewSegments(t *testing.T) {
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rows, distinct := countLogs(t, db, ids); rows != len(ids) || distinct != len(ids) {
-		t.Errorf("%d rows, %d distinct, want %d and %d", rows, distinct, len(ids), len(ids))
-	}
-	if lost := lostCounter(t, reg); lost != 0 {
-		t.Errorf("vectabase_request_logs_lost_total = %v, want 0", lost)
-	}
+	wantEachOnceNoneLost(t, db, reg, ids)
 	if n := segments(); n != 0 {
 		t.Errorf("%d spool files left after every row was written, want 0", n)
 	}
